@@ -99,7 +99,7 @@ export class JaxGemm implements Gemm {
 
   /** Initialises the WebAssembly backend; throws when it is unavailable. */
   static async create(): Promise<JaxGemm> {
-    const devices = await jaxInit();
+    const devices = await jaxInit("wasm");
     if (!devices.includes("wasm")) {
       throw new Error(`@jax-js/jax has no wasm backend here (found: ${devices.join(", ")})`);
     }

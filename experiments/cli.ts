@@ -1,0 +1,131 @@
+/**
+ * `deno task experiment [file] [options]` and `deno task experiment merge DIR…`.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { InputError } from "../runtime/errors.ts";
+import { loadExperiment } from "./schema.ts";
+import { parseShard, runExperiment, runIdOf } from "./runner.ts";
+import { mergeRuns } from "./merge.ts";
+import { summaryTables } from "./table.ts";
+
+const HERE = new URL(".", import.meta.url).pathname;
+const ROOT = new URL("..", import.meta.url).pathname;
+
+export const HELP = `moa experiment runner
+
+Usage:
+  deno task experiment [FILE] [options]     run an experiment file (YAML or JSON)
+  deno task experiment merge DIR... [--out DIR]
+                                            merge the outputs of sharded runs
+
+FILE defaults to experiments/default.yaml.
+
+Options:
+  --out DIR      output folder (default: results/<run id>, or results/<run id>-shard<i>of<n>;
+                 the run id is the experiment name and a hash of its resolved content)
+  --resume       continue the run recorded in --out (fails if there is none)
+  --shard i/n    run only cells whose index ≡ i (mod n), 0 ≤ i < n, for n machines
+  --dry-run      list the cells (marking cached ones) and write nothing
+  --no-cache     recompute every stage, ignoring cached artifacts
+  -h, --help     show this help
+
+Outputs: DIR/experiment.resolved.json (the resolved experiment and its cells) and
+DIR/metrics.csv (one row per measurement), both written atomically after every cell.
+Stage artifacts are cached in results/.cache/ by a hash of their inputs, so a rerun, even
+after kill -9, repeats no finished cell. Exit codes: 0 ok, 1 failure, 2 bad input.
+`;
+
+/** Runs the command line; returns the exit code. */
+export async function main(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      out: { type: "string" },
+      resume: { type: "boolean", default: false },
+      shard: { type: "string" },
+      "dry-run": { type: "boolean", default: false },
+      "no-cache": { type: "boolean", default: false },
+      help: { type: "boolean", short: "h", default: false },
+    },
+  });
+  if (values.help) {
+    console.log(HELP);
+    return 0;
+  }
+  if (positionals[0] === "merge") {
+    const dirs = positionals.slice(1);
+    const out = values.out ?? dirs[0]?.replace(/-shard\d+of\d+\/?$/, "");
+    if (!out || dirs.length === 0) {
+      throw new InputError("merge: usage: deno task experiment merge DIR... [--out DIR]");
+    }
+    const { rows, missing } = await mergeRuns(dirs, out);
+    console.log(summaryTables(rows));
+    console.error(`merged ${dirs.length} folders, ${rows.length} rows → ${out}/metrics.csv`);
+    if (missing.length) {
+      console.error(`warning: ${missing.length} cells missing: ${missing.join(", ")}`);
+    }
+    return 0;
+  }
+  if (positionals.length > 1) {
+    throw new InputError(
+      `expected one experiment file, got ${positionals.length}: ${positionals.join(" ")}`,
+    );
+  }
+  const file = positionals[0] ?? await defaultExperimentFile();
+  const exp = await loadExperiment(file);
+  const shard = values.shard === undefined ? null : parseShard(values.shard);
+  const runId = await runIdOf(exp);
+  const out = values.out ??
+    `${ROOT}results/${runId}${shard ? `-shard${shard.index}of${shard.count}` : ""}`;
+  const result = await runExperiment(exp, {
+    out,
+    resume: values.resume,
+    shard,
+    dryRun: values["dry-run"],
+    noCache: values["no-cache"],
+    cacheDir: `${ROOT}results/.cache`,
+  });
+  if (values["dry-run"]) return 0;
+  console.log(`\n${exp.name} (${result.resolved.run_id}, model ${exp.model})\n`);
+  console.log(summaryTables(result.rows));
+  console.error(`wrote ${result.rows.length} rows → ${out}/metrics.csv`);
+  return 0;
+}
+
+async function defaultExperimentFile(): Promise<string> {
+  for (const ext of ["yaml", "json"]) {
+    const f = `${HERE}default.${ext}`;
+    try {
+      await Deno.stat(f);
+      return f;
+    } catch { /* try the next */ }
+  }
+  throw new InputError(`no experiment file given and ${HERE}default.yaml does not exist`);
+}
+
+/** Prints an error and returns its exit code: 2 for bad input, 1 otherwise. */
+export function reportError(e: unknown): number {
+  if (
+    e instanceof InputError ||
+    (e instanceof Error && e.name === "TypeError" && "code" in e &&
+      String(e.code).startsWith("ERR_PARSE_ARGS"))
+  ) {
+    console.error(`error: ${e.message}`);
+    return 2;
+  }
+  console.error(e instanceof Error ? (e.stack ?? e.message) : String(e));
+  return 1;
+}
+
+if (import.meta.main) {
+  let code: number;
+  try {
+    code = await main(Deno.args);
+  } catch (e) {
+    code = reportError(e);
+  }
+  Deno.exit(code);
+}

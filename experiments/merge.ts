@@ -1,0 +1,73 @@
+/**
+ * Merges the outputs of sharded runs (`--shard i/n` on n machines) into one folder whose
+ * metrics.csv equals what the unsharded run writes.
+ *
+ * @module
+ */
+import { writeFileAtomic } from "../runtime/atomic.ts";
+import { InputError } from "../runtime/errors.ts";
+import { readMetricsCsv, type Row, writeMetricsCsv } from "./csv.ts";
+import type { ResolvedRun } from "./runner.ts";
+
+/** The result of a merge. */
+export interface MergeResult {
+  rows: Row[];
+  /** Cell ids no shard produced. */
+  missing: string[];
+}
+
+/**
+ * Reads each folder's experiment.resolved.json and metrics.csv, checks they belong to one run,
+ * and writes the union, in cell order, to `out`.
+ *
+ * @param dirs the shard output folders
+ * @param out where the merged experiment.resolved.json and metrics.csv go
+ * @throws InputError when a folder is unreadable or belongs to another run
+ */
+export async function mergeRuns(dirs: string[], out: string): Promise<MergeResult> {
+  if (dirs.length === 0) throw new InputError("merge: give at least one output folder");
+  const runs: ResolvedRun[] = [];
+  for (const d of dirs) {
+    try {
+      runs.push(
+        JSON.parse(await Deno.readTextFile(`${d}/experiment.resolved.json`)) as ResolvedRun,
+      );
+    } catch {
+      throw new InputError(`merge: ${d}/experiment.resolved.json is missing or unreadable`);
+    }
+  }
+  const first = runs[0]!;
+  runs.forEach((r, i) => {
+    if (r.run_id !== first.run_id) {
+      throw new InputError(
+        `merge: ${dirs[i]} holds run '${r.run_id}', but ${dirs[0]} holds '${first.run_id}'`,
+      );
+    }
+  });
+  const order = new Map(first.cells.map((c) => [c.id, c.index]));
+  const byCell = new Map<string, Row[]>();
+  for (const d of dirs) {
+    const seen = new Set<string>();
+    for (const row of await readMetricsCsv(`${d}/metrics.csv`)) {
+      const id = String(row.cell);
+      if (!order.has(id)) {
+        throw new InputError(
+          `merge: ${d}/metrics.csv has cell '${id}', unknown to run '${first.run_id}'`,
+        );
+      }
+      if (byCell.has(id) && !seen.has(id)) continue; // the same cell from two shards: keep the first
+      seen.add(id);
+      byCell.set(id, [...(byCell.get(id) ?? []), row]);
+    }
+  }
+  const rows = [...byCell.entries()]
+    .sort((a, b) => order.get(a[0])! - order.get(b[0])!)
+    .flatMap(([, r]) => r);
+  const missing = first.cells.filter((c) => !byCell.has(c.id)).map((c) => c.id);
+  await writeFileAtomic(
+    `${out}/experiment.resolved.json`,
+    JSON.stringify({ ...first, shard: null, merged_from: dirs }, null, 2) + "\n",
+  );
+  await writeMetricsCsv(`${out}/metrics.csv`, rows);
+  return { rows, missing };
+}

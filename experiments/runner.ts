@@ -1,0 +1,411 @@
+/**
+ * Runs an experiment: expands it into cells, runs each cell's stages with their artifacts cached
+ * by a hash of their inputs, and writes `experiment.resolved.json` and `metrics.csv`.
+ *
+ * Stage graph today (later issues add calibrate → profile → optimize → validate before moa):
+ * ```
+ * model ──► cases(length) ──► cell(longeval)
+ *   ├────────────────────────► cell(perplexity)
+ *   └────────────────────────► cell(throughput)
+ * ```
+ *
+ * @module
+ */
+import { generateCases, type LongEvalCase, readLongEvalJsonl } from "../data/longeval/longeval.ts";
+import { brownText } from "../data/brown.ts";
+import { writeFileAtomic } from "../runtime/atomic.ts";
+import { InputError } from "../runtime/errors.ts";
+import { ArtifactStore, hashOf } from "./cache.ts";
+import {
+  type CacheFactory,
+  type Metric,
+  runLongEval,
+  runPerplexity,
+  runThroughput,
+} from "./benchmarks.ts";
+import { type Row, writeMetricsCsv } from "./csv.ts";
+import { createProgress, type Progress } from "./progress.ts";
+import { type Cell, expandCells, type Experiment, type Method } from "./schema.ts";
+import {
+  modelFingerprint,
+  openSession,
+  promptTokens,
+  resolveModelDir,
+  type Session,
+} from "./session.ts";
+
+/**
+ * Methods whose stages do not exist yet, with the reason given to the user. A method leaves this
+ * table when its stages land.
+ */
+export const UNAVAILABLE_METHODS: Partial<Record<Method, string>> = {
+  moa: "its calibrate, profile and optimize stages are not implemented yet",
+  streaming: "its sink+window KV cache is not implemented yet",
+  h2o: "its heavy-hitter KV cache is not implemented yet",
+};
+
+/** Bump when a change alters what a cell measures, so old cached cells are not reused. */
+const CELL_VERSION = 1;
+
+/** `--shard i/n`: this process runs the cells whose index ≡ i (mod n). */
+export interface Shard {
+  index: number;
+  count: number;
+}
+
+/** Options of `runExperiment`. */
+export interface RunOptions {
+  /** Output folder. */
+  out: string;
+  /** Continue the run recorded in `out`; fails when `out` holds none or another experiment. */
+  resume?: boolean;
+  shard?: Shard | null;
+  /** Print the cells and whether each is cached; write nothing. */
+  dryRun?: boolean;
+  /** Artifact cache folder. @default `<out>/../.cache` */
+  cacheDir?: string;
+  /** Ignore cached artifacts (they are still written). */
+  noCache?: boolean;
+  /** Progress display. @default bar on a TTY, lines otherwise */
+  progress?: Progress;
+  /** One-line notices. @default stderr */
+  notice?: (line: string) => void;
+  /** The commit the code came from. @default from git */
+  gitSha?: string;
+}
+
+/** What `experiment.resolved.json` holds. */
+export interface ResolvedRun {
+  run_id: string;
+  experiment: Experiment;
+  model_dir: string;
+  model_fingerprint: string;
+  cells: (Cell & { index: number })[];
+  shard: Shard | null;
+  git_sha: string;
+}
+
+/** The result of a run. */
+export interface RunResult {
+  resolved: ResolvedRun;
+  rows: Row[];
+  /** Cells that came from the cache. */
+  cachedCells: number;
+}
+
+/**
+ * Checks everything that can be checked before any output is written: methods and backend
+ * available, model folder present, LongEval file readable.
+ * @throws InputError naming the field and what is wrong
+ */
+export async function preflight(
+  exp: Experiment,
+): Promise<{ modelDir: string; fileCases: LongEvalCase[] | null }> {
+  exp.methods.forEach((m, i) => {
+    const why = UNAVAILABLE_METHODS[m];
+    if (why) {
+      throw new InputError(
+        `methods[${i}]: method '${m}' is not available yet: ${why}; available: ${
+          availableMethods().join(", ")
+        }`,
+      );
+    }
+  });
+  if (exp.backend === "webgpu") {
+    throw new InputError(
+      "backend: 'webgpu' is not available yet (the WebGPU kernels are not implemented); use 'cpu' or 'auto'",
+    );
+  }
+  const modelDir = await resolveModelDir(exp.model);
+  const le = exp.benchmarks.longeval;
+  let fileCases: LongEvalCase[] | null = null;
+  if (le && "file" in le) {
+    fileCases = await readLongEvalJsonl(le.file);
+    if (le.limit !== null) fileCases = fileCases.slice(0, le.limit);
+  }
+  return { modelDir, fileCases };
+}
+
+/** Methods that can run today. */
+export function availableMethods(): Method[] {
+  return (["dense", "moa", "streaming", "h2o"] as Method[]).filter((m) => !UNAVAILABLE_METHODS[m]);
+}
+
+/** The short commit id of the code, with `-dirty` when the tree has changes; "unknown" outside git. */
+export async function gitSha(): Promise<string> {
+  const root = new URL("..", import.meta.url).pathname;
+  const run = async (args: string[]) => {
+    const out = await new Deno.Command("git", { args, cwd: root, stdout: "piped", stderr: "null" })
+      .output();
+    return out.success ? new TextDecoder().decode(out.stdout).trim() : null;
+  };
+  try {
+    const sha = await run(["rev-parse", "--short=12", "HEAD"]);
+    if (!sha) return "unknown";
+    const dirty = await run(["status", "--porcelain", "--untracked-files=no"]);
+    return dirty ? `${sha}-dirty` : sha;
+  } catch {
+    return "unknown";
+  }
+}
+
+/**
+ * The run id: the experiment name and a hash of the resolved experiment and the model's content,
+ * so equal inputs give equal ids on every machine (shards of one grid share it).
+ */
+export async function runIdOf(exp: Experiment, fingerprint?: string): Promise<string> {
+  const fp = fingerprint ?? await modelFingerprint(await resolveModelDir(exp.model));
+  return `${exp.name}-${(await hashOf({ exp, fingerprint: fp })).slice(0, 8)}`;
+}
+
+/** Parses `i/n` with 0 ≤ i < n. */
+export function parseShard(text: string): Shard {
+  const m = /^(\d+)\/(\d+)$/.exec(text);
+  const index = m ? Number(m[1]) : NaN, count = m ? Number(m[2]) : NaN;
+  if (!m || count < 1 || index >= count) {
+    throw new InputError(`--shard: expected i/n with 0 ≤ i < n (e.g. 0/4), got '${text}'`);
+  }
+  return { index, count };
+}
+
+/**
+ * Runs an experiment and writes its outputs.
+ *
+ * @param exp a validated experiment (see `loadExperiment`)
+ * @param opts output folder, resume, shard, dry run
+ * @returns the resolved run and its rows
+ */
+export async function runExperiment(exp: Experiment, opts: RunOptions): Promise<RunResult> {
+  const notice = opts.notice ?? ((l: string) => console.error(l));
+  const { modelDir, fileCases } = await preflight(exp);
+  const fingerprint = await modelFingerprint(modelDir);
+  const runId = await runIdOf(exp, fingerprint);
+  const allCells = expandCells(exp).map((c, index) => ({ ...c, index }));
+  const shard = opts.shard ?? null;
+  const cells = shard ? allCells.filter((c) => c.index % shard.count === shard.index) : allCells;
+  const resolved: ResolvedRun = {
+    run_id: runId,
+    experiment: exp,
+    model_dir: modelDir,
+    model_fingerprint: fingerprint,
+    cells: allCells,
+    shard,
+    git_sha: opts.gitSha ?? await gitSha(),
+  };
+  await checkOutDir(opts.out, runId, opts.resume ?? false);
+  const store = new ArtifactStore(opts.cacheDir ?? `${opts.out}/../.cache`);
+
+  const casesKey = (length: number) =>
+    hashOf({
+      stage: "cases",
+      v: 1,
+      fingerprint,
+      length,
+      le: exp.benchmarks.longeval,
+      seed: exp.seed,
+    });
+  const cellKey = async (c: Cell) =>
+    hashOf({
+      stage: "cell",
+      v: CELL_VERSION,
+      fingerprint,
+      method: c.method,
+      density: c.density,
+      length: c.length,
+      benchmark: c.benchmark,
+      settings: exp.benchmarks[c.benchmark],
+      cases: c.benchmark === "longeval" ? await casesKey(c.length) : null,
+      seed: exp.seed,
+      backend: exp.backend,
+    });
+
+  if (opts.dryRun) {
+    for (const c of cells) {
+      const hit = !opts.noCache && (await store.get("cell", await cellKey(c))) !== null;
+      console.log(`${String(c.index).padStart(4)}  ${c.id}${hit ? "  (cached)" : ""}`);
+    }
+    console.log(
+      `${cells.length} cells${
+        shard ? ` (shard ${shard.index}/${shard.count} of ${allCells.length})` : ""
+      }; dry run, nothing written`,
+    );
+    return { resolved, rows: [], cachedCells: 0 };
+  }
+
+  await writeFileAtomic(
+    `${opts.out}/experiment.resolved.json`,
+    JSON.stringify(resolved, null, 2) + "\n",
+  );
+  const progress = opts.progress ?? createProgress(cells.length);
+  let session: Session | null = null;
+  const open =
+    async () => (session ??= await openSession(modelDir, exp.backend, (m) => progress.log(m)));
+  const rows: Row[] = [];
+  let cachedCells = 0;
+  try {
+    for (const c of cells) {
+      progress.start(c.id);
+      const key = await cellKey(c);
+      type CellArtifact = {
+        metrics: Metric[];
+        backend: string;
+        device: string;
+        started_at: string;
+      };
+      let art = opts.noCache ? null : await store.get<CellArtifact>("cell", key);
+      if (art) {
+        cachedCells++;
+      } else {
+        const s = await open();
+        const started = new Date().toISOString();
+        const metrics = await runCell(
+          s,
+          exp,
+          c,
+          fileCases,
+          store,
+          opts.noCache ?? false,
+          await casesKey(c.length),
+          (d, t) => progress.update(d, t),
+        );
+        art = { metrics, backend: s.backend, device: s.device, started_at: started };
+        await store.put("cell", key, art);
+      }
+      for (const m of art.metrics) {
+        rows.push({
+          experiment: exp.name,
+          run_id: runId,
+          cell: c.id,
+          model: exp.model,
+          method: c.method,
+          density: c.density,
+          length: c.length,
+          benchmark: c.benchmark,
+          metric: m.metric,
+          value: m.value,
+          n: m.n,
+          seed: exp.seed,
+          backend: art.backend,
+          device: art.device,
+          git_sha: resolved.git_sha,
+          started_at: art.started_at,
+        });
+      }
+      await writeMetricsCsv(`${opts.out}/metrics.csv`, rows);
+      const head = art.metrics[0];
+      progress.finish(
+        `${head ? `${head.metric}=${+head.value.toPrecision(4)}` : "no metrics"}${
+          art === null ? "" : ""
+        }`,
+      );
+    }
+  } finally {
+    progress.stop();
+  }
+  if (cachedCells > 0) {
+    notice(`${cachedCells} of ${cells.length} cells came from the cache (${store.root})`);
+  }
+  return { resolved, rows, cachedCells };
+}
+
+async function checkOutDir(out: string, runId: string, resume: boolean): Promise<void> {
+  let previous: ResolvedRun | null = null;
+  try {
+    previous = JSON.parse(
+      await Deno.readTextFile(`${out}/experiment.resolved.json`),
+    ) as ResolvedRun;
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) {
+      throw new InputError(`${out}/experiment.resolved.json: unreadable (${e})`);
+    }
+  }
+  if (resume && previous === null) {
+    throw new InputError(`--resume: ${out} holds no earlier run to continue`);
+  }
+  if (previous && previous.run_id !== runId) {
+    throw new InputError(
+      `--out: ${out} holds run '${previous.run_id}' of a different experiment or model (this one is '${runId}'); ` +
+        `choose another --out folder`,
+    );
+  }
+}
+
+async function runCell(
+  s: Session,
+  exp: Experiment,
+  c: Cell,
+  fileCases: LongEvalCase[] | null,
+  store: ArtifactStore,
+  noCache: boolean,
+  casesKey: string,
+  tick: (done: number, total: number) => void,
+): Promise<Metric[]> {
+  const newCache: CacheFactory = () => s.runner.newCache();
+  switch (c.benchmark) {
+    case "longeval": {
+      const cases = fileCases
+        ? bucketByLength(s, fileCases, exp.lengths, c.length)
+        : await cachedCases(s, exp, c.length, store, noCache, casesKey);
+      return runLongEval(s, cases, newCache, tick);
+    }
+    case "perplexity":
+      return runPerplexity(
+        s,
+        await brownText("heldout"),
+        c.length,
+        exp.benchmarks.perplexity!.tokens,
+        newCache,
+        tick,
+      );
+    case "throughput": {
+      const t = exp.benchmarks.throughput!;
+      return runThroughput(s, c.length, t.decode, t.batch, exp.seed, newCache, tick);
+    }
+  }
+}
+
+async function cachedCases(
+  s: Session,
+  exp: Experiment,
+  length: number,
+  store: ArtifactStore,
+  noCache: boolean,
+  key: string,
+): Promise<LongEvalCase[]> {
+  const le = exp.benchmarks.longeval!;
+  const count = "cases" in le ? le.cases : 0;
+  const countTokens = (t: string) => promptTokens(s, t).length;
+  const make = () => {
+    try {
+      return Promise.resolve(
+        generateCases({ count, targetLength: length, seed: exp.seed, countTokens }),
+      );
+    } catch (e) {
+      if (!(e instanceof RangeError)) throw e;
+      const i = exp.lengths.indexOf(length);
+      throw new InputError(
+        `lengths[${i}]: ${length} tokens cannot hold a LongEval case for this model: ${e.message}`,
+      );
+    }
+  };
+  if (noCache) return make();
+  return (await store.getOrCompute("cases", key, make)).value;
+}
+
+/**
+ * Cases from a file, assigned to length levels: a case belongs to the smallest listed length
+ * that its prompt fits in; cases longer than every level are dropped.
+ */
+function bucketByLength(
+  s: Session,
+  cases: LongEvalCase[],
+  lengths: number[],
+  level: number,
+): LongEvalCase[] {
+  const sorted = [...lengths].sort((a, b) => a - b);
+  const below = sorted.filter((l) => l < level).at(-1) ?? 0;
+  return cases.filter((c) => {
+    const n = promptTokens(s, c.prompt).length; // our tokenizer, not the file's token_size
+    return n > below && n <= level;
+  });
+}

@@ -1,0 +1,138 @@
+/**
+ * A loaded model ready to be benchmarked: weights, tokenizer, compute engine and the facts
+ * that go into every CSV row (backend, device).
+ *
+ * @module
+ */
+import { InputError } from "../runtime/errors.ts";
+import { loadModel } from "../runtime/hf.ts";
+import { loadTokenizer, type TextTokenizer } from "../runtime/tokenizer.ts";
+import { CpuModel } from "../runtime/cpu/forward.ts";
+import { fastGemm } from "../runtime/cpu/gemm.ts";
+import type { Backend } from "./schema.ts";
+import { sha256Hex } from "./cache.ts";
+
+/** Where embedded models live: `data/models/<name>/`. */
+export const EMBEDDED_MODELS_DIR = new URL("../data/models/", import.meta.url).pathname;
+
+/**
+ * The folder of a model named in an experiment: an embedded name (no slash) or a path.
+ * @throws InputError when the folder or its config.json is missing
+ */
+export async function resolveModelDir(model: string, field = "model"): Promise<string> {
+  const embedded = !model.includes("/") && !model.startsWith(".");
+  const dir = embedded ? `${EMBEDDED_MODELS_DIR}${model}` : model;
+  try {
+    const st = await Deno.stat(`${dir}/config.json`);
+    if (!st.isFile) throw new Deno.errors.NotFound();
+  } catch {
+    if (embedded) {
+      const names: string[] = [];
+      try {
+        for await (const e of Deno.readDir(EMBEDDED_MODELS_DIR)) {
+          if (e.isDirectory) names.push(e.name);
+        }
+      } catch { /* no embedded models */ }
+      throw new InputError(
+        `${field}: no embedded model named '${model}' (embedded: ${
+          names.sort().join(", ") || "none"
+        }); ` +
+          `give a path to a Hugging Face model folder instead`,
+      );
+    }
+    throw new InputError(
+      `${field}: '${dir}' is not a Hugging Face model folder (no config.json there)`,
+    );
+  }
+  return dir;
+}
+
+/**
+ * A fingerprint of a model folder's content (config, tokenizer and weights), so cached results
+ * are invalidated when the model changes. Files above 256 MiB contribute their size and header.
+ */
+export async function modelFingerprint(dir: string): Promise<string> {
+  const parts: string[] = [];
+  const names: string[] = [];
+  for await (const e of Deno.readDir(dir)) {
+    if (e.isFile && /\.(json|safetensors)$/.test(e.name)) names.push(e.name);
+  }
+  for (const name of names.sort()) {
+    const path = `${dir}/${name}`;
+    const size = (await Deno.stat(path)).size;
+    let bytes: Uint8Array;
+    if (size <= 256 << 20) {
+      bytes = await Deno.readFile(path);
+    } else {
+      const f = await Deno.open(path);
+      bytes = new Uint8Array(1 << 20);
+      await f.read(bytes);
+      f.close();
+    }
+    parts.push(`${name}:${size}:${await sha256Hex(bytes)}`);
+  }
+  return (await sha256Hex(parts.join("\n"))).slice(0, 16);
+}
+
+/** A model loaded for evaluation. */
+export interface Session {
+  dir: string;
+  fingerprint: string;
+  runner: CpuModel;
+  tokenizer: TextTokenizer;
+  /** Prepended to every prompt, or null. */
+  bos: number | null;
+  /** End-of-sequence ids and the newline token: an answer ends at any of them. */
+  stopTokens: number[];
+  /** The backend that actually runs ("cpu" until the WebGPU backend lands). */
+  backend: "cpu";
+  /** A human-readable device name for the CSV. */
+  device: string;
+}
+
+/**
+ * Loads a model folder for a backend.
+ * @param backend `webgpu` is rejected (not implemented yet); `auto` runs on the CPU
+ * @param notice prints one-line notices (e.g. the auto fallback)
+ */
+export async function openSession(
+  dir: string,
+  backend: Backend,
+  notice: (msg: string) => void = () => {},
+): Promise<Session> {
+  if (backend === "webgpu") {
+    throw new InputError(
+      "backend: 'webgpu' is not available yet (the WebGPU kernels are issue 5); use 'cpu' or 'auto'",
+    );
+  }
+  if (backend === "auto") notice("backend auto: no WebGPU backend yet, running on the CPU");
+  const [model, tokenizer, fingerprint] = await Promise.all([
+    loadModel(dir),
+    loadTokenizer(dir),
+    modelFingerprint(dir),
+  ]);
+  if (tokenizer.vocabSize > model.config.vocabSize) {
+    throw new InputError(
+      `${dir}/tokenizer.json: ${tokenizer.vocabSize} tokens but config.json vocab_size is ${model.config.vocabSize}`,
+    );
+  }
+  const gemm = await fastGemm();
+  const newline = tokenizer.encode("\n");
+  const stopTokens = [...model.config.eosTokenIds, ...(newline.length === 1 ? newline : [])];
+  return {
+    dir,
+    fingerprint,
+    runner: new CpuModel(model, gemm),
+    tokenizer,
+    bos: model.config.bosTokenId,
+    stopTokens,
+    backend: "cpu",
+    device: `cpu ${navigator.hardwareConcurrency} cores (${gemm.name})`,
+  };
+}
+
+/** Token ids of a prompt as the model sees it (BOS first when the model has one). */
+export function promptTokens(s: Session, text: string): number[] {
+  const ids = s.tokenizer.encode(text);
+  return s.bos === null ? ids : [s.bos, ...ids];
+}

@@ -1,0 +1,60 @@
+/**
+ * The summary printed at the end of a run: one small table per headline metric, methods down,
+ * lengths across — the layout of the MoA paper's tables.
+ *
+ * @module
+ */
+import type { Row } from "./csv.ts";
+
+/** The metrics shown in the summary, per benchmark. */
+export const HEADLINE_METRICS: Record<string, string[]> = {
+  longeval: ["accuracy"],
+  perplexity: ["perplexity"],
+  throughput: ["decode_tokens_per_s", "prefill_tokens_per_s", "kv_bytes"],
+};
+
+function fmt(metric: string, v: number): string {
+  if (metric === "accuracy") return v.toFixed(2);
+  if (metric === "kv_bytes") {
+    return v >= 1 << 20 ? `${(v / (1 << 20)).toFixed(1)}M` : `${(v / 1024).toFixed(0)}K`;
+  }
+  if (Math.abs(v) >= 100) return v.toFixed(0);
+  return v.toPrecision(3);
+}
+
+/**
+ * Renders the summary tables as text.
+ *
+ * @example
+ * ```ts
+ * import { summaryTables } from "./table.ts";
+ * const row = { experiment: "e", run_id: "r", cell: "c", model: "m", method: "dense", density: 1,
+ *   length: 1024, benchmark: "longeval", metric: "accuracy", value: 0.5, n: 10, seed: 0,
+ *   backend: "cpu", device: "cpu", git_sha: "x", started_at: "" };
+ * console.log(summaryTables([row]));
+ * ```
+ */
+export function summaryTables(rows: Row[]): string {
+  const out: string[] = [];
+  for (const [benchmark, metrics] of Object.entries(HEADLINE_METRICS)) {
+    for (const metric of metrics) {
+      const sel = rows.filter((r) => r.benchmark === benchmark && r.metric === metric);
+      if (sel.length === 0) continue;
+      const lengths = [...new Set(sel.map((r) => Number(r.length)))].sort((a, b) => a - b);
+      const methods = [...new Set(sel.map((r) => `${r.method}@${r.density}`))];
+      const header = [`${benchmark} ${metric}`, ...lengths.map((l) => `${l}`)];
+      const body = methods.map((m) => [
+        m,
+        ...lengths.map((l) => {
+          const r = sel.find((x) => `${x.method}@${x.density}` === m && Number(x.length) === l);
+          return r ? fmt(metric, Number(r.value)) : "–";
+        }),
+      ]);
+      const widths = header.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
+      const line = (cells: string[]) =>
+        cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ");
+      out.push(line(header), widths.map((w) => "─".repeat(w)).join("  "), ...body.map(line), "");
+    }
+  }
+  return out.join("\n");
+}
