@@ -33,19 +33,19 @@ const LONGEVAL_BATCH = 4;
  * LongEval accuracy, overall and per position decile of the asked line.
  * @returns `accuracy` and `accuracy_decile_<d>` rows, and `prompt_tokens` (mean length)
  */
-export function runLongEval(
+export async function runLongEval(
   s: Session,
   cases: LongEvalCase[],
   newCache: CacheFactory,
   tick: Tick,
-): Metric[] {
+): Promise<Metric[]> {
   const results: { c: LongEvalCase; correct: boolean }[] = [];
   let promptSum = 0;
   for (let i = 0; i < cases.length; i += LONGEVAL_BATCH) {
     const batch = cases.slice(i, i + LONGEVAL_BATCH);
     const prompts = batch.map((c) => promptTokens(s, c.prompt));
     prompts.forEach((p) => (promptSum += p.length));
-    const outs = generateGreedy(s.runner, prompts, {
+    const outs = await generateGreedy(s.runner, prompts, {
       maxNewTokens: ANSWER_TOKENS,
       stopTokens: s.stopTokens,
       newCache,
@@ -77,14 +77,14 @@ export function runLongEval(
  * empty cache.
  * @returns `perplexity` and `nll` (mean negative log-likelihood, nats) rows
  */
-export function runPerplexity(
+export async function runPerplexity(
   s: Session,
   text: string,
   length: number,
   total: number,
   newCache: CacheFactory,
   tick: Tick,
-): Metric[] {
+): Promise<Metric[]> {
   const ids = s.tokenizer.encode(text);
   const windows = Math.max(1, Math.ceil(total / length));
   if (ids.length < length + 1) {
@@ -98,7 +98,7 @@ export function runPerplexity(
   for (let w = 0; w < windows; w++) {
     const start = Math.min(w * stride, ids.length - length - 1);
     const window = ids.slice(start, start + length + 1);
-    const lp = tokenLogProbs(s.runner, window, 1024, newCache());
+    const lp = await tokenLogProbs(s.runner, window, 1024, newCache());
     for (const x of lp) lps.push(x);
     tick(w + 1, windows);
   }
@@ -113,7 +113,7 @@ export function runPerplexity(
  * Prefill and decode speed at a context length, and the KV-cache bytes at its end.
  * @returns `prefill_tokens_per_s`, `decode_tokens_per_s`, `kv_bytes` rows
  */
-export function runThroughput(
+export async function runThroughput(
   s: Session,
   length: number,
   decode: number,
@@ -121,7 +121,7 @@ export function runThroughput(
   seed: number,
   newCache: CacheFactory,
   tick: Tick,
-): Metric[] {
+): Promise<Metric[]> {
   const V = s.runner.model.config.vocabSize;
   const rng = new Rng(seed);
   const prompts = Array.from(
@@ -131,7 +131,7 @@ export function runThroughput(
   const caches = prompts.map(() => newCache());
   let t0 = performance.now();
   for (let at = 0; at < length; at += 2048) {
-    s.runner.step(
+    await s.runner.step(
       prompts.map((p, b) => ({ cache: caches[b]!, tokens: p.slice(at, at + 2048) })),
       "last",
     );
@@ -140,7 +140,7 @@ export function runThroughput(
   tick(1, 2);
   t0 = performance.now();
   for (let i = 0; i < decode; i++) {
-    s.runner.step(caches.map((cache) => ({ cache, tokens: [rng.int(3, V - 1)] })), "last");
+    await s.runner.step(caches.map((cache) => ({ cache, tokens: [rng.int(3, V - 1)] })), "last");
   }
   const decodeS = (performance.now() - t0) / 1000;
   tick(2, 2);

@@ -1,5 +1,5 @@
 /**
- * A deliberately naive float64 forward pass, written independently of ops.ts, gemm.ts and
+ * A deliberately naive float64 forward pass, written independently of ops.ts, engine.ts and
  * kv_cache.ts so that tests can check the fast path against it. Not for use outside tests.
  *
  * @module

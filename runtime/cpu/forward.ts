@@ -10,7 +10,7 @@
  * @module
  */
 import type { Model } from "../model.ts";
-import { type Gemm, tsGemm } from "./gemm.ts";
+import { type Engine, tsEngine } from "./engine.ts";
 import { DenseKvCache, type KvCache } from "./kv_cache.ts";
 import {
   addBias,
@@ -38,9 +38,9 @@ export class CpuModel {
 
   /**
    * @param model configuration and float32 weights
-   * @param gemm the matrix-product engine (see `fastGemm()` in gemm.ts)
+   * @param engine the matrix-product engine (see `fastEngine()` in engine.ts)
    */
-  constructor(readonly model: Model, readonly gemm: Gemm = tsGemm) {
+  constructor(readonly model: Model, readonly engine: Engine = tsEngine) {
     this.#invFreq = ropeInvFreq(model.config);
   }
 
@@ -53,11 +53,11 @@ export class CpuModel {
    * Runs the new tokens of every sequence through the model, appending them to the caches.
    * @returns per sequence: logits (1, V) for "last", (T, V) for "all", empty for "none"
    */
-  step(batch: StepInput[], wanted: LogitsWanted = "last"): Float32Array[] {
+  async step(batch: StepInput[], wanted: LogitsWanted = "last"): Promise<Float32Array[]> {
     const { config, weights } = this.model;
     const { hiddenSize: C, numHeads: NH, numKvHeads: NKV, headDim: HS } = config;
     const F = config.intermediateSize, V = config.vocabSize, eps = config.rmsNormEps;
-    const gemm = this.gemm;
+    const engine = this.engine;
     const starts: number[] = [];
     let T = 0;
     for (const s of batch) {
@@ -80,44 +80,44 @@ export class CpuModel {
       for (let t = 0; t < s.tokens.length; t++) positions[starts[b]! + t] = s.cache.length + t;
     });
 
-    weights.layers.forEach((w, l) => {
+    for (const [l, w] of weights.layers.entries()) {
       // attention block
       rmsnorm(h, x, w.inputNorm, T, C, eps);
-      gemm.matmulT(q, h, w.wq, T, C, NH * HS, true);
-      gemm.matmulT(k, h, w.wk, T, C, NKV * HS, true);
-      gemm.matmulT(v, h, w.wv, T, C, NKV * HS, true);
+      await engine.matmulT(q, h, w.wq, T, C, NH * HS, true);
+      await engine.matmulT(k, h, w.wk, T, C, NKV * HS, true);
+      await engine.matmulT(v, h, w.wv, T, C, NKV * HS, true);
       if (w.bq) addBias(q, w.bq, T, NH * HS);
       if (w.bk) addBias(k, w.bk, T, NKV * HS);
       if (w.bv) addBias(v, w.bv, T, NKV * HS);
       applyRope(q, positions, this.#invFreq, T, NH, HS);
       applyRope(k, positions, this.#invFreq, T, NKV, HS);
-      batch.forEach((s, b) => {
+      for (const [b, s] of batch.entries()) {
         const t0 = starts[b]!, n = s.tokens.length;
-        if (n === 0) return;
-        s.cache.attend(
+        if (n === 0) continue;
+        await s.cache.attend(
           l,
           att.subarray(t0 * NH * HS, (t0 + n) * NH * HS),
           q.subarray(t0 * NH * HS, (t0 + n) * NH * HS),
           k.subarray(t0 * NKV * HS, (t0 + n) * NKV * HS),
           v.subarray(t0 * NKV * HS, (t0 + n) * NKV * HS),
           n,
-          gemm,
+          engine,
         );
-      });
-      gemm.matmulT(proj, att, w.wo, T, NH * HS, C, true);
+      }
+      await engine.matmulT(proj, att, w.wo, T, NH * HS, C, true);
       addInPlace(x, proj, T * C);
       // MLP block
       rmsnorm(h, x, w.postNorm, T, C, eps);
-      gemm.matmulT(gate, h, w.wGate, T, C, F, true);
-      gemm.matmulT(up, h, w.wUp, T, C, F, true);
+      await engine.matmulT(gate, h, w.wGate, T, C, F, true);
+      await engine.matmulT(up, h, w.wUp, T, C, F, true);
       siluMul(gate, gate, up, T * F);
-      gemm.matmulT(proj, gate, w.wDown, T, F, C, true);
+      await engine.matmulT(proj, gate, w.wDown, T, F, C, true);
       addInPlace(x, proj, T * C);
-    });
+    }
     for (const s of batch) s.cache.commit(s.tokens.length);
     if (wanted === "none") return batch.map(() => new Float32Array(0));
 
-    return batch.map((s, b) => {
+    return await Promise.all(batch.map(async (s, b) => {
       const n = s.tokens.length;
       const first = wanted === "last" ? starts[b]! + n - 1 : starts[b]!;
       const rows = wanted === "last" ? Math.min(n, 1) : n;
@@ -125,9 +125,9 @@ export class CpuModel {
       const hn = new Float32Array(rows * C);
       rmsnorm(hn, xs, weights.finalNorm, rows, C, eps);
       const logits = new Float32Array(rows * V);
-      gemm.matmulT(logits, hn, weights.lmHead, rows, C, V, true);
+      await engine.matmulT(logits, hn, weights.lmHead, rows, C, V, true);
       return logits;
-    });
+    }));
   }
 }
 
@@ -136,7 +136,7 @@ export class CpuModel {
  *
  * @param model configuration and weights
  * @param tokens token ids
- * @param gemm matrix-product engine (default: plain TypeScript)
+ * @param engine matrix-product engine (default: plain TypeScript)
  * @returns (T, V) logits
  *
  * @example
@@ -144,16 +144,16 @@ export class CpuModel {
  * import { forwardLogits } from "./forward.ts";
  * import { randomModel, tinyConfig } from "../random_model.ts";
  * const model = randomModel(tinyConfig(), 1);
- * const logits = forwardLogits(model, [1, 5, 9]);
+ * const logits = await forwardLogits(model, [1, 5, 9]);
  * console.log(logits.length === 3 * model.config.vocabSize);
  * ```
  */
-export function forwardLogits(
+export async function forwardLogits(
   model: Model,
   tokens: ArrayLike<number>,
-  gemm: Gemm = tsGemm,
-): Float32Array {
-  const runner = new CpuModel(model, gemm);
+  engine: Engine = tsEngine,
+): Promise<Float32Array> {
+  const runner = new CpuModel(model, engine);
   const cache = runner.newCache(tokens.length);
-  return runner.step([{ cache, tokens }], "all")[0]!;
+  return (await runner.step([{ cache, tokens }], "all"))[0]!;
 }

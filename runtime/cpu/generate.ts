@@ -28,11 +28,11 @@ export interface GenerateOptions {
  * @param opts limits and stop tokens
  * @returns the generated ids per prompt (prompt excluded)
  */
-export function generateGreedy(
+export async function generateGreedy(
   runner: CpuModel,
   prompts: number[][],
   opts: GenerateOptions,
-): number[][] {
+): Promise<number[][]> {
   const V = runner.model.config.vocabSize;
   const stop = new Set(opts.stopTokens ?? []);
   const chunk = opts.prefillChunk ?? 2048;
@@ -45,7 +45,7 @@ export function generateGreedy(
   const longest = Math.max(...prompts.map((p) => p.length));
   for (let at = 0; at < longest; at += chunk) {
     const live = prompts.map((p, i) => ({ p, i })).filter(({ p }) => p.length > at);
-    const out = runner.step(
+    const out = await runner.step(
       live.map(({ p, i }) => ({ cache: caches[i]!, tokens: p.slice(at, at + chunk) })),
       "last",
     );
@@ -62,7 +62,10 @@ export function generateGreedy(
     }
     if (active.size === 0) break;
     const ids = [...active];
-    const out = runner.step(ids.map((i) => ({ cache: caches[i]!, tokens: [next[i]!] })), "last");
+    const out = await runner.step(
+      ids.map((i) => ({ cache: caches[i]!, tokens: [next[i]!] })),
+      "last",
+    );
     ids.forEach((i, j) => (next[i] = argmax(out[j]!, 0, V)));
   }
   return generated;
@@ -77,12 +80,12 @@ export function generateGreedy(
  * @param cache the cache to use @default a new dense cache
  * @returns (T − 1) natural-log probabilities
  */
-export function tokenLogProbs(
+export async function tokenLogProbs(
   runner: CpuModel,
   tokens: ArrayLike<number>,
   chunk = 1024,
   cache: KvCache = runner.newCache(),
-): Float64Array {
+): Promise<Float64Array> {
   const V = runner.model.config.vocabSize;
   const T = tokens.length;
   if (T < 2) throw new RangeError(`need at least 2 tokens, got ${T}`);
@@ -90,7 +93,7 @@ export function tokenLogProbs(
   for (let at = 0; at < T - 1; at += chunk) {
     const n = Math.min(chunk, T - 1 - at);
     const ids = Array.from({ length: n }, (_, t) => tokens[at + t]!);
-    const logits = runner.step([{ cache, tokens: ids }], "all")[0]!;
+    const logits = (await runner.step([{ cache, tokens: ids }], "all"))[0]!;
     for (let t = 0; t < n; t++) out[at + t] = logSoftmaxAt(logits, t * V, V, tokens[at + t + 1]!);
   }
   return out;

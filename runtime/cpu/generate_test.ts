@@ -27,21 +27,21 @@ function referenceGreedy(p: number[], n: number, stop: number[] = []): number[] 
   return out;
 }
 
-Deno.test("generateGreedy() matches recomputing the reference forward pass each token", () => {
+Deno.test("generateGreedy() matches recomputing the reference forward pass each token", async () => {
   const ps = [prompt(9), prompt(23), prompt(2)];
-  const got = generateGreedy(runner, ps, { maxNewTokens: 6, prefillChunk: 8 });
+  const got = await generateGreedy(runner, ps, { maxNewTokens: 6, prefillChunk: 8 });
   ps.forEach((p, i) => assert.deepEqual(got[i], referenceGreedy(p, 6)));
 });
 
-Deno.test("generateGreedy() stops a sequence at its first stop token and keeps it", () => {
+Deno.test("generateGreedy() stops a sequence at its first stop token and keeps it", async () => {
   const p = prompt(12);
   const free = referenceGreedy(p, 6);
   const stopAt = free[2]!;
-  const got = generateGreedy(runner, [p], { maxNewTokens: 6, stopTokens: [stopAt] })[0]!;
+  const got = (await generateGreedy(runner, [p], { maxNewTokens: 6, stopTokens: [stopAt] }))[0]!;
   assert.deepEqual(got, free.slice(0, free.indexOf(stopAt) + 1));
 });
 
-Deno.test("tokenLogProbs() equals the reference log-softmax, whatever the chunk size", () => {
+Deno.test("tokenLogProbs() equals the reference log-softmax, whatever the chunk size", async () => {
   const ids = prompt(50);
   const ref = referenceLogits(model, ids);
   const want = ids.slice(1).map((next, t) => {
@@ -51,9 +51,9 @@ Deno.test("tokenLogProbs() equals the reference log-softmax, whatever the chunk 
     return row[next]! - m - Math.log(z);
   });
   for (const chunk of [1, 7, 1024]) {
-    const got = tokenLogProbs(runner, ids, chunk);
+    const got = await tokenLogProbs(runner, ids, chunk);
     got.forEach((g, i) => assert.ok(Math.abs(g - want[i]!) <= 1e-4, `chunk ${chunk} t ${i}`));
   }
   const ppl = perplexity(want);
-  assert.ok(Math.abs(perplexity(tokenLogProbs(runner, ids)) - ppl) / ppl < 1e-4);
+  assert.ok(Math.abs(perplexity(await tokenLogProbs(runner, ids)) - ppl) / ppl < 1e-4);
 });

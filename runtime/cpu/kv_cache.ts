@@ -6,7 +6,7 @@
  * @module
  */
 import type { ModelConfig } from "../model.ts";
-import type { Gemm } from "./gemm.ts";
+import type { AttentionDims, Engine } from "./engine.ts";
 import { softmaxRow } from "./ops.ts";
 
 /** The attention state of one sequence across all layers. */
@@ -30,10 +30,57 @@ export interface KvCache {
     k: Float32Array,
     v: Float32Array,
     T: number,
-    gemm: Gemm,
-  ): void;
+    engine: Engine,
+  ): Promise<void>;
   /** Marks the T tokens passed to every layer's `attend` as committed. */
   commit(T: number): void;
+}
+
+/** (NKV, cap, HS) → the first S slots of each head as a contiguous (NKV, S, HS). */
+function compact(a: Float32Array, NKV: number, cap: number, S: number, HS: number): Float32Array {
+  const out = new Float32Array(NKV * S * HS);
+  for (let g = 0; g < NKV; g++) out.set(a.subarray(g * cap * HS, (g * cap + S) * HS), g * S * HS);
+  return out;
+}
+
+/** Up to this many new queries (decoding), attention runs in place over the cache in TypeScript. */
+const DIRECT_MAX_QUERIES = 8;
+
+/**
+ * Attention of a few queries straight over a (NKV, cap, HS) cache, without copying it: the
+ * decode path, where the work is one pass over the keys and values.
+ */
+export function attendDirect(
+  out: Float32Array,
+  q: Float32Array,
+  K: Float32Array,
+  V: Float32Array,
+  cap: number,
+  { T, NH, NKV, HS, first }: AttentionDims,
+): void {
+  const G = NH / NKV;
+  const scale = 1 / Math.sqrt(HS);
+  const scores = new Float32Array(first + T);
+  for (let t = 0; t < T; t++) {
+    const n = first + t + 1;
+    for (let h = 0; h < NH; h++) {
+      const base = Math.floor(h / G) * cap * HS;
+      const qo = (t * NH + h) * HS;
+      for (let j = 0; j < n; j++) {
+        const ko = base + j * HS;
+        let s = 0;
+        for (let d = 0; d < HS; d++) s += q[qo + d]! * K[ko + d]!;
+        scores[j] = s * scale;
+      }
+      softmaxRow(scores, 0, n);
+      out.fill(0, qo, qo + HS);
+      for (let j = 0; j < n; j++) {
+        const p = scores[j]!;
+        const vo = base + j * HS;
+        for (let d = 0; d < HS; d++) out[qo + d]! += p * V[vo + d]!;
+      }
+    }
+  }
 }
 
 /** Query rows handled per attention block in prefill; bounds the score matrix's memory. */
@@ -95,15 +142,15 @@ export class DenseKvCache implements KvCache {
     this.#cap = cap;
   }
 
-  attend(
+  async attend(
     layer: number,
     out: Float32Array,
     q: Float32Array,
     k: Float32Array,
     v: Float32Array,
     T: number,
-    gemm: Gemm,
-  ): void {
+    engine: Engine,
+  ): Promise<void> {
     const NH = this.#NH, NKV = this.#NKV, HS = this.#HS, P = this.#length;
     this.#reserve(P + T);
     const cap = this.#cap;
@@ -116,45 +163,26 @@ export class DenseKvCache implements KvCache {
         V.set(v.subarray(src, src + HS), dst);
       }
     }
-    const G = NH / NKV; // query heads per kv head
-    const scale = 1 / Math.sqrt(HS);
+    const S = P + T;
+    if (T <= DIRECT_MAX_QUERIES) {
+      attendDirect(out, q, K, V, cap, { T, S, NH, NKV, HS, first: P });
+      return;
+    }
+    // keys/values of this layer as contiguous (NKV, S, HS); copied only when capacity > length
+    const keys = cap === S ? K.subarray(0, NKV * S * HS) : compact(K, NKV, cap, S, HS);
+    const values = cap === S ? V.subarray(0, NKV * S * HS) : compact(V, NKV, cap, S, HS);
     for (let t0 = 0; t0 < T; t0 += QUERY_BLOCK) {
       const tb = Math.min(QUERY_BLOCK, T - t0);
-      const S = P + t0 + tb; // keys any query of this block may see
-      const rows = G * tb;
-      const qg = new Float32Array(rows * HS);
-      const scores = new Float32Array(rows * S);
-      const o = new Float32Array(rows * HS);
-      for (let g = 0; g < NKV; g++) {
-        // gather the group's queries: row r = i*tb + t for query head g*G + i
-        for (let i = 0; i < G; i++) {
-          const h = g * G + i;
-          for (let t = 0; t < tb; t++) {
-            const src = ((t0 + t) * NH + h) * HS;
-            const dst = (i * tb + t) * HS;
-            for (let d = 0; d < HS; d++) qg[dst + d] = q[src + d]! * scale;
-          }
-        }
-        const Kg = K.subarray(g * cap * HS, (g * cap + S) * HS);
-        const Vg = V.subarray(g * cap * HS, (g * cap + S) * HS);
-        gemm.matmulT(scores, qg, Kg, rows, HS, S);
-        for (let i = 0; i < G; i++) {
-          for (let t = 0; t < tb; t++) {
-            const r = i * tb + t;
-            const visible = P + t0 + t + 1;
-            scores.fill(0, r * S + visible, (r + 1) * S);
-            softmaxRow(scores, r * S, visible);
-          }
-        }
-        gemm.matmul(o, scores, Vg, rows, S, HS);
-        for (let i = 0; i < G; i++) {
-          const h = g * G + i;
-          for (let t = 0; t < tb; t++) {
-            const src = (i * tb + t) * HS;
-            out.set(o.subarray(src, src + HS), ((t0 + t) * NH + h) * HS);
-          }
-        }
-      }
+      const Sb = P + t0 + tb; // keys any query of this block may see
+      const kb = Sb === S ? keys : compact(keys, NKV, S, Sb, HS);
+      const vb = Sb === S ? values : compact(values, NKV, S, Sb, HS);
+      await engine.attention(
+        out.subarray(t0 * NH * HS, (t0 + tb) * NH * HS),
+        q.subarray(t0 * NH * HS, (t0 + tb) * NH * HS),
+        kb,
+        vb,
+        { T: tb, S: Sb, NH, NKV, HS, first: P + t0 },
+      );
     }
   }
 

@@ -49,7 +49,7 @@ async function assertPrefillMatches(model: Model, tokens: number[]): Promise<voi
   try {
     const { logits, dims } = await ort.prefill([tokens]);
     assert.deepEqual(dims, [1, tokens.length, model.config.vocabSize]);
-    const want = forwardLogits(model, tokens);
+    const want = await forwardLogits(model, tokens);
     assert.ok(maxAbs(want) > 2, `reference logits too small to test: max ${maxAbs(want)}`);
     const diff = maxAbsDiff(logits, want);
     assert.ok(diff <= ATOL, `max |onnx − cpu| = ${diff} > ${ATOL}`);
@@ -79,11 +79,11 @@ Deno.test("exportOnnx() runs in onnxruntime-web and matches forwardLogits()", as
         for (let i = 400; i < 408; i++) last = await ort.decode(seqs.map((s) => s[i]!));
         assert.equal(ort.length, 408);
         assert.equal(last.length, 2 * V);
-        seqs.forEach((seq, b) => {
-          const want = forwardLogits(model, seq).subarray(407 * V, 408 * V);
+        for (const [b, seq] of seqs.entries()) {
+          const want = (await forwardLogits(model, seq)).subarray(407 * V, 408 * V);
           const diff = maxAbsDiff(last.subarray(b * V, (b + 1) * V), want);
           assert.ok(diff <= ATOL, `sequence ${b}: max |onnx − cpu| = ${diff} > ${ATOL}`);
-        });
+        }
       } finally {
         await ort.release();
       }
