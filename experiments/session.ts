@@ -8,7 +8,7 @@ import { InputError } from "../runtime/errors.ts";
 import { loadModel } from "../runtime/hf.ts";
 import { loadTokenizer, type TextTokenizer } from "../runtime/tokenizer.ts";
 import { CpuModel } from "../runtime/cpu/forward.ts";
-import { fastGemm } from "../runtime/cpu/gemm.ts";
+import { fastEngine } from "../runtime/cpu/engine.ts";
 import type { Backend } from "./schema.ts";
 import { sha256Hex } from "./cache.ts";
 
@@ -116,18 +116,18 @@ export async function openSession(
       `${dir}/tokenizer.json: ${tokenizer.vocabSize} tokens but config.json vocab_size is ${model.config.vocabSize}`,
     );
   }
-  const gemm = await fastGemm();
+  const engine = await fastEngine();
   const newline = tokenizer.encode("\n");
   const stopTokens = [...model.config.eosTokenIds, ...(newline.length === 1 ? newline : [])];
   return {
     dir,
     fingerprint,
-    runner: new CpuModel(model, gemm),
+    runner: new CpuModel(model, engine),
     tokenizer,
     bos: model.config.bosTokenId,
     stopTokens,
     backend: "cpu",
-    device: `cpu ${navigator.hardwareConcurrency} cores (${gemm.name})`,
+    device: `cpu ${navigator.hardwareConcurrency} cores (${engine.name})`,
   };
 }
 

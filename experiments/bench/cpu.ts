@@ -1,0 +1,139 @@
+/**
+ * `deno task bench cpu`: prefill and decode speed of the CPU backend at 1k and 4k context, with
+ * the effective GFLOP/s of prefill printed beside the same engine's 1024³ matmul GFLOP/s,
+ * all measured in one run so the ratio is not skewed by a different machine state.
+ *
+ * @module
+ */
+import { CpuModel } from "../../runtime/cpu/forward.ts";
+import { type Engine, JaxEngine, OrtEngine, tsEngine } from "../../runtime/cpu/engine.ts";
+import { AutoEngine } from "../../runtime/cpu/engine.ts";
+import { loadModel } from "../../runtime/hf.ts";
+import type { Model, ModelConfig } from "../../runtime/model.ts";
+import { randomModel, tinyConfig } from "../../runtime/random_model.ts";
+import { Rng } from "../../runtime/rng.ts";
+
+/** GFLOP/s of one engine on an n×n×n product (best of `reps`). */
+export async function matmulGflops(e: Engine, n = 1024, reps = 3): Promise<number> {
+  const r = new Rng(1);
+  const a = Float32Array.from({ length: n * n }, () => r.normal());
+  const b = Float32Array.from({ length: n * n }, () => r.normal());
+  const out = new Float32Array(n * n);
+  let best = Infinity;
+  for (let i = 0; i < reps; i++) {
+    const t = performance.now();
+    await e.matmul(out, a, b, n, n, n);
+    best = Math.min(best, performance.now() - t);
+  }
+  return (2 * n ** 3) / (best / 1000) / 1e9;
+}
+
+/** Floating-point operations of a prefill of T tokens from an empty cache (last logits only). */
+export function prefillFlops(c: ModelConfig, T: number): number {
+  const { hiddenSize: C, numHeads: NH, numKvHeads: NKV, headDim: HS, intermediateSize: F } = c;
+  const linear = C * NH * HS * 2 + C * NKV * HS * 2 + 3 * C * F; // q, o, k, v, gate, up, down
+  const attention = 2 * NH * HS * (T * (T + 1)) / 2; // QKᵀ and PV over the causal triangle, per layer
+  return 2 * T * linear * c.numLayers + 2 * attention * c.numLayers + 2 * C * c.vocabSize;
+}
+
+/** One row of the benchmark table. */
+export interface CpuBenchRow {
+  model: string;
+  engine: string;
+  context: number;
+  prefill_tokens_per_s: number;
+  prefill_gflops: number;
+  matmul_gflops: number;
+  prefill_vs_matmul: number;
+  decode_tokens_per_s: number;
+}
+
+/** Measures prefill then decode at each context length. */
+export async function benchModel(
+  name: string,
+  model: Model,
+  engine: Engine,
+  matmul: number,
+  contexts: number[],
+  decodeSteps = 16,
+): Promise<CpuBenchRow[]> {
+  const runner = new CpuModel(model, engine);
+  const V = model.config.vocabSize;
+  const rng = new Rng(3);
+  const rows: CpuBenchRow[] = [];
+  await runner.step([{ cache: runner.newCache(), tokens: [1, 2, 3] }]); // warm-up
+  for (const T of contexts) {
+    const tokens = Array.from({ length: T }, () => rng.int(3, V - 1));
+    const cache = runner.newCache(T + decodeSteps);
+    let t0 = performance.now();
+    await runner.step([{ cache, tokens }], "last");
+    const prefill = (performance.now() - t0) / 1000;
+    t0 = performance.now();
+    for (let i = 0; i < decodeSteps; i++) {
+      await runner.step([{ cache, tokens: [rng.int(3, V - 1)] }], "last");
+    }
+    const decode = (performance.now() - t0) / 1000;
+    const gflops = prefillFlops(model.config, T) / prefill / 1e9;
+    rows.push({
+      model: name,
+      engine: engine.name,
+      context: T,
+      prefill_tokens_per_s: T / prefill,
+      prefill_gflops: gflops,
+      matmul_gflops: matmul,
+      prefill_vs_matmul: gflops / matmul,
+      decode_tokens_per_s: decodeSteps / decode,
+    });
+  }
+  return rows;
+}
+
+/** A mid-sized LLaMA shape (1024 wide, GQA 16/4, 32k vocabulary) with random weights. */
+export function midModel(): Model {
+  return randomModel(
+    tinyConfig({
+      vocabSize: 32000,
+      hiddenSize: 1024,
+      intermediateSize: 2816,
+      numLayers: 2,
+      numHeads: 16,
+      numKvHeads: 4,
+      headDim: 64,
+      maxPositionEmbeddings: 8192,
+    }),
+    1,
+  );
+}
+
+/** Runs the whole CPU benchmark. */
+export async function benchCpu(
+  opts: { modelDir: string; contexts: number[] },
+): Promise<CpuBenchRow[]> {
+  const ort = await OrtEngine.create();
+  const jax = await JaxEngine.create();
+  const engines = [
+    { engine: new AutoEngine(tsEngine, ort), matmul: await matmulGflops(ort) },
+    { engine: new AutoEngine(tsEngine, jax, 1 << 20), matmul: await matmulGflops(jax) },
+  ];
+  const tsMatmul = await matmulGflops(tsEngine, 512, 1);
+  console.error(
+    `1024³ matmul: ${ort.name} ${engines[0]!.matmul.toFixed(1)} GFLOP/s, ${jax.name} ${
+      engines[1]!.matmul.toFixed(1)
+    } GFLOP/s; ts (512³) ${tsMatmul.toFixed(1)} GFLOP/s`,
+  );
+  const tiny = await loadModel(opts.modelDir);
+  const rows: CpuBenchRow[] = [];
+  for (const { engine, matmul } of engines) {
+    rows.push(...await benchModel("moa-tiny", tiny, engine, matmul, opts.contexts));
+  }
+  rows.push(
+    ...await benchModel(
+      "mid-1024x2",
+      midModel(),
+      engines[0]!.engine,
+      engines[0]!.matmul,
+      opts.contexts,
+    ),
+  );
+  return rows;
+}
