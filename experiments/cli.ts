@@ -29,6 +29,7 @@ Options:
   --shard i/n    run only cells whose index ≡ i (mod n), 0 ≤ i < n, for n machines
   --dry-run      list the cells (marking cached ones) and write nothing
   --no-cache     recompute every stage, ignoring cached artifacts
+  --cache DIR    stage artifact cache (default: $MOA_CACHE, else results/.cache)
   -h, --help     show this help
 
 Outputs: DIR/experiment.resolved.json (the resolved experiment and its cells) and
@@ -48,6 +49,7 @@ export async function main(args: string[]): Promise<number> {
       shard: { type: "string" },
       "dry-run": { type: "boolean", default: false },
       "no-cache": { type: "boolean", default: false },
+      cache: { type: "string" },
       help: { type: "boolean", short: "h", default: false },
     },
   });
@@ -57,9 +59,16 @@ export async function main(args: string[]): Promise<number> {
   }
   if (positionals[0] === "merge") {
     const dirs = positionals.slice(1);
-    const out = values.out ?? dirs[0]?.replace(/-shard\d+of\d+\/?$/, "");
-    if (!out || dirs.length === 0) {
+    if (dirs.length === 0) {
       throw new InputError("merge: usage: deno task experiment merge DIR... [--out DIR]");
+    }
+    const stem = dirs[0]!.replace(/\/+$/, "");
+    const out = values.out ??
+      (/-shard\d+of\d+$/.test(stem) ? stem.replace(/-shard\d+of\d+$/, "") : null);
+    if (!out) {
+      throw new InputError(
+        "merge: --out DIR is required when the folders are not named <run>-shard<i>of<n>",
+      );
     }
     const { rows, missing } = await mergeRuns(dirs, out);
     console.log(summaryTables(rows));
@@ -77,7 +86,9 @@ export async function main(args: string[]): Promise<number> {
   const file = positionals[0] ?? await defaultExperimentFile();
   const exp = await loadExperiment(file);
   const shard = values.shard === undefined ? null : parseShard(values.shard);
-  const runId = await runIdOf(exp);
+  const runId = await runIdOf(exp).catch((e) => {
+    throw e instanceof InputError ? new InputError(`${file}: ${e.message}`) : e;
+  });
   const out = values.out ??
     `${ROOT}results/${runId}${shard ? `-shard${shard.index}of${shard.count}` : ""}`;
   const result = await runExperiment(exp, {
@@ -86,7 +97,8 @@ export async function main(args: string[]): Promise<number> {
     shard,
     dryRun: values["dry-run"],
     noCache: values["no-cache"],
-    cacheDir: `${ROOT}results/.cache`,
+    cacheDir: values.cache ?? Deno.env.get("MOA_CACHE") ?? `${ROOT}results/.cache`,
+    source: file,
   });
   if (values["dry-run"]) return 0;
   console.log(`\n${exp.name} (${result.resolved.run_id}, model ${exp.model})\n`);

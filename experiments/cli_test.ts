@@ -161,24 +161,42 @@ const BAD: BadCase[] = [
   {
     name: "a model folder that does not exist is named with the field",
     lines: edit(2, `model: ${TMP}/no-such-model`),
-    error: () =>
-      `error: model: '${TMP}/no-such-model' is not a Hugging Face model folder (no config.json there)`,
+    error: (f) =>
+      `error: ${f}: model: '${TMP}/no-such-model' is not a Hugging Face model folder (no config.json there)`,
   },
   {
     name: "a malformed LongEval JSONL line names the JSONL file:line:col",
     lines: edit(6, `  longeval: {file: ${MALFORMED_JSONL}}`),
-    error: () =>
-      `error: ${MALFORMED_JSONL}:2:73: invalid JSON: Expected double-quoted property name`,
+    error: (f) =>
+      `error: ${f}: ${MALFORMED_JSONL}:2:73: invalid JSON: Expected double-quoted property name`,
   },
   {
     name: "a method not implemented yet (moa) is named by its index, with what is available",
     lines: [...edit(3, "methods: [dense, moa]"), "densities: [0.5]"],
-    error: () => /^error: methods\[1\]: method 'moa' is not available yet: .+; available: dense$/,
+    error: (f) =>
+      new RegExp(
+        `^error: ${
+          RegExp.escape(f)
+        }: methods\\[1\\]: method 'moa' is not available yet: .+; available: dense$`,
+      ),
+  },
+  {
+    name: "a length too short for a LongEval prompt is caught before anything is written",
+    lines: edit(4, "lengths: [640, 100]"),
+    error: (f) =>
+      new RegExp(
+        `^error: ${RegExp.escape(f)}: lengths\\[1\\]: 100 tokens cannot hold a LongEval case`,
+      ),
   },
   {
     name: "backend webgpu is not available yet",
     lines: edit(10, "backend: webgpu"),
-    error: () => /^error: backend: 'webgpu' is not available yet .*use 'cpu' or 'auto'$/,
+    error: (f) =>
+      new RegExp(
+        `^error: ${
+          RegExp.escape(f)
+        }: backend: 'webgpu' is not available yet .*use 'cpu' or 'auto'$`,
+      ),
   },
 ];
 

@@ -7,7 +7,7 @@
 import { writeFileAtomic } from "../runtime/atomic.ts";
 import { InputError } from "../runtime/errors.ts";
 import { readMetricsCsv, type Row, writeMetricsCsv } from "./csv.ts";
-import type { ResolvedRun } from "./runner.ts";
+import { checkOutDir, type ResolvedRun } from "./runner.ts";
 
 /** The result of a merge. */
 export interface MergeResult {
@@ -44,6 +44,11 @@ export async function mergeRuns(dirs: string[], out: string): Promise<MergeResul
       );
     }
   });
+  const norm = (d: string) => d.replace(/\/+$/, "");
+  if (dirs.some((d) => norm(d) === norm(out))) {
+    throw new InputError(`merge: --out ${out} is one of the folders being merged; choose another`);
+  }
+  await checkOutDir(out, first.run_id, false);
   const order = new Map(first.cells.map((c) => [c.id, c.index]));
   const byCell = new Map<string, Row[]>();
   for (const d of dirs) {

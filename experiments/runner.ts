@@ -14,6 +14,7 @@
 import { generateCases, type LongEvalCase, readLongEvalJsonl } from "../data/longeval/longeval.ts";
 import { brownText } from "../data/brown.ts";
 import { writeFileAtomic } from "../runtime/atomic.ts";
+import { loadTokenizer } from "../runtime/tokenizer.ts";
 import { InputError } from "../runtime/errors.ts";
 import { ArtifactStore, hashOf } from "./cache.ts";
 import {
@@ -70,6 +71,8 @@ export interface RunOptions {
   progress?: Progress;
   /** One-line notices. @default stderr */
   notice?: (line: string) => void;
+  /** The experiment file, named in error messages. */
+  source?: string;
   /** The commit the code came from. @default from git */
   gitSha?: string;
 }
@@ -100,6 +103,18 @@ export interface RunResult {
  */
 export async function preflight(
   exp: Experiment,
+  source?: string,
+): Promise<{ modelDir: string; fileCases: LongEvalCase[] | null }> {
+  try {
+    return await checkInputs(exp);
+  } catch (e) {
+    if (e instanceof InputError && source) throw new InputError(`${source}: ${e.message}`);
+    throw e;
+  }
+}
+
+async function checkInputs(
+  exp: Experiment,
 ): Promise<{ modelDir: string; fileCases: LongEvalCase[] | null }> {
   exp.methods.forEach((m, i) => {
     const why = UNAVAILABLE_METHODS[m];
@@ -122,6 +137,20 @@ export async function preflight(
   if (le && "file" in le) {
     fileCases = await readLongEvalJsonl(le.file);
     if (le.limit !== null) fileCases = fileCases.slice(0, le.limit);
+  } else if (le) {
+    // every length must hold at least a two-line LongEval prompt in this model's tokens
+    const tokenizer = await loadTokenizer(modelDir);
+    const countTokens = (t: string) => tokenizer.encode(t).length + 1; // + BOS
+    exp.lengths.forEach((length, i) => {
+      try {
+        generateCases({ count: 1, targetLength: length, seed: exp.seed, countTokens });
+      } catch (e) {
+        if (!(e instanceof RangeError)) throw e;
+        throw new InputError(
+          `lengths[${i}]: ${length} tokens cannot hold a LongEval case for this model: ${e.message}`,
+        );
+      }
+    });
   }
   return { modelDir, fileCases };
 }
@@ -177,7 +206,7 @@ export function parseShard(text: string): Shard {
  */
 export async function runExperiment(exp: Experiment, opts: RunOptions): Promise<RunResult> {
   const notice = opts.notice ?? ((l: string) => console.error(l));
-  const { modelDir, fileCases } = await preflight(exp);
+  const { modelDir, fileCases } = await preflight(exp, opts.source);
   const fingerprint = await modelFingerprint(modelDir);
   const runId = await runIdOf(exp, fingerprint);
   const allCells = expandCells(exp).map((c, index) => ({ ...c, index }));
@@ -253,6 +282,7 @@ export async function runExperiment(exp: Experiment, opts: RunOptions): Promise<
         started_at: string;
       };
       let art = opts.noCache ? null : await store.get<CellArtifact>("cell", key);
+      const cached = art !== null;
       if (art) {
         cachedCells++;
       } else {
@@ -295,7 +325,7 @@ export async function runExperiment(exp: Experiment, opts: RunOptions): Promise<
       const head = art.metrics[0];
       progress.finish(
         `${head ? `${head.metric}=${+head.value.toPrecision(4)}` : "no metrics"}${
-          art === null ? "" : ""
+          cached ? " (cached)" : ""
         }`,
       );
     }
@@ -308,7 +338,11 @@ export async function runExperiment(exp: Experiment, opts: RunOptions): Promise<
   return { resolved, rows, cachedCells };
 }
 
-async function checkOutDir(out: string, runId: string, resume: boolean): Promise<void> {
+/**
+ * Checks that `out` is free for run `runId`: empty, or holding the same run.
+ * @throws InputError when it holds another run, or (with `resume`) no run
+ */
+export async function checkOutDir(out: string, runId: string, resume: boolean): Promise<void> {
   let previous: ResolvedRun | null = null;
   try {
     previous = JSON.parse(

@@ -290,7 +290,7 @@ export class OrtEngine implements Engine {
    * @param threads WebAssembly threads @default min(4, cores)
    */
   static async create(
-    threads = Math.min(4, navigator.hardwareConcurrency || 1),
+    threads: number = Math.min(4, navigator.hardwareConcurrency || 1),
   ): Promise<OrtEngine> {
     ort.env.wasm.numThreads = threads;
     ort.env.logLevel = "error";
@@ -426,7 +426,7 @@ export class JaxEngine implements Engine {
     K: number,
     N: number,
     constant = false,
-  ) {
+  ): Promise<void> {
     let wt: JaxArray;
     if (constant) {
       let cached = this.#weights.get(w);
@@ -443,7 +443,14 @@ export class JaxEngine implements Engine {
     return Promise.resolve();
   }
 
-  matmul(out: Float32Array, a: Float32Array, b: Float32Array, M: number, K: number, N: number) {
+  matmul(
+    out: Float32Array,
+    a: Float32Array,
+    b: Float32Array,
+    M: number,
+    K: number,
+    N: number,
+  ): Promise<void> {
     const aa = np.array(owned(a, M * K), { shape: [M, K], device: "wasm" });
     const bb = np.array(owned(b, K * N), { shape: [K, N], device: "wasm" });
     out.set(np.matmul(aa, bb).dataSync() as Float32Array);
@@ -491,7 +498,7 @@ export class AutoEngine implements Engine {
     K: number,
     N: number,
     constant = false,
-  ) {
+  ): Promise<void> {
     return (M * K * N >= this.threshold ? this.large : this.small).matmulT(
       out,
       x,
@@ -503,7 +510,14 @@ export class AutoEngine implements Engine {
     );
   }
 
-  matmul(out: Float32Array, a: Float32Array, b: Float32Array, M: number, K: number, N: number) {
+  matmul(
+    out: Float32Array,
+    a: Float32Array,
+    b: Float32Array,
+    M: number,
+    K: number,
+    N: number,
+  ): Promise<void> {
     return (M * K * N >= this.threshold ? this.large : this.small).matmul(out, a, b, M, K, N);
   }
 
@@ -513,7 +527,7 @@ export class AutoEngine implements Engine {
     k: Float32Array,
     v: Float32Array,
     d: AttentionDims,
-  ) {
+  ): Promise<void> {
     return (d.T * d.NH * d.S * d.HS >= this.threshold ? this.large : this.small).attention(
       out,
       q,
