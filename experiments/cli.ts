@@ -4,7 +4,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { InputError } from "../runtime/errors.ts";
+import { InputError, runCli } from "../runtime/errors.ts";
 import { loadExperiment } from "./schema.ts";
 import { parseShard, runExperiment, runIdOf } from "./runner.ts";
 import { mergeRuns } from "./merge.ts";
@@ -118,26 +118,4 @@ async function defaultExperimentFile(): Promise<string> {
   throw new InputError(`no experiment file given and ${HERE}default.yaml does not exist`);
 }
 
-/** Prints an error and returns its exit code: 2 for bad input, 1 otherwise. */
-export function reportError(e: unknown): number {
-  if (
-    e instanceof InputError ||
-    (e instanceof Error && e.name === "TypeError" && "code" in e &&
-      String(e.code).startsWith("ERR_PARSE_ARGS"))
-  ) {
-    console.error(`error: ${e.message}`);
-    return 2;
-  }
-  console.error(e instanceof Error ? (e.stack ?? e.message) : String(e));
-  return 1;
-}
-
-if (import.meta.main) {
-  let code: number;
-  try {
-    code = await main(Deno.args);
-  } catch (e) {
-    code = reportError(e);
-  }
-  Deno.exit(code);
-}
+if (import.meta.main) await runCli(main);

@@ -16,3 +16,34 @@ export class InputError extends Error {
     this.name = "InputError";
   }
 }
+
+/**
+ * Prints an error for a command-line user and returns the exit code: 2 for bad input (an
+ * `InputError` or an unknown/malformed option), 1 for anything else (with its stack).
+ */
+export function reportError(e: unknown): number {
+  if (
+    e instanceof InputError ||
+    (e instanceof Error && e.name === "TypeError" && "code" in e &&
+      String(e.code).startsWith("ERR_PARSE_ARGS"))
+  ) {
+    console.error(`error: ${e.message}`);
+    return 2;
+  }
+  console.error(e instanceof Error ? (e.stack ?? e.message) : String(e));
+  return 1;
+}
+
+/**
+ * Runs a command's `main(args)` and exits with its code, or with `reportError`'s code when it
+ * throws. Use as `if (import.meta.main) await runCli(main);`.
+ */
+export async function runCli(main: (args: string[]) => Promise<number>): Promise<never> {
+  let code: number;
+  try {
+    code = await main(Deno.args);
+  } catch (e) {
+    code = reportError(e);
+  }
+  Deno.exit(code);
+}

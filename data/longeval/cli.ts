@@ -12,10 +12,9 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { InputError } from "../../runtime/errors.ts";
+import { InputError, runCli } from "../../runtime/errors.ts";
 import { type LongEvalCase, readLongEvalJsonl } from "./longeval.ts";
 import { type CacheFactory, runLongEval } from "../../experiments/benchmarks.ts";
-import { reportError } from "../../experiments/cli.ts";
 import { createProgress } from "../../experiments/progress.ts";
 import { availableMethods, UNAVAILABLE_METHODS } from "../../experiments/runner.ts";
 import { type Backend, BACKENDS, type Method, METHODS } from "../../experiments/schema.ts";
@@ -411,12 +410,4 @@ export async function main(args: string[]): Promise<number> {
   return 0;
 }
 
-if (import.meta.main) {
-  let code: number;
-  try {
-    code = await main(Deno.args);
-  } catch (e) {
-    code = reportError(e);
-  }
-  Deno.exit(code);
-}
+if (import.meta.main) await runCli(main);

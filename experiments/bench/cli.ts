@@ -5,8 +5,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { InputError } from "../../runtime/errors.ts";
-import { reportError } from "../cli.ts";
+import { InputError, runCli } from "../../runtime/errors.ts";
 import { benchCpu } from "./cpu.ts";
 
 const HELP = `moa benchmarks
@@ -66,12 +65,4 @@ async function main(args: string[]): Promise<number> {
   return 0;
 }
 
-if (import.meta.main) {
-  let code: number;
-  try {
-    code = await main(Deno.args);
-  } catch (e) {
-    code = reportError(e);
-  }
-  Deno.exit(code);
-}
+if (import.meta.main) await runCli(main);
