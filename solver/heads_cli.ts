@@ -1,0 +1,86 @@
+/**
+ * `deno task heads --model DIR [--length N] [--prompts K] [--out FILE.csv] [--json]`: per layer and
+ * head, the mean attention distance and the attention mass on the first 64 tokens, measured on
+ * LongEval prompts; printed as a table and written as CSV.
+ *
+ * @module
+ */
+// @ts-types="@types/d3-dsv"
+import { csvFormat } from "d3-dsv";
+import { parseArgs } from "node:util";
+import { generateCases } from "../data/longeval/longeval.ts";
+import { HELDOUT_WORDS } from "../data/longeval/words.ts";
+import { writeFileAtomic } from "../runtime/atomic.ts";
+import { InputError, runCli } from "../runtime/errors.ts";
+import { textTable } from "../experiments/bench/cli.ts";
+import { openSession, promptTokens, resolveModelDir } from "../experiments/session.ts";
+import { headStats } from "./heads.ts";
+
+const HELP = `moa heads: how far back each attention head looks
+
+Usage: deno task heads --model DIR [--length 1024] [--prompts 4] [--sink 64] [--out FILE.csv] [--json]
+
+Runs K LongEval prompts of about N tokens (keys from the held-out word list) and reports, per
+layer and head, the mean attention distance in tokens (queries in the second half of the prompt)
+and the attention mass on the first --sink tokens. Local heads have small distances; long-range
+heads reach back over a large share of the context.
+`;
+
+function positiveInt(name: string, v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) {
+    throw new InputError(`--${name}: expected a positive integer, got '${v}'`);
+  }
+  return n;
+}
+
+async function main(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      model: { type: "string" },
+      length: { type: "string", default: "1024" },
+      prompts: { type: "string", default: "4" },
+      sink: { type: "string", default: "64" },
+      out: { type: "string" },
+      json: { type: "boolean", default: false },
+      seed: { type: "string", default: "0" },
+      help: { type: "boolean", short: "h", default: false },
+    },
+  });
+  if (values.help) {
+    console.log(HELP);
+    return 0;
+  }
+  if (!values.model) throw new InputError("--model DIR is required (see --help)");
+  const length = positiveInt("length", values.length);
+  const count = positiveInt("prompts", values.prompts);
+  const sinkTokens = positiveInt("sink", values.sink);
+  const session = await openSession(await resolveModelDir(values.model, "--model"), "cpu");
+  const cases = generateCases({
+    count,
+    targetLength: length,
+    seed: Number(values.seed),
+    countTokens: (t) => promptTokens(session, t).length,
+    words: HELDOUT_WORDS,
+  });
+  const prompts = cases.map((c) => promptTokens(session, c.prompt));
+  const stats = await headStats(session.runner, prompts, {
+    sinkTokens,
+    minQuery: Math.floor(length / 2),
+  });
+  const rows = stats.map((s) => ({
+    layer: s.layer,
+    head: s.head,
+    mean_distance: +s.meanDistance.toFixed(2),
+    distance_share: +(s.meanDistance / s.meanContext).toFixed(4),
+    sink_mass: +s.sinkMass.toFixed(4),
+    mean_context: +s.meanContext.toFixed(1),
+  }));
+  if (values.out) await writeFileAtomic(values.out, csvFormat(rows) + "\n");
+  if (values.json) console.log(JSON.stringify(rows));
+  else console.log(textTable(rows));
+  return 0;
+}
+
+if (import.meta.main) await runCli(main);
