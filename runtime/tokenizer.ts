@@ -58,7 +58,9 @@ export function tokenizerFromJson(
 ): TextTokenizer {
   let tok: HfTokenizer;
   try {
-    tok = new HfTokenizer(json as object, config as object);
+    // exact round trips unless the model's tokenizer_config.json asks for the clean-up
+    const cfg = { clean_up_tokenization_spaces: false, ...(config as object) };
+    tok = new HfTokenizer(json as object, cfg);
   } catch (e) {
     throw new InputError(`${file}: unsupported tokenizer: ${e instanceof Error ? e.message : e}`);
   }

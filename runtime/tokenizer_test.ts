@@ -42,3 +42,11 @@ Deno.test("loadTokenizer() names the missing file", async () => {
     return true;
   });
 });
+
+Deno.test("decoding keeps spaces before punctuation unless the config asks to clean them", () => {
+  const json = byteLevelTokenizerJson([]);
+  const s = "Hello , world .";
+  assert.equal(tokenizerFromJson(json).decode(tokenizerFromJson(json).encode(s)), s);
+  const clean = tokenizerFromJson(json, { clean_up_tokenization_spaces: true });
+  assert.equal(clean.decode(clean.encode(s)), "Hello, world.");
+});

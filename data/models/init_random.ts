@@ -59,6 +59,7 @@ export async function writeRandomModel(
         eos_token: "</s>",
         unk_token: "<unk>",
         model_max_length: config.maxPositionEmbeddings,
+        clean_up_tokenization_spaces: false,
       },
       null,
       2,
