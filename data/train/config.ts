@@ -1,0 +1,271 @@
+/**
+ * The moa-tiny training recipe as data: model shape, optimizer, and a curriculum of phases
+ * (sequence length, batch, LongEval lines, data mix). Read from JSON and validated with errors
+ * that name the file and field.
+ *
+ * @module
+ */
+import { InputError } from "../../runtime/errors.ts";
+
+/** One curriculum phase. */
+export interface Phase {
+  /** Optimizer steps in this phase. */
+  steps: number;
+  /** Tokens per sequence. */
+  T: number;
+  /** Sequences per step. */
+  B: number;
+  /** LongEval record lines [min, max] (capped to fit T). */
+  lines: [number, number];
+  /** Relative weights of the example kinds. */
+  mix: { brown: number; longeval: number; multiQuery: number; copy: number };
+}
+
+/** A whole training recipe. */
+export interface TrainConfig {
+  seed: number;
+  model: {
+    hidden: number;
+    layers: number;
+    heads: number;
+    kvHeads: number;
+    intermediate: number;
+    maxPositions: number;
+    ropeTheta: number;
+  };
+  tokenizer: { vocabSize: number };
+  optimizer: {
+    lr: number;
+    minLrRatio: number;
+    warmup: number;
+    weightDecay: number;
+    beta1: number;
+    beta2: number;
+    eps: number;
+    clip: number;
+  };
+  /** Loss weights of context and answer tokens in task examples. */
+  loss: { contextWeight: number; answerWeight: number };
+  phases: Phase[];
+  checkpointEvery: number;
+  evalEvery: number;
+  /** Held-out-vocabulary LongEval evaluation during training. */
+  eval: { lengths: number[]; cases: number };
+}
+
+const num = (
+  file: string,
+  path: string,
+  v: unknown,
+  check: (n: number) => boolean,
+  what: string,
+): number => {
+  if (typeof v !== "number" || !check(v)) {
+    throw new InputError(`${file}: ${path}: expected ${what}, got ${JSON.stringify(v)}`);
+  }
+  return v;
+};
+const posInt = (file: string, path: string, v: unknown) =>
+  num(file, path, v, (n) => Number.isInteger(n) && n > 0, "a positive integer");
+const nonNeg = (file: string, path: string, v: unknown) =>
+  num(file, path, v, (n) => Number.isFinite(n) && n >= 0, "a non-negative number");
+
+function obj(file: string, path: string, v: unknown, keys: string[]): Record<string, unknown> {
+  if (typeof v !== "object" || v === null || Array.isArray(v)) {
+    throw new InputError(`${file}: ${path}: expected an object, got ${JSON.stringify(v)}`);
+  }
+  for (const k of Object.keys(v)) {
+    if (!keys.includes(k)) {
+      throw new InputError(
+        `${file}: ${path ? `${path}.` : ""}${k}: unknown field (known: ${keys.join(", ")})`,
+      );
+    }
+  }
+  for (const k of keys) {
+    if (!(k in v)) throw new InputError(`${file}: ${path ? `${path}.` : ""}${k}: missing`);
+  }
+  return v as Record<string, unknown>;
+}
+
+/**
+ * Validates a parsed recipe.
+ * @param json the parsed JSON
+ * @param file named in error messages
+ * @throws InputError naming the field and what was expected
+ */
+export function parseTrainConfig(json: unknown, file: string): TrainConfig {
+  const o = obj(file, "", json, [
+    "seed",
+    "model",
+    "tokenizer",
+    "optimizer",
+    "loss",
+    "phases",
+    "checkpointEvery",
+    "evalEvery",
+    "eval",
+  ]);
+  const m = obj(file, "model", o.model, [
+    "hidden",
+    "layers",
+    "heads",
+    "kvHeads",
+    "intermediate",
+    "maxPositions",
+    "ropeTheta",
+  ]);
+  const model = {
+    hidden: posInt(file, "model.hidden", m.hidden),
+    layers: posInt(file, "model.layers", m.layers),
+    heads: posInt(file, "model.heads", m.heads),
+    kvHeads: posInt(file, "model.kvHeads", m.kvHeads),
+    intermediate: posInt(file, "model.intermediate", m.intermediate),
+    maxPositions: posInt(file, "model.maxPositions", m.maxPositions),
+    ropeTheta: num(file, "model.ropeTheta", m.ropeTheta, (n) => n > 0, "a positive number"),
+  };
+  if (model.hidden % model.heads !== 0 || (model.hidden / model.heads) % 2 !== 0) {
+    throw new InputError(
+      `${file}: model.heads: hidden ${model.hidden} must split into heads of even size`,
+    );
+  }
+  if (model.heads % model.kvHeads !== 0) {
+    throw new InputError(
+      `${file}: model.kvHeads: ${model.kvHeads} must divide heads ${model.heads}`,
+    );
+  }
+  const t = obj(file, "tokenizer", o.tokenizer, ["vocabSize"]);
+  const op = obj(file, "optimizer", o.optimizer, [
+    "lr",
+    "minLrRatio",
+    "warmup",
+    "weightDecay",
+    "beta1",
+    "beta2",
+    "eps",
+    "clip",
+  ]);
+  const unit = (p: string, v: unknown) =>
+    num(file, p, v, (n) => n >= 0 && n < 1, "a number in [0, 1)");
+  const l = obj(file, "loss", o.loss, ["contextWeight", "answerWeight"]);
+  if (!Array.isArray(o.phases) || o.phases.length === 0) {
+    throw new InputError(`${file}: phases: expected a non-empty list of phases`);
+  }
+  const phases = o.phases.map((p: unknown, i: number): Phase => {
+    const at = `phases[${i}]`;
+    const ph = obj(file, at, p, ["steps", "T", "B", "lines", "mix"]);
+    const lines = ph.lines;
+    if (!Array.isArray(lines) || lines.length !== 2) {
+      throw new InputError(
+        `${file}: ${at}.lines: expected [min, max], got ${JSON.stringify(lines)}`,
+      );
+    }
+    const lo = posInt(file, `${at}.lines[0]`, lines[0]),
+      hi = posInt(file, `${at}.lines[1]`, lines[1]);
+    if (lo > hi) throw new InputError(`${file}: ${at}.lines: min ${lo} exceeds max ${hi}`);
+    const mx = obj(file, `${at}.mix`, ph.mix, ["brown", "longeval", "multiQuery", "copy"]);
+    const mix = {
+      brown: nonNeg(file, `${at}.mix.brown`, mx.brown),
+      longeval: nonNeg(file, `${at}.mix.longeval`, mx.longeval),
+      multiQuery: nonNeg(file, `${at}.mix.multiQuery`, mx.multiQuery),
+      copy: nonNeg(file, `${at}.mix.copy`, mx.copy),
+    };
+    if (mix.brown + mix.longeval + mix.multiQuery + mix.copy <= 0) {
+      throw new InputError(`${file}: ${at}.mix: at least one weight must be positive`);
+    }
+    return {
+      steps: posInt(file, `${at}.steps`, ph.steps),
+      T: posInt(file, `${at}.T`, ph.T),
+      B: posInt(file, `${at}.B`, ph.B),
+      lines: [lo, hi],
+      mix,
+    };
+  });
+  const ev = obj(file, "eval", o.eval, ["lengths", "cases"]);
+  if (!Array.isArray(ev.lengths)) {
+    throw new InputError(`${file}: eval.lengths: expected a list of lengths`);
+  }
+  return {
+    seed: num(file, "seed", o.seed, Number.isInteger, "an integer"),
+    model,
+    tokenizer: {
+      vocabSize: num(
+        file,
+        "tokenizer.vocabSize",
+        t.vocabSize,
+        (n) => Number.isInteger(n) && n >= 259,
+        "an integer ≥ 259",
+      ),
+    },
+    optimizer: {
+      lr: num(file, "optimizer.lr", op.lr, (n) => n > 0, "a positive number"),
+      minLrRatio: num(
+        file,
+        "optimizer.minLrRatio",
+        op.minLrRatio,
+        (n) => n >= 0 && n <= 1,
+        "a number in [0, 1]",
+      ),
+      warmup: num(
+        file,
+        "optimizer.warmup",
+        op.warmup,
+        (n) => Number.isInteger(n) && n >= 0,
+        "a non-negative integer",
+      ),
+      weightDecay: nonNeg(file, "optimizer.weightDecay", op.weightDecay),
+      beta1: unit("optimizer.beta1", op.beta1),
+      beta2: unit("optimizer.beta2", op.beta2),
+      eps: num(file, "optimizer.eps", op.eps, (n) => n > 0, "a positive number"),
+      clip: num(file, "optimizer.clip", op.clip, (n) => n > 0, "a positive number"),
+    },
+    loss: {
+      contextWeight: nonNeg(file, "loss.contextWeight", l.contextWeight),
+      answerWeight: nonNeg(file, "loss.answerWeight", l.answerWeight),
+    },
+    phases,
+    checkpointEvery: posInt(file, "checkpointEvery", o.checkpointEvery),
+    evalEvery: posInt(file, "evalEvery", o.evalEvery),
+    eval: {
+      lengths: ev.lengths.map((v: unknown, i: number) => posInt(file, `eval.lengths[${i}]`, v)),
+      cases: num(
+        file,
+        "eval.cases",
+        ev.cases,
+        (n) => Number.isInteger(n) && n >= 0,
+        "a non-negative integer",
+      ),
+    },
+  };
+}
+
+/** Reads and validates a recipe file. */
+export async function loadTrainConfig(path: string): Promise<TrainConfig> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch {
+    throw new InputError(`${path}: cannot read the training config`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw new InputError(`${path}: invalid JSON: ${e instanceof Error ? e.message : e}`);
+  }
+  return parseTrainConfig(json, path);
+}
+
+/** Total optimizer steps of a recipe. */
+export function totalSteps(c: TrainConfig): number {
+  return c.phases.reduce((a, p) => a + p.steps, 0);
+}
+
+/** The phase that contains `step` (0-based) and the step's index within it. */
+export function phaseAt(c: TrainConfig, step: number): { phase: Phase; index: number } {
+  let s = step;
+  for (const [index, phase] of c.phases.entries()) {
+    if (s < phase.steps) return { phase, index };
+    s -= phase.steps;
+  }
+  return { phase: c.phases.at(-1)!, index: c.phases.length - 1 };
+}
