@@ -1,0 +1,111 @@
+/**
+ * `deno task train-tiny [--config FILE] [--out DIR] [--quick] [--max-steps N]`: trains moa-tiny
+ * (or any recipe) with checkpoints that resume; `--quick` runs a small recipe in under a minute.
+ *
+ * @module
+ */
+// @ts-types="@types/cli-progress"
+import cliProgress from "cli-progress";
+import process from "node:process";
+import { parseArgs } from "node:util";
+import { InputError, runCli } from "../../runtime/errors.ts";
+import { loadTrainConfig, totalSteps } from "./config.ts";
+import { type StepReport, train } from "./train.ts";
+
+const HERE = new URL(".", import.meta.url).pathname;
+const ROOT = new URL("../..", import.meta.url).pathname;
+
+const HELP = `moa train-tiny: train the embedded long-context model
+
+Usage: deno task train-tiny [--config FILE] [--out DIR] [--quick] [--max-steps N]
+
+  --config FILE   training recipe (default data/train/moa-tiny.json; see data/train/config.ts)
+  --quick         the small recipe data/train/quick.json (a few hundred steps, under a minute)
+  --out DIR       output folder (default results/train/<recipe name>); holds tokenizer.json,
+                  checkpoints, loss.csv, eval.csv and, when done, model/ in the HF layout
+  --max-steps N   stop after N steps of this invocation (run the recipe in pieces)
+
+Rerunning with the same --out resumes from the last checkpoint; the data of every step is
+seeded by (seed, step), so a resumed run is the same run. Copy out/model/ to
+data/models/moa-tiny/ to ship a trained model.
+`;
+
+async function main(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      config: { type: "string" },
+      out: { type: "string" },
+      quick: { type: "boolean", default: false },
+      "max-steps": { type: "string" },
+      help: { type: "boolean", short: "h", default: false },
+    },
+  });
+  if (values.help) {
+    console.log(HELP);
+    return 0;
+  }
+  if (values.quick && values.config) {
+    throw new InputError("--quick and --config exclude each other");
+  }
+  const file = values.config ?? `${HERE}${values.quick ? "quick" : "moa-tiny"}.json`;
+  const cfg = await loadTrainConfig(file);
+  let maxSteps: number | undefined;
+  if (values["max-steps"] !== undefined) {
+    maxSteps = Number(values["max-steps"]);
+    if (!Number.isInteger(maxSteps) || maxSteps < 1) {
+      throw new InputError(
+        `--max-steps: expected a positive integer, got '${values["max-steps"]}'`,
+      );
+    }
+  }
+  const name = file.split("/").at(-1)!.replace(/\.json$/, "");
+  const out = values.out ?? `${ROOT}results/train/${name}`;
+  const total = totalSteps(cfg);
+  const tty = Deno.stderr.isTerminal();
+  const bar = tty
+    ? new cliProgress.SingleBar({
+      format:
+        "{bar} {value}/{total} steps | phase {phase} | loss {loss} | {tps} tok/s | {eta_formatted} left",
+      stream: process.stderr,
+      hideCursor: true,
+    }, cliProgress.Presets.shades_classic)
+    : null;
+  let lastLine = 0;
+  let smooth = NaN;
+  const onStep = (r: StepReport) => {
+    smooth = Number.isNaN(smooth) ? r.loss : 0.9 * smooth + 0.1 * r.loss;
+    const payload = { phase: r.phase, loss: smooth.toFixed(3), tps: r.tokensPerS.toFixed(0) };
+    if (bar) {
+      if (bar.getProgress() === 0 && r.step > 0) bar.start(total, r.step - 1, payload);
+      bar.update(r.step, payload);
+    } else if (performance.now() - lastLine > 10_000 || r.step === total) {
+      lastLine = performance.now();
+      console.error(
+        `step ${r.step}/${total} phase ${r.phase} loss ${smooth.toFixed(4)} lr ${
+          r.lr.toExponential(2)
+        } ` +
+          `|g| ${r.gradNorm.toFixed(2)} ${r.tokensPerS.toFixed(0)} tok/s`,
+      );
+    }
+  };
+  bar?.start(total, 0, { phase: 0, loss: "-", tps: "-" });
+  const log = (l: string) => {
+    if (bar) bar.stop();
+    console.error(l);
+  };
+  const r = await train(cfg, { out, ...(maxSteps ? { maxSteps } : {}), onStep, log });
+  bar?.stop();
+  const first = r.losses.slice(0, 10), last = r.losses.slice(-10);
+  const mean = (xs: number[]) => xs.reduce((a, x) => a + x, 0) / Math.max(1, xs.length);
+  console.log(
+    `${r.done ? "finished" : "paused"} at step ${r.steps}/${total}: ${r.tokens} tokens, ${
+      (r.seconds / 60).toFixed(1)
+    } min; ` +
+      `loss ${mean(first).toFixed(3)} → ${mean(last).toFixed(3)} this run` +
+      (r.done ? `; model in ${out}/model` : ""),
+  );
+  return 0;
+}
+
+if (import.meta.main) await runCli(main);

@@ -1,0 +1,528 @@
+/**
+ * The moa-tiny trainer: AdamW with a cosine schedule and gradient clipping over a curriculum of
+ * phases, deterministic from a seed, with atomic checkpoints that resume exactly, a loss curve
+ * in CSV, and periodic held-out LongEval evaluation with the CPU runtime.
+ *
+ * Master weights live in float32 arrays on the JavaScript side (one `Model`); each step uploads
+ * them to jax-js, takes `lossAndGrad`, and applies the optimizer in TypeScript. For a model of a
+ * few million parameters the copies cost milliseconds against a step of about a second.
+ *
+ * @module
+ */
+import { generateCases } from "../longeval/longeval.ts";
+import { HELDOUT_WORDS } from "../longeval/words.ts";
+import { buildMoaTokenizer } from "../tokenizer/bpe.ts";
+import { loadBrownCorpus, MixStream } from "./mix.ts";
+import { type Phase, phaseAt, totalSteps, type TrainConfig } from "./config.ts";
+import { writeFileAtomic } from "../../runtime/atomic.ts";
+import { saveModel } from "../../runtime/hf.ts";
+import type { Model, ModelConfig } from "../../runtime/model.ts";
+import { randomModel, tinyConfig } from "../../runtime/random_model.ts";
+import { encodeSafetensors, parseSafetensors, toFloat32 } from "../../runtime/safetensors.ts";
+import { type TextTokenizer, tokenizerFromJson } from "../../runtime/tokenizer.ts";
+import {
+  disposeParams,
+  initJax,
+  lossAndGrad,
+  modelFromParams,
+  paramsFromModel,
+} from "../../runtime/autodiff/jax_model.ts";
+import { CpuModel } from "../../runtime/cpu/forward.ts";
+import { fastEngine } from "../../runtime/cpu/engine.ts";
+import { runLongEval } from "../../experiments/benchmarks.ts";
+import { hashOf, stableStringify } from "../../experiments/cache.ts";
+import { InputError } from "../../runtime/errors.ts";
+import { Rng } from "../../runtime/rng.ts";
+
+/** One named weight array of a model, and whether weight decay applies to it. */
+export interface NamedWeight {
+  name: string;
+  data: Float32Array;
+  decay: boolean;
+}
+
+/** The weights of a model in a fixed order (HF names), matrices marked for weight decay. */
+export function namedWeights(m: Model): NamedWeight[] {
+  const w = m.weights;
+  const out: NamedWeight[] = [{ name: "model.embed_tokens.weight", data: w.embed, decay: true }];
+  w.layers.forEach((l, i) => {
+    const p = `model.layers.${i}.`;
+    out.push(
+      { name: `${p}input_layernorm.weight`, data: l.inputNorm, decay: false },
+      { name: `${p}self_attn.q_proj.weight`, data: l.wq, decay: true },
+      { name: `${p}self_attn.k_proj.weight`, data: l.wk, decay: true },
+      { name: `${p}self_attn.v_proj.weight`, data: l.wv, decay: true },
+      { name: `${p}self_attn.o_proj.weight`, data: l.wo, decay: true },
+      { name: `${p}post_attention_layernorm.weight`, data: l.postNorm, decay: false },
+      { name: `${p}mlp.gate_proj.weight`, data: l.wGate, decay: true },
+      { name: `${p}mlp.up_proj.weight`, data: l.wUp, decay: true },
+      { name: `${p}mlp.down_proj.weight`, data: l.wDown, decay: true },
+    );
+    if (l.bq) out.push({ name: `${p}self_attn.q_proj.bias`, data: l.bq, decay: false });
+    if (l.bk) out.push({ name: `${p}self_attn.k_proj.bias`, data: l.bk, decay: false });
+    if (l.bv) out.push({ name: `${p}self_attn.v_proj.bias`, data: l.bv, decay: false });
+  });
+  out.push({ name: "model.norm.weight", data: w.finalNorm, decay: false });
+  if (w.lmHead !== w.embed) out.push({ name: "lm_head.weight", data: w.lmHead, decay: true });
+  return out;
+}
+
+/** The model config a recipe describes, for a tokenizer of `vocab` entries. */
+export function modelConfigOf(c: TrainConfig, vocab: number): ModelConfig {
+  const m = c.model;
+  return tinyConfig({
+    vocabSize: Math.ceil(vocab / 64) * 64,
+    hiddenSize: m.hidden,
+    intermediateSize: m.intermediate,
+    numLayers: m.layers,
+    numHeads: m.heads,
+    numKvHeads: m.kvHeads,
+    headDim: m.hidden / m.heads,
+    maxPositionEmbeddings: m.maxPositions,
+    ropeTheta: m.ropeTheta,
+    bosTokenId: 1,
+    eosTokenIds: [2],
+  });
+}
+
+/**
+ * Initial weights: N(0, 0.02) everywhere, output projections (o_proj, down_proj) scaled by
+ * 1/sqrt(2L) so the residual stream starts near the embeddings, norms at 1.
+ */
+export function initialModel(config: ModelConfig, seed: number): Model {
+  const m = randomModel(config, seed);
+  const s = 1 / Math.sqrt(2 * config.numLayers);
+  for (let i = 0; i < m.weights.embed.length; i++) m.weights.embed[i]! *= 0.02;
+  for (const l of m.weights.layers) {
+    l.inputNorm.fill(1);
+    l.postNorm.fill(1);
+    for (let i = 0; i < l.wo.length; i++) l.wo[i]! *= s;
+    for (let i = 0; i < l.wDown.length; i++) l.wDown[i]! *= s;
+  }
+  m.weights.finalNorm.fill(1);
+  return m;
+}
+
+/** AdamW state: first and second moments per weight, and the step count. */
+export interface AdamState {
+  m: Float32Array[];
+  v: Float32Array[];
+  step: number;
+}
+
+/** Learning rate at `step` (0-based): linear warm-up, then cosine decay to minRatio·peak. */
+export function cosineLr(
+  step: number,
+  peak: number,
+  warmup: number,
+  total: number,
+  minRatio: number,
+): number {
+  if (step < warmup) return (peak * (step + 1)) / warmup;
+  const p = Math.min(1, (step - warmup) / Math.max(1, total - warmup));
+  return peak * (minRatio + (1 - minRatio) * 0.5 * (1 + Math.cos(Math.PI * p)));
+}
+
+/**
+ * Scales gradients in place so their global L2 norm is at most `maxNorm`.
+ * @returns the norm before clipping
+ */
+export function clipGlobalNorm(grads: Float32Array[], maxNorm: number): number {
+  let ss = 0;
+  for (const g of grads) for (let i = 0; i < g.length; i++) ss += g[i]! * g[i]!;
+  const norm = Math.sqrt(ss);
+  if (norm > maxNorm) {
+    const s = maxNorm / (norm + 1e-12);
+    for (const g of grads) for (let i = 0; i < g.length; i++) g[i]! *= s;
+  }
+  return norm;
+}
+
+/**
+ * One AdamW step in place (decoupled weight decay on the weights marked `decay`, bias-corrected
+ * moments).
+ */
+export function adamwStep(
+  weights: NamedWeight[],
+  grads: Float32Array[],
+  state: AdamState,
+  o: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number },
+): void {
+  state.step++;
+  const c1 = 1 - Math.pow(o.beta1, state.step), c2 = 1 - Math.pow(o.beta2, state.step);
+  weights.forEach((w, k) => {
+    const p = w.data, g = grads[k]!, m = state.m[k]!, v = state.v[k]!;
+    const decay = w.decay ? 1 - o.lr * o.weightDecay : 1;
+    for (let i = 0; i < p.length; i++) {
+      const gi = g[i]!;
+      const mi = (m[i] = o.beta1 * m[i]! + (1 - o.beta1) * gi);
+      const vi = (v[i] = o.beta2 * v[i]! + (1 - o.beta2) * gi * gi);
+      p[i] = p[i]! * decay - (o.lr * (mi / c1)) / (Math.sqrt(vi / c2) + o.eps);
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// checkpoints
+
+/** What `latest.json` in the output folder records. */
+interface CheckpointInfo {
+  step: number;
+  file: string;
+  /** Hash of what a resumed run must share: seed, model shape, tokenizer, loss weights. */
+  recipe: string;
+  /** The curriculum of the steps done: each phase's settings and how many of its steps ran. */
+  history?: PhaseDone[];
+  tokens: number;
+  seconds: number;
+}
+
+async function saveCheckpoint(
+  out: string,
+  weights: NamedWeight[],
+  state: AdamState,
+  info: Omit<CheckpointInfo, "file">,
+): Promise<void> {
+  const tensors = weights.flatMap((w, k) => [
+    { name: `param.${w.name}`, dtype: "F32" as const, shape: [w.data.length], data: w.data },
+    { name: `m.${w.name}`, dtype: "F32" as const, shape: [w.data.length], data: state.m[k]! },
+    { name: `v.${w.name}`, dtype: "F32" as const, shape: [w.data.length], data: state.v[k]! },
+  ]);
+  const file = `checkpoint-${String(info.step).padStart(6, "0")}.safetensors`;
+  await writeFileAtomic(`${out}/${file}`, encodeSafetensors(tensors, { step: String(info.step) }));
+  let previous: CheckpointInfo | null = null;
+  try {
+    previous = JSON.parse(await Deno.readTextFile(`${out}/latest.json`));
+  } catch { /* first checkpoint */ }
+  await writeFileAtomic(`${out}/latest.json`, JSON.stringify({ ...info, file }, null, 2) + "\n");
+  if (previous && previous.file !== file) {
+    await Deno.remove(`${out}/${previous.file}`).catch(() => {});
+  }
+}
+
+/** A phase's settings and the number of its steps already run. */
+interface PhaseDone {
+  T: number;
+  B: number;
+  lines: [number, number];
+  mix: Phase["mix"];
+  done: number;
+}
+
+/** The phases that the first `steps` steps of a recipe run through. */
+export function phaseHistory(cfg: TrainConfig, steps: number): PhaseDone[] {
+  const out: PhaseDone[] = [];
+  let left = steps;
+  for (const p of cfg.phases) {
+    if (left <= 0) break;
+    const done = Math.min(left, p.steps);
+    out.push({ T: p.T, B: p.B, lines: p.lines, mix: p.mix, done });
+    left -= done;
+  }
+  return out;
+}
+
+/**
+ * The hash that a resumed run must match: everything that shapes the weights except the
+ * curriculum of steps not yet run and the optimizer's settings (so a recipe can be extended or
+ * its later phases amended without starting over).
+ */
+export function recipeKey(cfg: TrainConfig): Promise<string> {
+  return hashOf({ seed: cfg.seed, model: cfg.model, tokenizer: cfg.tokenizer, loss: cfg.loss });
+}
+
+async function loadCheckpoint(
+  out: string,
+  cfg: TrainConfig,
+  weights: NamedWeight[],
+  state: AdamState,
+): Promise<CheckpointInfo | null> {
+  let info: CheckpointInfo;
+  try {
+    info = JSON.parse(await Deno.readTextFile(`${out}/latest.json`));
+  } catch {
+    return null;
+  }
+  const where = `${out}/latest.json`;
+  if (info.history === undefined) {
+    // checkpoints written before the curriculum was recorded: the whole recipe must match
+    if (info.recipe !== await hashOf(cfg)) {
+      throw new InputError(`${where}: checkpoint of another recipe; use another --out`);
+    }
+  } else {
+    if (info.recipe !== await recipeKey(cfg)) {
+      throw new InputError(
+        `${where}: checkpoint of another seed, model shape, tokenizer or loss weights; use another --out`,
+      );
+    }
+    if (stableStringify(info.history) !== stableStringify(phaseHistory(cfg, info.step))) {
+      throw new InputError(
+        `${where}: the recipe's phases for the ${info.step} steps already run differ from those the checkpoint ran; ` +
+          `only phases not yet reached may change`,
+      );
+    }
+  }
+  const file = `${out}/${info.file}`;
+  const tensors = parseSafetensors(await Deno.readFile(file), file);
+  weights.forEach((w, k) => {
+    for (
+      const [prefix, target] of [["param", w.data], ["m", state.m[k]!], ["v", state.v[k]!]] as const
+    ) {
+      const t = tensors.get(`${prefix}.${w.name}`);
+      if (!t) throw new Error(`${file}: missing tensor ${prefix}.${w.name}`);
+      target.set(toFloat32(t, file, `${prefix}.${w.name}`));
+    }
+  });
+  state.step = info.step;
+  return info;
+}
+
+// ---------------------------------------------------------------------------------------------
+// the loop
+
+/** Options of `train`. */
+export interface TrainOptions {
+  /** Output folder: tokenizer, checkpoints, loss.csv, eval.csv, model/ (HF layout). */
+  out: string;
+  /** Stop after this many steps of this invocation (to run the recipe in pieces). */
+  maxSteps?: number;
+  /** Loads only this many Brown documents (tests). */
+  brownDocuments?: number;
+  /** Called after every step. */
+  onStep?: (s: StepReport) => void;
+  /** One-line messages. */
+  log?: (line: string) => void;
+}
+
+/** What one training step reports. */
+export interface StepReport {
+  step: number;
+  total: number;
+  phase: number;
+  loss: number;
+  lr: number;
+  gradNorm: number;
+  tokensPerS: number;
+  tokens: number;
+}
+
+/** The result of `train`. */
+export interface TrainResult {
+  model: Model;
+  tokenizer: TextTokenizer;
+  steps: number;
+  tokens: number;
+  seconds: number;
+  losses: number[];
+  done: boolean;
+}
+
+/**
+ * Trains (or resumes training) a model with a recipe, writing everything to `opts.out`. When the
+ * last step is done, the model is saved in the Hugging Face layout to `out/model/`.
+ */
+export async function train(cfg: TrainConfig, opts: TrainOptions): Promise<TrainResult> {
+  const log = opts.log ?? ((l: string) => console.error(l));
+  const recipe = await recipeKey(cfg);
+  await Deno.mkdir(opts.out, { recursive: true });
+  // tokenizer: trained once per recipe, kept in the output folder
+  const tokFile = `${opts.out}/tokenizer.json`;
+  let tokJson: Record<string, unknown>;
+  try {
+    tokJson = JSON.parse(await Deno.readTextFile(tokFile));
+  } catch {
+    log(`training a ${cfg.tokenizer.vocabSize}-entry byte-level BPE tokenizer…`);
+    tokJson = await buildMoaTokenizer({ vocabSize: cfg.tokenizer.vocabSize });
+    await writeFileAtomic(tokFile, JSON.stringify(tokJson));
+  }
+  const tokenizer = tokenizerFromJson(tokJson);
+  const config = modelConfigOf(cfg, tokenizer.vocabSize);
+  const model = initialModel(config, cfg.seed);
+  const weights = namedWeights(model);
+  const state: AdamState = {
+    m: weights.map((w) => new Float32Array(w.data.length)),
+    v: weights.map((w) => new Float32Array(w.data.length)),
+    step: 0,
+  };
+  const resumed = await loadCheckpoint(opts.out, cfg, weights, state);
+  let tokens = resumed?.tokens ?? 0;
+  let seconds = resumed?.seconds ?? 0;
+  if (resumed) {
+    log(`resuming from step ${resumed.step} (${tokens} tokens, ${seconds.toFixed(0)} s so far)`);
+  }
+  await initJax("wasm");
+  const corpus = await loadBrownCorpus(
+    tokenizer,
+    opts.brownDocuments === undefined ? {} : { documents: opts.brownDocuments },
+  );
+  const total = totalSteps(cfg);
+  const stopAt = Math.min(total, state.step + (opts.maxSteps ?? Infinity));
+  const losses: number[] = [];
+  const lossCsv = `${opts.out}/loss.csv`;
+  let csv = "";
+  try {
+    csv = await Deno.readTextFile(lossCsv);
+  } catch {
+    csv = "step,phase,T,B,loss,lr,grad_norm,tokens,seconds,tokens_per_s\n";
+  }
+  // drop rows past the checkpoint, so a resumed curve has no duplicates
+  csv =
+    csv.split("\n").filter((line, i) =>
+      i === 0 || (line && Number(line.split(",")[0]) <= state.step)
+    ).join("\n") + "\n";
+  while (state.step < stopAt) {
+    const step = state.step;
+    const { phase, index } = phaseAt(cfg, step);
+    const batch = batchFor(tokenizer, corpus, cfg, phase, step);
+    const t0 = performance.now();
+    const params = paramsFromModel(model);
+    const { loss, grads } = await lossAndGrad(
+      config,
+      params,
+      { tokens: batch.tokens, targets: batch.targets, mask: batch.weights },
+      phase.B,
+      phase.T,
+    );
+    disposeParams(params);
+    const g = namedWeights(await modelFromParams(config, grads)).map((w) => w.data);
+    disposeParams(grads);
+    const gradNorm = clipGlobalNorm(g, cfg.optimizer.clip);
+    const lr = cosineLr(
+      step,
+      cfg.optimizer.lr,
+      cfg.optimizer.warmup,
+      total,
+      cfg.optimizer.minLrRatio,
+    );
+    adamwStep(weights, g, state, { ...cfg.optimizer, lr });
+    const dt = (performance.now() - t0) / 1000;
+    seconds += dt;
+    tokens += phase.B * phase.T;
+    losses.push(loss);
+    const report = {
+      step: state.step,
+      total,
+      phase: index,
+      loss,
+      lr,
+      gradNorm,
+      tokensPerS: (phase.B * phase.T) / dt,
+      tokens,
+    };
+    opts.onStep?.(report);
+    csv += [
+      state.step,
+      index,
+      phase.T,
+      phase.B,
+      loss.toFixed(5),
+      lr.toExponential(3),
+      gradNorm.toFixed(4),
+      tokens,
+      seconds.toFixed(1),
+      report.tokensPerS.toFixed(0),
+    ].join(",") + "\n";
+    const last = state.step === stopAt;
+    if (state.step % cfg.checkpointEvery === 0 || last) {
+      await writeFileAtomic(lossCsv, csv);
+      await saveCheckpoint(opts.out, weights, state, {
+        step: state.step,
+        recipe,
+        history: phaseHistory(cfg, state.step),
+        tokens,
+        seconds,
+      });
+    }
+    if (cfg.eval.cases > 0 && (state.step % cfg.evalEvery === 0 || state.step === total)) {
+      await evaluate(model, tokenizer, cfg, state.step, opts.out, log);
+    }
+  }
+  const done = state.step >= total;
+  if (done) {
+    await saveModel(`${opts.out}/model`, model);
+    await writeFileAtomic(`${opts.out}/model/tokenizer.json`, JSON.stringify(tokJson));
+    await writeFileAtomic(
+      `${opts.out}/model/tokenizer_config.json`,
+      JSON.stringify(
+        {
+          bos_token: "<s>",
+          eos_token: "</s>",
+          unk_token: "<unk>",
+          model_max_length: config.maxPositionEmbeddings,
+          clean_up_tokenization_spaces: false,
+        },
+        null,
+        2,
+      ) + "\n",
+    );
+  }
+  return { model, tokenizer, steps: state.step, tokens, seconds, losses, done };
+}
+
+/** The batch of a step: a stream seeded by (seed, step), so a resumed run sees the same data. */
+function batchFor(
+  tokenizer: TextTokenizer,
+  corpus: Awaited<ReturnType<typeof loadBrownCorpus>>,
+  cfg: TrainConfig,
+  phase: Phase,
+  step: number,
+) {
+  const seed = new Rng(cfg.seed * 1_000_003 + step).int(0, 2 ** 31 - 1);
+  const stream = new MixStream(
+    tokenizer,
+    {
+      T: phase.T,
+      kinds: phase.mix,
+      lines: phase.lines,
+      contextWeight: cfg.loss.contextWeight,
+      answerWeight: cfg.loss.answerWeight,
+    },
+    seed,
+    corpus,
+  );
+  return stream.nextBatch(phase.B);
+}
+
+/** Held-out-vocabulary LongEval accuracy at the recipe's eval lengths, appended to eval.csv. */
+async function evaluate(
+  model: Model,
+  tokenizer: TextTokenizer,
+  cfg: TrainConfig,
+  step: number,
+  out: string,
+  log: (l: string) => void,
+) {
+  const runner = new CpuModel(model, await fastEngine());
+  const newline = tokenizer.encode("\n");
+  const session = {
+    dir: out,
+    fingerprint: "training",
+    runner,
+    tokenizer,
+    bos: 1,
+    stopTokens: [2, ...(newline.length === 1 ? newline : [])],
+    backend: "cpu" as const,
+    device: "cpu",
+  };
+  const parts: string[] = [];
+  let rows = "";
+  for (const length of cfg.eval.lengths) {
+    const cases = generateCases({
+      count: cfg.eval.cases,
+      targetLength: length,
+      seed: 12345,
+      countTokens: (t) => tokenizer.encode(t).length + 1,
+      words: HELDOUT_WORDS,
+    });
+    const metrics = await runLongEval(session, cases, () => runner.newCache(), () => {});
+    const acc = metrics.find((m) => m.metric === "accuracy")!.value;
+    parts.push(`${length}: ${acc.toFixed(2)}`);
+    rows += `${step},${length},${acc},${cases.length}\n`;
+  }
+  let csv = "step,length,accuracy,n\n";
+  try {
+    csv = await Deno.readTextFile(`${out}/eval.csv`);
+  } catch { /* first evaluation */ }
+  await writeFileAtomic(`${out}/eval.csv`, csv + rows);
+  log(`step ${step}: held-out LongEval accuracy ${parts.join(", ")}`);
+}

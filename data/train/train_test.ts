@@ -1,0 +1,183 @@
+import assert from "node:assert/strict";
+import { loadTrainConfig, parseTrainConfig, type TrainConfig } from "./config.ts";
+import {
+  type AdamState,
+  adamwStep,
+  clipGlobalNorm,
+  cosineLr,
+  namedWeights,
+  train,
+} from "./train.ts";
+import { InputError } from "../../runtime/errors.ts";
+
+/** A recipe small enough to train in seconds. */
+function tinyRecipe(steps: number): TrainConfig {
+  return parseTrainConfig({
+    seed: 3,
+    model: {
+      hidden: 32,
+      layers: 1,
+      heads: 2,
+      kvHeads: 1,
+      intermediate: 64,
+      maxPositions: 512,
+      ropeTheta: 10000,
+    },
+    tokenizer: { vocabSize: 320 },
+    optimizer: {
+      lr: 0.01,
+      minLrRatio: 0.1,
+      warmup: 5,
+      weightDecay: 0.1,
+      beta1: 0.9,
+      beta2: 0.95,
+      eps: 1e-8,
+      clip: 1,
+    },
+    loss: { contextWeight: 0.1, answerWeight: 1 },
+    phases: [{
+      steps,
+      T: 160,
+      B: 2,
+      lines: [1, 1],
+      mix: { brown: 1, longeval: 0, multiQuery: 0, copy: 0 },
+    }],
+    checkpointEvery: 1000,
+    evalEvery: 1000,
+    eval: { lengths: [], cases: 0 },
+  }, "tiny.json");
+}
+
+Deno.test("train() lowers the loss and resumes to the very same weights", async (t) => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const cfg = tinyRecipe(24);
+    const straight = await train(cfg, { out: `${dir}/a`, brownDocuments: 4, log: () => {} });
+    await t.step("the loss falls", () => {
+      const mean = (xs: number[]) => xs.reduce((a, x) => a + x, 0) / xs.length;
+      const first = mean(straight.losses.slice(0, 4)), last = mean(straight.losses.slice(-4));
+      assert.ok(last < first - 0.5, `loss ${first} → ${last}`);
+      assert.equal(straight.steps, 24);
+      assert.ok(straight.done);
+    });
+    await t.step("two pieces of 12 steps give the weights of one run of 24", async () => {
+      const a = await train(cfg, {
+        out: `${dir}/b`,
+        brownDocuments: 4,
+        maxSteps: 12,
+        log: () => {},
+      });
+      assert.equal(a.steps, 12);
+      assert.equal(a.done, false);
+      const b = await train(cfg, { out: `${dir}/b`, brownDocuments: 4, log: () => {} });
+      assert.equal(b.steps, 24);
+      const wa = namedWeights(straight.model), wb = namedWeights(b.model);
+      wa.forEach((w, k) => assert.deepEqual(wb[k]!.data, w.data, w.name));
+      const csv = (await Deno.readTextFile(`${dir}/b/loss.csv`)).trim().split("\n");
+      assert.equal(csv.length, 1 + 24, "one loss row per step, none repeated");
+    });
+    await t.step(
+      "a later phase may change before it is reached, a finished one may not",
+      async () => {
+        const two = (first: number, T2: number) =>
+          parseTrainConfig({
+            ...JSON.parse(JSON.stringify(cfg)),
+            phases: [
+              { ...cfg.phases[0]!, steps: first },
+              { ...cfg.phases[0]!, steps: 4, T: T2 },
+            ],
+          }, "two.json");
+        await train(two(6, 160), {
+          out: `${dir}/c`,
+          brownDocuments: 4,
+          maxSteps: 5,
+          log: () => {},
+        });
+        const r = await train(two(6, 192), {
+          out: `${dir}/c`,
+          brownDocuments: 4,
+          maxSteps: 2,
+          log: () => {},
+        });
+        assert.equal(r.steps, 7);
+        await assert.rejects(
+          () => train(two(5, 192), { out: `${dir}/c`, brownDocuments: 4, log: () => {} }),
+          (e: unknown) =>
+            e instanceof InputError && /phases for the 7 steps already run differ/.test(e.message),
+        );
+      },
+    );
+    await t.step("the finished model is saved in the Hugging Face layout", async () => {
+      for (
+        const f of ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"]
+      ) {
+        assert.ok((await Deno.stat(`${dir}/a/model/${f}`)).isFile, f);
+      }
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("adamwStep() matches a hand computation", () => {
+  const w = [{ name: "w", data: new Float32Array([1, -2]), decay: true }, {
+    name: "n",
+    data: new Float32Array([0.5]),
+    decay: false,
+  }];
+  const g = [new Float32Array([0.1, -0.3]), new Float32Array([2])];
+  const state: AdamState = {
+    m: [new Float32Array(2), new Float32Array(1)],
+    v: [new Float32Array(2), new Float32Array(1)],
+    step: 0,
+  };
+  const o = { lr: 0.1, beta1: 0.9, beta2: 0.99, eps: 1e-8, weightDecay: 0.5 };
+  adamwStep(w, g, state, o);
+  // step 1: m̂ = g, v̂ = g², update = lr·g/|g| = ±lr; decay multiplies by (1 − lr·wd) first
+  assert.ok(Math.abs(w[0]!.data[0]! - (1 * 0.95 - 0.1)) < 1e-6);
+  assert.ok(Math.abs(w[0]!.data[1]! - (-2 * 0.95 + 0.1)) < 1e-6);
+  assert.ok(Math.abs(w[1]!.data[0]! - (0.5 - 0.1)) < 1e-6, "no decay on norms");
+  adamwStep(w, g, state, o);
+  // step 2, same gradient: m̂ = g and v̂ = g² again, so the update is ±lr again
+  assert.ok(Math.abs(w[1]!.data[0]! - (0.4 - 0.1)) < 1e-6);
+});
+
+Deno.test("clipGlobalNorm() and cosineLr() follow their formulas", () => {
+  const g = [new Float32Array([3, 0]), new Float32Array([4])];
+  assert.equal(clipGlobalNorm(g, 1), 5);
+  assert.ok(Math.abs(Math.hypot(g[0]![0]!, g[1]![0]!) - 1) < 1e-6);
+  assert.equal(clipGlobalNorm(g, 10) < 1.0001, true, "below the limit nothing changes");
+  assert.ok(Math.abs(cosineLr(9, 1, 10, 110, 0.1) - 1) < 1e-12, "end of warm-up");
+  assert.ok(Math.abs(cosineLr(60, 1, 10, 110, 0.1) - 0.55) < 1e-12, "half way: (1 + 0.1) / 2");
+  assert.ok(Math.abs(cosineLr(110, 1, 10, 110, 0.1) - 0.1) < 1e-12, "end");
+});
+
+Deno.test("parseTrainConfig() names the field it rejects", () => {
+  const good = JSON.parse(JSON.stringify(tinyRecipe(5)));
+  // deno-lint-ignore no-explicit-any
+  const bad = (edit: (c: Record<string, any>) => void, msg: RegExp) => {
+    const c = JSON.parse(JSON.stringify(good));
+    edit(c);
+    assert.throws(
+      () => parseTrainConfig(c, "r.json"),
+      (e: unknown) => e instanceof InputError && msg.test(e.message),
+    );
+  };
+  bad((c) => (c.phases[0].T = 0), /^r\.json: phases\[0\]\.T: expected a positive integer, got 0$/);
+  bad((c) => (c.model.kvHeads = 3), /model\.kvHeads: 3 must divide heads 2/);
+  bad((c) => (c.optimizer.lrr = 1), /optimizer\.lrr: unknown field/);
+  bad((c) => (c.phases[0].lines = [3, 2]), /phases\[0\]\.lines: min 3 exceeds max 2/);
+});
+
+Deno.test("the --quick recipe trains and its loss falls", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const cfg = await loadTrainConfig(new URL("./quick.json", import.meta.url).pathname);
+    const r = await train(cfg, { out: dir, brownDocuments: 60, log: () => {} });
+    const mean = (xs: number[]) => xs.reduce((a, x) => a + x, 0) / xs.length;
+    const first = mean(r.losses.slice(0, 10)), last = mean(r.losses.slice(-10));
+    assert.ok(last < first - 1, `loss ${first.toFixed(3)} → ${last.toFixed(3)}`);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

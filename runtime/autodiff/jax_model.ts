@@ -1,0 +1,851 @@
+/**
+ * The LLaMA-family forward pass written in `@jax-js/jax`, so that it can be differentiated:
+ * the training loss and its gradient with respect to every weight, and the attention
+ * probabilities A of every head with ∂L/∂A (for MoA's attention-influence profile).
+ *
+ * It computes the same function as `runtime/cpu/forward.ts` (HF LLaMA: RMSNorm, RoPE in the
+ * "rotate half" layout with linear/llama3 frequency scaling, grouped-query attention, SwiGLU,
+ * optional q/k/v biases, tied or untied output head), in float32, softmax included.
+ *
+ * Call {@linkcode initJax} once before anything else. Arrays live on the jax device chosen there
+ * (`"wasm"` by default; `"webgpu"` where available). All wasm arrays share one 4 GiB memory.
+ *
+ * Ownership: jax-js arrays are consumed when passed to an operation (see the jax-js README).
+ * Functions here never consume the `Params` they are given; the `Params` and gradient trees they
+ * return belong to the caller, who frees them with {@linkcode disposeParams}.
+ *
+ * Layout: attention runs on 3-D arrays with the G = NH/NKV query heads of a kv head stacked
+ * along rows, q (B·NKV, G·T, HS) against k, v (B·NKV, T, HS), so grouped-query attention needs
+ * no broadcast or repeat of k and v. The causal mask and one-hot targets are comparisons with an
+ * iota, fused into their consumers (no T×T or V×V constants).
+ *
+ * Performance (wasm, on 2 cores shared with other work, so ranges; C=128, 4 layers, NH=4, NKV=2,
+ * V=512, F=344, 0.86M parameters): `lossAndGrad` ≈ 1 000–1 800 tokens/s at B=1, T=256,
+ * ≈ 1 200–2 150 at B=4, T=256 and ≈ 500–700 at B=1, T=1024, where the T² attention dominates
+ * (jax-js's wasm `exp` costs ≈ 15 ns per element, 4M per layer at T=1024). A step is several
+ * hundred small kernels, so the per-kernel cost matters; see {@linkcode InitOptions}.
+ *
+ * Memory: `lossAndGrad` holds the activations of every layer for its backward pass; measured
+ * peak wasm memory for the model above at B=1: 223 MB at T=512 and 693 MB at T=1024, about
+ * 11·L·NH·T² floats, and everything on wasm shares one 4 GiB space (so T ≲ 2.5k there).
+ * {@linkcode attentionGradsByLayer} needs one layer's attention at a time.
+ *
+ * @module
+ */
+import {
+  type Array as JaxArray,
+  defaultDevice,
+  type Device,
+  init,
+  jit,
+  nn,
+  numpy as np,
+  tree,
+  valueAndGrad,
+} from "@jax-js/jax";
+import type { LayerWeights, Model, ModelConfig } from "../model.ts";
+import { ropeInvFreq } from "../cpu/ops.ts";
+
+/** Devices the autodiff model can run on. */
+export type JaxDevice = "wasm" | "webgpu";
+
+/**
+ * How token embeddings are looked up.
+ * - `"take"`: a gather (`np.take`) whose gradient is a scatter-add; the cheapest, but its
+ *   gradient fails on jax-js's WebGPU backend (0.1.25).
+ * - `"onehot"`: one-hot (N, V) · embed (V, C); 2·N·V·C more flops each way; works everywhere.
+ */
+export type EmbeddingLookup = "take" | "onehot";
+
+/** One transformer block's weights as jax arrays; shapes as in {@linkcode LayerWeights}. */
+export type LayerParams = {
+  /** (C) */
+  inputNorm: JaxArray;
+  /** (NH*HS, C), Hugging Face (out, in) layout */
+  wq: JaxArray;
+  /** (NKV*HS, C) */
+  wk: JaxArray;
+  /** (NKV*HS, C) */
+  wv: JaxArray;
+  /** (NH*HS); present only when the config has attention biases */
+  bq?: JaxArray;
+  /** (NKV*HS) */
+  bk?: JaxArray;
+  /** (NKV*HS) */
+  bv?: JaxArray;
+  /** (C, NH*HS) */
+  wo: JaxArray;
+  /** (C) */
+  postNorm: JaxArray;
+  /** (F, C) */
+  wGate: JaxArray;
+  /** (F, C) */
+  wUp: JaxArray;
+  /** (C, F) */
+  wDown: JaxArray;
+};
+
+/**
+ * All weights of a model as a jax pytree mirroring `ModelWeights`. Linear weights keep the
+ * Hugging Face (out, in) layout (a layer computes x · Wᵀ), so a gradient leaf has exactly the
+ * shape and layout of the Float32Array weight it belongs to. `lmHead` is absent when the
+ * embeddings are tied (the head then reuses `embed`, and its gradient flows into `embed`).
+ */
+export type Params = {
+  /** (V, C) */
+  embed: JaxArray;
+  layers: LayerParams[];
+  /** (C) */
+  finalNorm: JaxArray;
+  /** (V, C); absent when embeddings are tied */
+  lmHead?: JaxArray;
+};
+
+/** Options shared by the functions of this module. */
+export interface JaxModelOptions {
+  /**
+   * Embedding lookup; see {@linkcode EmbeddingLookup}.
+   * @default "take" on wasm, "onehot" on webgpu
+   */
+  embedding?: EmbeddingLookup;
+}
+
+/** One training batch: B sequences of T tokens, flattened row-major to (B*T). */
+export interface Batch {
+  /** (B*T) input token ids */
+  tokens: Int32Array;
+  /** (B*T) the token each position should predict */
+  targets: Int32Array;
+  /** (B*T) weight of each position's loss (0 drops a position; 1 for response tokens) */
+  mask: Float32Array;
+}
+
+/** Options of {@linkcode initJax}. */
+export interface InitOptions {
+  /**
+   * On wasm, run kernels on jax-js's pool of Web Workers (one per core) and read results
+   * asynchronously, instead of on the calling thread. Each worker dispatch costs a message
+   * round trip (measured ≈ 0.4 ms against ≈ 0.04 ms on the calling thread) and a training step
+   * of a small model runs hundreds of kernels: on 2 shared cores the calling thread was up to
+   * 2× faster at T ≤ 256 and about even at T = 1024. With more idle cores the workers may win
+   * for long sequences. Ignored on webgpu, which is always async.
+   * @default false
+   */
+  wasmWorkers?: boolean;
+}
+
+let current: JaxDevice | null = null;
+let syncReads = true;
+
+/**
+ * Starts the jax-js backend for a device and makes it the default for new arrays.
+ *
+ * @param device `"wasm"` (CPU WebAssembly, the default) or `"webgpu"`
+ * @param opts where wasm kernels run
+ * @returns the device now in use
+ * @throws Error when the device is unavailable here
+ *
+ * @example
+ * ```ts
+ * import { initJax } from "./jax_model.ts";
+ * console.log(await initJax("wasm"));
+ * ```
+ */
+export async function initJax(
+  device: JaxDevice = "wasm",
+  opts: InitOptions = {},
+): Promise<JaxDevice> {
+  if (current !== device) {
+    const found: Device[] = await init(device);
+    if (!found.includes(device)) {
+      throw new Error(`@jax-js/jax has no ${device} backend here (found: ${found.join(", ")})`);
+    }
+    defaultDevice(device);
+    current = device;
+  }
+  syncReads = device === "wasm" && !(opts.wasmWorkers ?? false);
+  return device;
+}
+
+/**
+ * Reads a float32 jax array into a new Float32Array and consumes the array. Synchronous on wasm
+ * unless `wasmWorkers` was chosen (see {@linkcode InitOptions}); mixing both ways of reading in
+ * one process makes jax-js throw.
+ *
+ * @param a the array (consumed; pass `a.ref` to keep it)
+ * @returns its values, row-major
+ */
+export async function readF32(a: JaxArray): Promise<Float32Array> {
+  const d = syncReads ? a.dataSync() : await a.data();
+  if (!(d instanceof Float32Array)) throw new TypeError(`expected float32 data, got ${a.dtype}`);
+  return d;
+}
+
+function requireInit(): JaxDevice {
+  if (current === null) throw new Error("jax_model: call `await initJax()` first");
+  return current;
+}
+
+function embeddingOf(opts: JaxModelOptions): EmbeddingLookup {
+  return opts.embedding ?? (requireInit() === "webgpu" ? "onehot" : "take");
+}
+
+// ---------------------------------------------------------------------------------------------
+// conversion
+
+// jax-js wants typed arrays over a plain ArrayBuffer; those over a SharedArrayBuffer are copied.
+function plainF32(a: Float32Array): Float32Array<ArrayBuffer> {
+  return (a.buffer instanceof ArrayBuffer ? a : a.slice()) as Float32Array<ArrayBuffer>;
+}
+
+function plainI32(a: Int32Array): Int32Array<ArrayBuffer> {
+  return (a.buffer instanceof ArrayBuffer ? a : a.slice()) as Int32Array<ArrayBuffer>;
+}
+
+function upload(a: Float32Array, shape: number[]): JaxArray {
+  return np.array(plainF32(a), { shape, dtype: np.float32 });
+}
+
+/**
+ * Copies a model's float32 weights into a jax pytree (on the device chosen by `initJax`).
+ *
+ * @param model configuration and weights
+ * @returns new arrays, owned by the caller (free with {@linkcode disposeParams})
+ */
+export function paramsFromModel(model: Model): Params {
+  requireInit();
+  const c = model.config, w = model.weights;
+  const C = c.hiddenSize, F = c.intermediateSize, V = c.vocabSize;
+  const QD = c.numHeads * c.headDim, KD = c.numKvHeads * c.headDim;
+  const layers = w.layers.map((l): LayerParams => {
+    const p: LayerParams = {
+      inputNorm: upload(l.inputNorm, [C]),
+      wq: upload(l.wq, [QD, C]),
+      wk: upload(l.wk, [KD, C]),
+      wv: upload(l.wv, [KD, C]),
+      wo: upload(l.wo, [C, QD]),
+      postNorm: upload(l.postNorm, [C]),
+      wGate: upload(l.wGate, [F, C]),
+      wUp: upload(l.wUp, [F, C]),
+      wDown: upload(l.wDown, [C, F]),
+    };
+    if (l.bq) p.bq = upload(l.bq, [QD]);
+    if (l.bk) p.bk = upload(l.bk, [KD]);
+    if (l.bv) p.bv = upload(l.bv, [KD]);
+    return p;
+  });
+  const params: Params = {
+    embed: upload(w.embed, [V, C]),
+    layers,
+    finalNorm: upload(w.finalNorm, [C]),
+  };
+  if (!c.tieWordEmbeddings) params.lmHead = upload(w.lmHead, [V, C]);
+  return params;
+}
+
+function download(a: JaxArray): Promise<Float32Array> {
+  return readF32(a.ref);
+}
+
+/**
+ * Copies a parameter tree back into float32 weights, e.g. to save a trained model with
+ * `saveModel` or to run it with the CPU runtime. Does not consume `params`.
+ *
+ * @param config the architecture the parameters belong to
+ * @param params parameters (for example after training)
+ * @returns a model whose weights are new Float32Arrays
+ */
+export async function modelFromParams(config: ModelConfig, params: Params): Promise<Model> {
+  if (params.layers.length !== config.numLayers) {
+    throw new RangeError(
+      `params have ${params.layers.length} layers, the config ${config.numLayers}`,
+    );
+  }
+  if (config.tieWordEmbeddings !== (params.lmHead === undefined)) {
+    throw new RangeError(
+      `params ${params.lmHead ? "have" : "lack"} lmHead but tieWordEmbeddings is ` +
+        config.tieWordEmbeddings,
+    );
+  }
+  const layers = await Promise.all(params.layers.map(async (p): Promise<LayerWeights> => ({
+    inputNorm: await download(p.inputNorm),
+    wq: await download(p.wq),
+    wk: await download(p.wk),
+    wv: await download(p.wv),
+    bq: p.bq ? await download(p.bq) : null,
+    bk: p.bk ? await download(p.bk) : null,
+    bv: p.bv ? await download(p.bv) : null,
+    wo: await download(p.wo),
+    postNorm: await download(p.postNorm),
+    wGate: await download(p.wGate),
+    wUp: await download(p.wUp),
+    wDown: await download(p.wDown),
+  })));
+  const embed = await download(params.embed);
+  const lmHead = params.lmHead ? await download(params.lmHead) : embed;
+  return {
+    config,
+    weights: { embed, layers, finalNorm: await download(params.finalNorm), lmHead },
+  };
+}
+
+/**
+ * Frees every array of a parameter (or gradient) tree.
+ *
+ * @param params the tree; its arrays must not be used afterwards
+ */
+export function disposeParams(params: Params): void {
+  tree.dispose(params);
+}
+
+// ---------------------------------------------------------------------------------------------
+// the forward pass (traced by jit; every array argument is consumed exactly once)
+
+/** (N, C) → (N, C): x / sqrt(mean(x²) + eps) · w. */
+function rmsnorm(x: JaxArray, w: JaxArray, eps: number): JaxArray {
+  const ms = np.mean(np.square(x.ref), -1, { keepdims: true });
+  return x.mul(np.reciprocal(np.sqrt(ms.add(eps)))).mul(w);
+}
+
+/** (N, in) · W(out, in)ᵀ (+ b) → (N, out). */
+function linear(x: JaxArray, w: JaxArray, b?: JaxArray): JaxArray {
+  const y = np.matmul(x, w.transpose());
+  return b ? y.add(b) : y;
+}
+
+/** x (B, H, T, HS) rotated by RoPE: x·cos + rotate_half(x)·sin, cos/sin (T, HS). */
+function rope(x: JaxArray, cos: JaxArray, sin: JaxArray): JaxArray {
+  const HS = x.shape[3]!, half = HS / 2;
+  const rot = np.concatenate([
+    x.ref.slice([], [], [], [half, HS]).neg(),
+    x.ref.slice([], [], [], [0, half]),
+  ], -1);
+  return x.mul(cos).add(rot.mul(sin));
+}
+
+/** (G*T, T) bool: row r = g·T + i (query i of group member g) may attend to key j ≤ i. */
+function causalMask(G: number, T: number): JaxArray {
+  const i = np.arange(G * T, undefined, undefined, { dtype: np.int32 }).mod(T).reshape([G * T, 1]);
+  return np.arange(T, undefined, undefined, { dtype: np.int32 }).reshape([1, T]).lessEqual(i);
+}
+
+/** softmax(q·kᵀ/√HS) over causal keys: q (X, G*T, HS), k (X, T, HS) → (X, G*T, T). */
+function attentionProbs(q: JaxArray, k: JaxArray, causal: JaxArray): JaxArray {
+  const HS = q.shape[2]!;
+  const scores = np.matmul(q, k.transpose([0, 2, 1])).mul(1 / Math.sqrt(HS));
+  return nn.softmax(np.where(causal, scores, -1e30), -1);
+}
+
+/** Saved for attention statistics: probabilities (B*NKV, G*T, T) and values (B*NKV, T, HS). */
+type LayerSaved = [JaxArray, JaxArray];
+
+/** Position tables and mask shared by the blocks; borrowed (never consumed) by `block`. */
+interface Shared {
+  /** (T, HS) */
+  cos: JaxArray;
+  /** (T, HS) */
+  sin: JaxArray;
+  /** (G*T, T), see `causalMask` */
+  causal: JaxArray;
+}
+
+/** tokens (B, T) int32 → embeddings (B*T, C). */
+function embed(table: JaxArray, tokens: JaxArray, embedding: EmbeddingLookup): JaxArray {
+  const ids = tokens.reshape([tokens.size]);
+  return embedding === "take"
+    ? np.take(table, ids, 0)
+    : np.matmul(oneHot(ids, table.shape[0]!).astype(np.float32), table);
+}
+
+/**
+ * One transformer block on x (B*T, C) → (B*T, C). `pert` (B*NKV, G*T, HS), when given, is added
+ * to the attention output (in the layout of q) before the output projection; `saved` receives
+ * the attention probabilities and the values (extra references).
+ */
+function block(
+  config: ModelConfig,
+  w: LayerParams,
+  x: JaxArray,
+  B: number,
+  sh: Shared,
+  pert?: JaxArray,
+  saved?: LayerSaved[],
+): JaxArray {
+  const { numHeads: NH, numKvHeads: NKV, headDim: HS } = config;
+  const eps = config.rmsNormEps, G = NH / NKV;
+  const N = x.shape[0]!, T = N / B;
+  // attention
+  const h = rmsnorm(x.ref, w.inputNorm, eps);
+  const q = linear(h.ref, w.wq, w.bq).reshape([B, T, NH, HS]).transpose([0, 2, 1, 3]);
+  const k = linear(h.ref, w.wk, w.bk).reshape([B, T, NKV, HS]).transpose([0, 2, 1, 3]);
+  const v = linear(h, w.wv, w.bv).reshape([B, T, NKV, HS]).transpose([0, 2, 1, 3]);
+  // the query heads of one kv group stacked along rows: (B*NKV, G*T, HS); keys (B*NKV, T, HS)
+  const qr = rope(q, sh.cos.ref, sh.sin.ref).reshape([B * NKV, G * T, HS]);
+  const kr = rope(k, sh.cos.ref, sh.sin.ref).reshape([B * NKV, T, HS]);
+  const vr = v.reshape([B * NKV, T, HS]);
+  const a = attentionProbs(qr, kr, sh.causal.ref); // (B*NKV, G*T, T)
+  if (saved) saved.push([a.ref, vr.ref]);
+  let att = np.matmul(a, vr); // (B*NKV, G*T, HS)
+  if (pert) att = att.add(pert);
+  att = att.reshape([B, NH, T, HS]).transpose([0, 2, 1, 3]).reshape([N, NH * HS]);
+  x = x.add(linear(att, w.wo));
+  // SwiGLU MLP
+  const h2 = rmsnorm(x.ref, w.postNorm, eps);
+  const gate = linear(h2.ref, w.wGate);
+  const up = linear(h2, w.wUp);
+  return x.add(linear(nn.silu(gate).mul(up), w.wDown));
+}
+
+/** Builds the shared tables for T positions; the caller disposes them. */
+function shared(config: ModelConfig, cos: JaxArray, sin: JaxArray): Shared {
+  const T = cos.shape[0]!;
+  return { cos, sin, causal: causalMask(config.numHeads / config.numKvHeads, T) };
+}
+
+function disposeShared(sh: Shared): void {
+  sh.cos.dispose();
+  sh.sin.dispose();
+  sh.causal.dispose();
+}
+
+/** tokens (B, T) → the final hidden state (B*T, C) after the final norm. */
+function trunk(
+  config: ModelConfig,
+  p: Params,
+  tokens: JaxArray,
+  cos: JaxArray,
+  sin: JaxArray,
+  embedding: EmbeddingLookup,
+): JaxArray {
+  const B = tokens.shape[0]!;
+  let x = embed(p.lmHead ? p.embed : p.embed.ref, tokens, embedding); // tied: used again by the head
+  const sh = shared(config, cos, sin);
+  for (const w of p.layers) x = block(config, w, x, B, sh);
+  disposeShared(sh);
+  return rmsnorm(x, p.finalNorm, config.rmsNormEps);
+}
+
+/** (N, C) final hidden state → (N, V) logits. */
+function head(p: Params, h: JaxArray): JaxArray {
+  return linear(h, p.lmHead ?? p.embed);
+}
+
+/**
+ * (N, V) bool, true at [n, ids[n]]. Built from a comparison with an iota, which jit fuses into
+ * its consumer (`nn.oneHot` gathers rows of a V×V identity constant: 4·V² bytes).
+ */
+function oneHot(ids: JaxArray, V: number): JaxArray {
+  const N = ids.size;
+  return ids.reshape([N, 1]).equal(
+    np.arange(V, undefined, undefined, { dtype: np.int32 }).reshape([1, V]),
+  );
+}
+
+/** Σ_n w[n] · (logsumexp(logits[n]) − logits[n, targets[n]]). logits (N, V), targets, w (N). */
+function weightedNll(logits: JaxArray, targets: JaxArray, w: JaxArray): JaxArray {
+  const V = logits.shape[1]!;
+  const lse = nn.logsumexp(logits.ref, -1); // (N)
+  const picked = np.where(oneHot(targets, V), logits, 0).sum(-1); // (N)
+  return lse.sub(picked).mul(w).sum();
+}
+
+// ---------------------------------------------------------------------------------------------
+// compiled functions, cached per config (jit itself caches one program per input shape)
+
+type LossFn = (
+  p: Params,
+  tokens: JaxArray,
+  targets: JaxArray,
+  w: JaxArray,
+  cos: JaxArray,
+  sin: JaxArray,
+) => JaxArray;
+
+// deno-lint-ignore no-explicit-any
+type Compiled = (...args: any[]) => any;
+
+interface Cache {
+  fns: Map<string, Compiled>;
+  rope: Map<number, { cos: JaxArray; sin: JaxArray }>;
+}
+
+const caches = new WeakMap<ModelConfig, Cache>();
+
+function cacheOf(config: ModelConfig): Cache {
+  let c = caches.get(config);
+  if (!c) {
+    c = { fns: new Map(), rope: new Map() };
+    caches.set(config, c);
+  }
+  return c;
+}
+
+function compiled(config: ModelConfig, key: string, make: () => Compiled): Compiled {
+  const c = cacheOf(config);
+  let f = c.fns.get(key);
+  if (!f) {
+    f = make();
+    c.fns.set(key, f);
+  }
+  return f;
+}
+
+/** cos/sin tables (T, HS) for positions 0..T−1, computed in float64 then rounded. */
+function ropeTables(config: ModelConfig, T: number): { cos: JaxArray; sin: JaxArray } {
+  const c = cacheOf(config);
+  let r = c.rope.get(T);
+  if (!r) {
+    const HS = config.headDim, half = HS / 2;
+    const inv = ropeInvFreq(config);
+    const cos = new Float32Array(T * HS), sin = new Float32Array(T * HS);
+    for (let t = 0; t < T; t++) {
+      for (let i = 0; i < HS; i++) {
+        const a = t * inv[i % half]!;
+        cos[t * HS + i] = Math.cos(a);
+        sin[t * HS + i] = Math.sin(a);
+      }
+    }
+    r = { cos: upload(cos, [T, HS]), sin: upload(sin, [T, HS]) };
+    c.rope.set(T, r);
+  }
+  return { cos: r.cos.ref, sin: r.sin.ref };
+}
+
+function checkTokens(config: ModelConfig, name: string, a: Int32Array, n: number): void {
+  if (a.length !== n) throw new RangeError(`${name} has length ${a.length}, expected ${n}`);
+  const V = config.vocabSize;
+  for (let i = 0; i < n; i++) {
+    const t = a[i]!;
+    if (t < 0 || t >= V) {
+      throw new RangeError(`${name}[${i}] = ${t} is outside the vocabulary [0, ${V})`);
+    }
+  }
+}
+
+function checkShape(B: number, T: number): void {
+  for (const [name, x] of [["B", B], ["T", T]] as const) {
+    if (!Number.isInteger(x) || x < 1) {
+      throw new RangeError(`${name} = ${x}; expected an integer ≥ 1`);
+    }
+  }
+}
+
+function tokenArray(a: Int32Array, B: number, T: number): JaxArray {
+  return np.array(plainI32(a), { shape: [B, T], dtype: np.int32 });
+}
+
+/** mask / Σ mask as float32 (N); throws when no position carries weight. */
+function lossWeights(mask: Float32Array, n: number): JaxArray {
+  if (mask.length !== n) throw new RangeError(`mask has length ${mask.length}, expected ${n}`);
+  let s = 0;
+  for (let i = 0; i < n; i++) {
+    const m = mask[i]!;
+    if (!(m >= 0) || !Number.isFinite(m)) {
+      throw new RangeError(`mask[${i}] = ${m}; expected a finite weight ≥ 0`);
+    }
+    s += m;
+  }
+  if (s <= 0) throw new RangeError("mask selects no position (its sum is 0)");
+  const w = new Float32Array(n);
+  for (let i = 0; i < n; i++) w[i] = mask[i]! / s;
+  return upload(w, [n]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// public entry points
+
+/** The result of {@linkcode lossAndGrad}. */
+export interface LossAndGrad {
+  /** Mean cross-entropy over the masked positions (natural log). */
+  loss: number;
+  /** ∂loss/∂params, same tree and shapes as the params; owned by the caller. */
+  grads: Params;
+}
+
+/**
+ * The masked mean cross-entropy of a batch, Σ mask·nll / Σ mask, and its gradient with respect
+ * to every parameter. Runs one jitted value-and-grad program, compiled on first use of each
+ * (B, T) shape and cached. Does not consume `params`.
+ *
+ * @param config the architecture
+ * @param params the weights
+ * @param batch tokens, targets and mask, each (B*T)
+ * @param B sequences in the batch
+ * @param T tokens per sequence
+ * @param opts embedding lookup
+ * @returns the loss and the gradient tree
+ * @throws RangeError on a wrong length, an out-of-vocabulary token or an all-zero mask
+ *
+ * @example The loss and gradients of a random model (training: data/train/train.ts)
+ * ```ts
+ * import { disposeParams, initJax, lossAndGrad, paramsFromModel } from "./jax_model.ts";
+ * import { randomModel, tinyConfig } from "../random_model.ts";
+ * await initJax("wasm");
+ * const config = tinyConfig({ numLayers: 1 });
+ * const params = paramsFromModel(randomModel(config, 1));
+ * const tokens = Int32Array.from([1, 5, 9, 7]), targets = Int32Array.from([5, 9, 7, 2]);
+ * const mask = Float32Array.from([0, 0, 1, 1]); // loss on the last two positions only
+ * const { loss, grads } = await lossAndGrad(config, params, { tokens, targets, mask }, 1, 4);
+ * console.log(loss.toFixed(2));
+ * disposeParams(grads);
+ * disposeParams(params);
+ * ```
+ */
+export async function lossAndGrad(
+  config: ModelConfig,
+  params: Params,
+  batch: Batch,
+  B: number,
+  T: number,
+  opts: JaxModelOptions = {},
+): Promise<LossAndGrad> {
+  const embedding = embeddingOf(opts);
+  checkShape(B, T);
+  const n = B * T;
+  checkTokens(config, "tokens", batch.tokens, n);
+  checkTokens(config, "targets", batch.targets, n);
+  const w = lossWeights(batch.mask, n);
+  const fn = compiled(config, `loss:${embedding}`, () => {
+    const f: LossFn = (p, tokens, targets, wt, cos, sin) => {
+      const h = trunk(config, p, tokens, cos, sin, embedding);
+      return weightedNll(head(p, h), targets.reshape([targets.size]), wt);
+    };
+    return jit(valueAndGrad(f));
+  });
+  const { cos, sin } = ropeTables(config, T);
+  const [loss, grads] = fn(
+    tree.ref(params),
+    tokenArray(batch.tokens, B, T),
+    tokenArray(batch.targets, B, T),
+    w,
+    cos,
+    sin,
+  ) as [JaxArray, Params];
+  return { loss: (await readF32(loss))[0]!, grads };
+}
+
+/**
+ * The logits of every position of one sequence (for checking against the CPU runtime).
+ *
+ * @param config the architecture
+ * @param params the weights (not consumed)
+ * @param tokens T token ids
+ * @param T sequence length
+ * @param opts embedding lookup
+ * @returns (T, V) logits
+ */
+export async function forwardLogits(
+  config: ModelConfig,
+  params: Params,
+  tokens: Int32Array,
+  T: number,
+  opts: JaxModelOptions = {},
+): Promise<Float32Array> {
+  const embedding = embeddingOf(opts);
+  checkShape(1, T);
+  checkTokens(config, "tokens", tokens, T);
+  const fn = compiled(
+    config,
+    `logits:${embedding}`,
+    () =>
+      jit((p: Params, tok: JaxArray, cos: JaxArray, sin: JaxArray) =>
+        head(p, trunk(config, p, tok, cos, sin, embedding))
+      ),
+  );
+  const { cos, sin } = ropeTables(config, T);
+  const out = fn(tree.ref(params), tokenArray(tokens, 1, T), cos, sin) as JaxArray;
+  return await readF32(out);
+}
+
+/** The result of {@linkcode attentionGrads}. */
+export interface AttentionGrads {
+  /** Mean cross-entropy over the masked positions. */
+  loss: number;
+  /** Per layer, (NH, T, T) softmax attention probabilities A (zero above the diagonal). */
+  probs: Float32Array[];
+  /** Per layer, (NH, T, T) ∂loss/∂A (zero above the diagonal). */
+  grads: Float32Array[];
+}
+
+/** Receives one layer's statistics; see {@linkcode attentionGradsByLayer}. */
+export type LayerStats = (
+  layer: number,
+  probs: Float32Array,
+  grads: Float32Array,
+) => void | Promise<void>;
+
+/**
+ * Attention probabilities A of every layer and head for one sequence and ∂L/∂A, where L is the
+ * masked mean cross-entropy of {@linkcode lossAndGrad}, handed to `onLayer` one layer at a time,
+ * from the last layer down to the first.
+ *
+ * Method: each layer's forward takes a zero perturbation D added to its attention output
+ * O = A·V before the output projection, so ∂L/∂D = ∂L/∂O; since O_i = Σ_j A_ij V_j,
+ * ∂L/∂A_ij = (∂L/∂O_i) · V_j per head. This equals differentiating with respect to an additive
+ * perturbation of A itself. The backward pass runs layer by layer with recomputation
+ * (checkpointing): a forward sweep keeps only each layer's input (T, C); then, from the top,
+ * one jitted program per layer recomputes that layer, back-propagates the incoming gradient
+ * through it and returns its A, V and ∂L/∂O, from which ∂L/∂A = ∂L/∂O·Vᵀ is formed.
+ *
+ * Memory: jax holds (L+1)·T·C floats of layer inputs plus one layer's backward at a time;
+ * measured peak wasm memory (C=128, NH=4, 4 layers): 97 MB at T=512, 321 MB at T=1024,
+ * 1.16 GB at T=2048, i.e. about 18·NH·T² floats, so on wasm's 4 GiB T stays below about 3.5k for
+ * NH=4 (a training step of `lossAndGrad` needs about 11·L·NH·T²). The (NH, T, T) arrays handed to
+ * `onLayer` are JavaScript memory, 2·NH·T² floats per layer: reduce them in the callback rather
+ * than keep them. Time: measured about 2× a training step of the same length, including the
+ * copies of A and ∂L/∂A to JavaScript.
+ *
+ * @param config the architecture
+ * @param params the weights (not consumed)
+ * @param batch one sequence (B = 1): tokens, targets, mask, each (T)
+ * @param T sequence length
+ * @param onLayer called once per layer, last layer first, with (NH, T, T) A and ∂L/∂A
+ * @param opts embedding lookup
+ * @returns the loss
+ * @throws RangeError on a wrong length, an out-of-vocabulary token or an all-zero mask
+ */
+export async function attentionGradsByLayer(
+  config: ModelConfig,
+  params: Params,
+  batch: Batch,
+  T: number,
+  onLayer: LayerStats,
+  opts: JaxModelOptions = {},
+): Promise<number> {
+  const embedding = embeddingOf(opts);
+  const { numHeads: NH, numKvHeads: NKV, headDim: HS, numLayers: L } = config;
+  const G = NH / NKV;
+  checkShape(1, T);
+  checkTokens(config, "tokens", batch.tokens, T);
+  checkTokens(config, "targets", batch.targets, T);
+  const w = lossWeights(batch.mask, T);
+
+  const embedFn = compiled(
+    config,
+    `embed:${embedding}`,
+    () => jit((table: JaxArray, tok: JaxArray) => embed(table, tok, embedding)),
+  );
+  const forwardFn = compiled(
+    config,
+    "block",
+    () =>
+      jit((lw: LayerParams, x: JaxArray, cos: JaxArray, sin: JaxArray) => {
+        const sh = shared(config, cos, sin);
+        const y = block(config, lw, x, 1, sh);
+        disposeShared(sh);
+        return y;
+      }),
+  );
+  // The backward programs below also differentiate with respect to the weights, and the caller
+  // drops those gradients: with a single consumer, jax-js 0.1.25 fuses an elementwise
+  // cotangent (softmax, RoPE, SwiGLU backward) into the following matmul and recomputes it for
+  // every term of the reduction, which was measured 5–15× slower than the extra weight products.
+  // [loss, [∂loss/∂x, ∂loss/∂finalNorm, ∂loss/∂head]] of final norm → head → cross-entropy
+  const headFn = compiled(config, "headloss", () =>
+    jit(valueAndGrad(
+      (x: JaxArray, finalNorm: JaxArray, out: JaxArray, targets: JaxArray, wt: JaxArray) => {
+        const logits = linear(rmsnorm(x, finalNorm, config.rmsNormEps), out);
+        return weightedNll(logits, targets.reshape([targets.size]), wt);
+      },
+      { argnums: [0, 1, 2] },
+    )));
+  // one block's vector–Jacobian product with cotangent ct, as the gradient of Σ ct ⊙ block(x, D)
+  // at D = 0 with respect to x, D (and the weights, see above); q, k, v ride along as aux
+  const backFn = compiled(config, "blockback", () =>
+    jit(valueAndGrad(
+      (
+        x: JaxArray,
+        pert: JaxArray,
+        lw: LayerParams,
+        ct: JaxArray,
+        cos: JaxArray,
+        sin: JaxArray,
+      ): [JaxArray, LayerSaved] => {
+        const sh = shared(config, cos, sin);
+        const saved: LayerSaved[] = [];
+        const y = block(config, lw, x, 1, sh, pert, saved);
+        disposeShared(sh);
+        return [y.mul(ct).sum(), saved[0]!];
+      },
+      { argnums: [0, 1, 2], hasAux: true },
+    )));
+  const stats = compiled(
+    config,
+    "attstats",
+    () =>
+      jit((a: JaxArray, v: JaxArray, dOut: JaxArray): [JaxArray, JaxArray] => {
+        // a (NKV, G*T, T), v (NKV, T, HS), dOut (NKV, G*T, HS)
+        const Tq = v.shape[1]!;
+        const g = np.matmul(dOut, v.transpose([0, 2, 1])); // (NKV, G*T, T)
+        return [
+          a.reshape([NH, Tq, Tq]),
+          np.where(causalMask(G, Tq), g, 0).reshape([NH, Tq, Tq]),
+        ];
+      }),
+  );
+
+  const tables = () => ropeTables(config, T);
+  // forward sweep, keeping each layer's input
+  const xs: JaxArray[] = [embedFn(params.embed.ref, tokenArray(batch.tokens, 1, T)) as JaxArray];
+  for (let l = 0; l < L; l++) {
+    const { cos, sin } = tables();
+    xs.push(forwardFn(tree.ref(params.layers[l]!), xs[l]!.ref, cos, sin) as JaxArray);
+  }
+  const [lossArr, [dxTop, dNorm, dHead]] = headFn(
+    xs[L]!,
+    params.finalNorm.ref,
+    (params.lmHead ?? params.embed).ref,
+    tokenArray(batch.targets, 1, T),
+    w,
+  ) as [JaxArray, JaxArray[]];
+  dNorm!.dispose();
+  dHead!.dispose();
+  const loss = (await readF32(lossArr))[0]!;
+  let ct = dxTop!;
+  for (let l = L - 1; l >= 0; l--) {
+    const { cos, sin } = tables();
+    const pert = np.zeros([NKV, G * T, HS], { dtype: np.float32 });
+    const [[value, [a, v]], [dx, dOut, dW]] = backFn(
+      xs[l]!,
+      pert,
+      tree.ref(params.layers[l]!),
+      ct,
+      cos,
+      sin,
+    ) as [[JaxArray, LayerSaved], [JaxArray, JaxArray, LayerParams]];
+    value.dispose();
+    tree.dispose(dW);
+    ct = dx;
+    const [probs, g] = stats(a, v, dOut) as [JaxArray, JaxArray];
+    await onLayer(l, await readF32(probs), await readF32(g));
+  }
+  ct.dispose();
+  return loss;
+}
+
+/**
+ * Attention probabilities A of every layer and head for one sequence, and ∂L/∂A, collected for
+ * all layers; see {@linkcode attentionGradsByLayer} for the method and the memory it needs
+ * (here the results add 2·L·NH·T² floats of JavaScript memory).
+ *
+ * @param config the architecture
+ * @param params the weights (not consumed)
+ * @param batch one sequence (B = 1): tokens, targets, mask, each (T)
+ * @param T sequence length
+ * @param opts embedding lookup
+ * @returns the loss, and A and ∂L/∂A per layer, each (NH, T, T)
+ */
+export async function attentionGrads(
+  config: ModelConfig,
+  params: Params,
+  batch: Batch,
+  T: number,
+  opts: JaxModelOptions = {},
+): Promise<AttentionGrads> {
+  const probs: Float32Array[] = [], grads: Float32Array[] = [];
+  const loss = await attentionGradsByLayer(config, params, batch, T, (l, a, g) => {
+    probs[l] = a;
+    grads[l] = g;
+  }, opts);
+  return { loss, probs, grads };
+}
