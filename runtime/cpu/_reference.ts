@@ -6,8 +6,16 @@
  */
 import type { Model } from "../model.ts";
 
-/** (T, V) logits of one sequence, every sum in float64, attention recomputed per query. */
-export function referenceLogits(model: Model, tokens: number[]): Float64Array {
+/**
+ * (T, V) logits of one sequence, every sum in float64, attention recomputed per query.
+ * @param drop when given, attention entries (layer, query head, i, j) for which it returns true
+ *   are removed and the row's softmax renormalised over the rest
+ */
+export function referenceLogits(
+  model: Model,
+  tokens: number[],
+  drop?: (layer: number, head: number, i: number, j: number) => boolean,
+): Float64Array {
   const c = model.config, w = model.weights;
   const C = c.hiddenSize, NH = c.numHeads, NKV = c.numKvHeads, HS = c.headDim;
   const F = c.intermediateSize, V = c.vocabSize, T = tokens.length;
@@ -34,7 +42,7 @@ export function referenceLogits(model: Model, tokens: number[]): Float64Array {
     return r;
   };
   let xs: number[][] = tokens.map((id) => Array.from(w.embed.subarray(id * C, id * C + C)));
-  for (const L of w.layers) {
+  for (const [layer, L] of w.layers.entries()) {
     const h = xs.map((x) => norm(x, L.inputNorm));
     const qs = h.map((x) => lin(x, L.wq, L.bq, NH * HS));
     const ks = h.map((x) => lin(x, L.wk, L.bk, NKV * HS));
@@ -48,10 +56,13 @@ export function referenceLogits(model: Model, tokens: number[]): Float64Array {
         const qv = headOf(qs[t]!, t, hh);
         const sc = Array.from(
           { length: t + 1 },
-          (_, j) => qv.reduce((a, y, d) => a + y * kr[j]![g]![d]!, 0) / Math.sqrt(HS),
+          (_, j) =>
+            drop?.(layer, hh, t, j)
+              ? -Infinity
+              : qv.reduce((a, y, d) => a + y * kr[j]![g]![d]!, 0) / Math.sqrt(HS),
         );
         const m = Math.max(...sc);
-        const e = sc.map((s) => Math.exp(s - m));
+        const e = sc.map((s) => (s === -Infinity ? 0 : Math.exp(s - m)));
         const z = e.reduce((a, y) => a + y, 0);
         for (let d = 0; d < HS; d++) {
           let s = 0;
