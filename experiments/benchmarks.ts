@@ -6,7 +6,7 @@
  */
 import { type LongEvalCase, scoreAnswer, summarize } from "../data/longeval/longeval.ts";
 import { generateGreedy, perplexity, tokenLogProbs } from "../runtime/cpu/generate.ts";
-import type { KvCache } from "../runtime/cpu/kv_cache.ts";
+import type { CacheFactory } from "../runtime/cpu/methods.ts";
 import { Rng } from "../runtime/rng.ts";
 import { promptTokens, type Session } from "./session.ts";
 
@@ -20,9 +20,6 @@ export interface Metric {
 
 /** Reports progress inside a benchmark: `done` of `total` items. */
 export type Tick = (done: number, total: number) => void;
-
-/** Makes the KV cache a method uses (dense today; sparse methods add theirs). */
-export type CacheFactory = () => KvCache;
 
 /** Most tokens an answer may take: a five-digit number in angle brackets and a little slack. */
 const ANSWER_TOKENS = 12;
@@ -98,7 +95,7 @@ export async function runPerplexity(
   for (let w = 0; w < windows; w++) {
     const start = Math.min(w * stride, ids.length - length - 1);
     const window = ids.slice(start, start + length + 1);
-    const lp = await tokenLogProbs(s.runner, window, 1024, newCache());
+    const lp = await tokenLogProbs(s.runner, window, 1024, newCache(window.length));
     for (const x of lp) lps.push(x);
     tick(w + 1, windows);
   }
@@ -128,7 +125,7 @@ export async function runThroughput(
     { length: batch },
     () => Array.from({ length }, () => rng.int(3, V - 1)),
   );
-  const caches = prompts.map(() => newCache());
+  const caches = prompts.map(() => newCache(length + decode));
   let t0 = performance.now();
   for (let at = 0; at < length; at += 2048) {
     await s.runner.step(

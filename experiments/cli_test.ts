@@ -177,7 +177,7 @@ const BAD: BadCase[] = [
       new RegExp(
         `^error: ${
           RegExp.escape(f)
-        }: methods\\[1\\]: method 'moa' is not available yet: .+; available: dense$`,
+        }: methods\\[1\\]: method 'moa' is not available yet: .+; available: dense, streaming, h2o$`,
       ),
   },
   {

@@ -17,13 +17,8 @@ import { writeFileAtomic } from "../runtime/atomic.ts";
 import { loadTokenizer } from "../runtime/tokenizer.ts";
 import { InputError } from "../runtime/errors.ts";
 import { ArtifactStore, hashOf } from "./cache.ts";
-import {
-  type CacheFactory,
-  type Metric,
-  runLongEval,
-  runPerplexity,
-  runThroughput,
-} from "./benchmarks.ts";
+import { type Metric, runLongEval, runPerplexity, runThroughput } from "./benchmarks.ts";
+import { cacheFactory } from "../runtime/cpu/methods.ts";
 import { type Row, writeMetricsCsv } from "./csv.ts";
 import { createProgress, type Progress } from "./progress.ts";
 import { type Cell, expandCells, type Experiment, type Method } from "./schema.ts";
@@ -41,8 +36,6 @@ import {
  */
 export const UNAVAILABLE_METHODS: Partial<Record<Method, string>> = {
   moa: "its calibrate, profile and optimize stages are not implemented yet",
-  streaming: "its sink+window KV cache is not implemented yet",
-  h2o: "its heavy-hitter KV cache is not implemented yet",
 };
 
 /** Bump when a change alters what a cell measures, so old cached cells are not reused. */
@@ -374,7 +367,11 @@ async function runCell(
   casesKey: string,
   tick: (done: number, total: number) => void,
 ): Promise<Metric[]> {
-  const newCache: CacheFactory = () => s.runner.newCache();
+  const newCache = cacheFactory(s.runner, {
+    method: c.method,
+    density: c.density,
+    sink: exp.profile.sink,
+  });
   switch (c.benchmark) {
     case "longeval": {
       const cases = fileCases

@@ -432,3 +432,37 @@ Deno.test("parseShard() accepts i/n with 0 ≤ i < n and rejects anything else",
     });
   }
 });
+
+Deno.test("streaming and h2o cells keep half the KV cache at density 0.5", async () => {
+  const exp = await writeExperiment(
+    "sparse",
+    [
+      "name: sparse",
+      `model: ${MODEL_DIR}`,
+      "methods: [dense, streaming, h2o]",
+      "densities: [0.5]",
+      "lengths: [640]",
+      "profile: {sink: 16}",
+      "benchmarks:",
+      `  throughput: {decode: ${DECODE}, batch: 1}`,
+      "  perplexity: {tokens: 640}",
+      "backend: cpu",
+    ].join("\n") + "\n",
+  );
+  const r = await runExperiment(exp, {
+    out: `${TMP}/out-sparse`,
+    cacheDir: `${TMP}/cache-sparse`,
+    gitSha: GIT_SHA,
+    progress: new RecordingProgress(),
+    notice: () => {},
+  });
+  const kv = (m: string) =>
+    Number(r.rows.find((x) => x.method === m && x.metric === "kv_bytes")!.value);
+  const n = 640 + DECODE;
+  assert.equal(kv("dense"), CONFIG.numLayers * 2 * CONFIG.numKvHeads * n * CONFIG.headDim * 4);
+  assert.equal(kv("streaming"), kv("dense") / 2);
+  assert.equal(kv("h2o"), kv("dense") / 2);
+  const ppl = (m: string) =>
+    Number(r.rows.find((x) => x.method === m && x.metric === "perplexity")!.value);
+  assert.notEqual(ppl("streaming"), ppl("dense"), "streaming attends to fewer tokens");
+});

@@ -14,7 +14,8 @@
 import { parseArgs } from "node:util";
 import { InputError, runCli } from "../../runtime/errors.ts";
 import { type LongEvalCase, readLongEvalJsonl } from "./longeval.ts";
-import { type CacheFactory, runLongEval } from "../../experiments/benchmarks.ts";
+import { runLongEval } from "../../experiments/benchmarks.ts";
+import { type CacheFactory, cacheFactory as methodCache } from "../../runtime/cpu/methods.ts";
 import { createProgress } from "../../experiments/progress.ts";
 import { availableMethods, UNAVAILABLE_METHODS } from "../../experiments/runner.ts";
 import { type Backend, BACKENDS, type Method, METHODS } from "../../experiments/schema.ts";
@@ -251,6 +252,9 @@ async function readPlan(path: string): Promise<Record<string, unknown>> {
   return plan as Record<string, unknown>;
 }
 
+/** Sink tokens of StreamingLLM in this command (the experiment files' `profile.sink` default). */
+const DEFAULT_SINK = 32;
+
 /**
  * Rejects `--density` and `--plan` where the method has no use for them.
  * @throws {InputError} when either is given with the dense method
@@ -274,7 +278,20 @@ function cacheFactory(
   a: LongEvalArgs,
   _plan: Record<string, unknown> | null,
 ): { newCache: CacheFactory; density: number } {
-  if (a.method === "dense") return { newCache: () => s.runner.newCache(), density: 1 };
+  if (a.method === "dense") {
+    return {
+      newCache: methodCache(s.runner, { method: "dense", density: 1, sink: 0 }),
+      density: 1,
+    };
+  }
+  if (a.method === "streaming" || a.method === "h2o") {
+    if (a.density === null) throw new InputError(`--density: required with --method ${a.method}`);
+    const sink = a.method === "streaming" ? DEFAULT_SINK : 0;
+    return {
+      newCache: methodCache(s.runner, { method: a.method, density: a.density, sink }),
+      density: a.density,
+    };
+  }
   throw new InputError(
     `--method: '${a.method}' has no KV cache in the LongEval command yet; available: ${
       availableMethods().join(", ")

@@ -514,7 +514,7 @@ async function evaluate(
       countTokens: (t) => tokenizer.encode(t).length + 1,
       words: HELDOUT_WORDS,
     });
-    const metrics = await runLongEval(session, cases, () => runner.newCache(), () => {});
+    const metrics = await runLongEval(session, cases, (n) => runner.newCache(n), () => {});
     const acc = metrics.find((m) => m.metric === "accuracy")!.value;
     parts.push(`${length}: ${acc.toFixed(2)}`);
     rows += `${step},${length},${acc},${cases.length}\n`;

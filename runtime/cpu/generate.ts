@@ -16,7 +16,7 @@ export interface GenerateOptions {
   /** Prompt tokens per prefill step; longer prompts are fed in chunks. @default 2048 */
   prefillChunk?: number;
   /** Makes the cache for each prompt. @default the runner's dense cache */
-  newCache?: () => KvCache;
+  newCache?: (maxLength: number) => KvCache;
 }
 
 /**
@@ -39,7 +39,9 @@ export async function generateGreedy(
   prompts.forEach((p, i) => {
     if (p.length === 0) throw new RangeError(`prompt ${i} is empty`);
   });
-  const caches = prompts.map(() => opts.newCache?.() ?? runner.newCache());
+  const caches = prompts.map((p) =>
+    opts.newCache?.(p.length + opts.maxNewTokens) ?? runner.newCache(p.length + opts.maxNewTokens)
+  );
   // prefill: every prompt in chunks; the last chunk's logits give the first token
   const next: number[] = prompts.map(() => 0);
   const longest = Math.max(...prompts.map((p) => p.length));

@@ -1,0 +1,61 @@
+/**
+ * One place that turns a method name (dense, moa, streaming, h2o) and its density into the KV
+ * cache a sequence runs with, so every benchmark and command builds caches the same way.
+ *
+ * @module
+ */
+import type { ModelConfig } from "../model.ts";
+import type { CpuModel } from "./forward.ts";
+import type { KvCache } from "./kv_cache.ts";
+import { H2oKvCache, MoaKvCache, type SparsePlan } from "./sparse_cache.ts";
+
+/** Attention methods. */
+export type AttentionMethod = "dense" | "moa" | "streaming" | "h2o";
+
+/** Makes the cache of one sequence that will grow to at most `maxLength` tokens. */
+export type CacheFactory = (maxLength: number) => KvCache;
+
+/** A method with its settings. */
+export interface MethodSpec {
+  method: AttentionMethod;
+  /** Share of the dense KV cache kept, in (0, 1]; ignored by dense. */
+  density: number;
+  /** Tokens every sparse head keeps from the start (streaming, moa). */
+  sink: number;
+  /** The per-head rules (moa only). */
+  plan?: SparsePlan;
+}
+
+/**
+ * StreamingLLM at a density: every kv head keeps `sink` tokens and a window of
+ * density·n − sink recent ones (α = −sink, β = density), so the cache holds density·n tokens
+ * at every length n ≥ sink / density.
+ */
+export function streamingRules(config: ModelConfig, density: number, sink: number): SparsePlan {
+  const grid = (v: number) =>
+    Array.from({ length: config.numLayers }, () => new Array<number>(config.numKvHeads).fill(v));
+  return { sink, alphas: grid(-sink), betas: grid(density) };
+}
+
+/**
+ * The cache factory of a method.
+ * @throws RangeError for moa without a plan
+ */
+export function cacheFactory(runner: CpuModel, spec: MethodSpec): CacheFactory {
+  const config = runner.model.config;
+  switch (spec.method) {
+    case "dense":
+      return (maxLength) => runner.newCache(maxLength);
+    case "streaming": {
+      const plan = streamingRules(config, spec.density, spec.sink);
+      return (maxLength) => new MoaKvCache(config, plan, maxLength);
+    }
+    case "h2o":
+      return (maxLength) => new H2oKvCache(config, { density: spec.density, length: maxLength });
+    case "moa": {
+      const plan = spec.plan;
+      if (!plan) throw new RangeError("method moa needs a plan (see solver/plan.ts)");
+      return (maxLength) => new MoaKvCache(config, plan, maxLength);
+    }
+  }
+}
