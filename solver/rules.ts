@@ -1,0 +1,264 @@
+/**
+ * Elastic attention rules (DESIGN §3, "Mask family"). A rule r = (α, β) lets a head keep, at
+ * current length N, the first `sink` tokens plus a sliding window of
+ *
+ *   S(N) = clamp(α + β·N, 0, N)
+ *
+ * keys ending at the query itself. This module builds the candidate rules, their densities
+ * (token-exact or counted in whole blocks as the reference does) and the masks they imply.
+ *
+ * Two masks live here and they answer different questions:
+ * - `ruleKeeps(rule, N, sink, i, j)` is the token-level, per-step mask: query i sees the cache
+ *   as it is when the sequence is i + 1 long, so its window is S(i + 1). This is what decoding
+ *   token by token with a growing window does.
+ * - `droppedBlocks(rule, N, sink, block)` is the reference's block mask for a whole sequence of
+ *   length N (what profiling sums influence over): every query block gets the same band of
+ *   w = max(1, ⌊S(N)/block⌋) blocks (its own diagonal block included) plus the sink blocks.
+ *   `ruleDensity(…, block)` is the key share of that mask's last (widest) query row.
+ *
+ * @module
+ */
+import { InputError } from "../runtime/errors.ts";
+
+/** An elastic rule: span S(N) = α + β·N keys besides the sink, at current length N. */
+export interface Rule {
+  /** Constant part of the span, in tokens (may be negative). */
+  alpha: number;
+  /** Part of the span that grows with the length, in [0, 1]. */
+  beta: number;
+}
+
+/** Options of {@link candidateRules}. */
+export interface CandidateOptions {
+  /** β takes the values k / betaSteps for k = 0..betaSteps. @default 8 */
+  betaSteps?: number;
+}
+
+function checkLength(value: number, field: string): void {
+  if (!Number.isInteger(value) || value <= 0) {
+    throw new InputError(`${field}: expected a positive integer, got ${value}`);
+  }
+}
+
+/**
+ * The candidate rules of DESIGN §3, scaled to the model's own lengths. With u = ⌊min(lengths)/2⌋,
+ * α runs over −2u, −u, 0, u, 2u, … up to servingLength/2 and β over 0, 1/8, …, 1; a rule is kept
+ * when α + β·N ≤ N for the longest profiled length and for the serving length (the window never
+ * outgrows the sequence) and α + β·Nmin > 0 for the shortest profiled length (it keeps
+ * something). For profiled 2048/4096/8192 and serving 16384 this is the reference's 48 rules.
+ * The order is the reference's: by span at the serving length, ties in α-major, β-minor order.
+ *
+ * @param profileLengths the profiled lengths (positive integers)
+ * @param servingLength the longest length the plan will serve (≥ every profiled length)
+ * @param options β grid resolution
+ * @returns the candidate rules, sorted by span at the serving length
+ * @throws {InputError} when a length is not a positive integer or serving < longest profiled
+ *
+ * @example
+ * ```ts
+ * import { candidateRules } from "./rules.ts";
+ * const rules = candidateRules([2048, 4096, 8192], 16384);
+ * console.log(rules.length); // 48
+ * ```
+ */
+export function candidateRules(
+  profileLengths: readonly number[],
+  servingLength: number,
+  options: CandidateOptions = {},
+): Rule[] {
+  if (profileLengths.length === 0) {
+    throw new InputError("profileLengths: expected at least one length, got []");
+  }
+  profileLengths.forEach((n, i) => checkLength(n, `profileLengths[${i}]`));
+  checkLength(servingLength, "servingLength");
+  const nMin = Math.min(...profileLengths);
+  const nMax = Math.max(...profileLengths);
+  if (servingLength < nMax) {
+    throw new InputError(
+      `servingLength: expected at least the longest profiled length ${nMax}, got ${servingLength}`,
+    );
+  }
+  const betaSteps = options.betaSteps ?? 8;
+  checkLength(betaSteps, "betaSteps");
+  const u = Math.max(1, Math.floor(nMin / 2));
+  const rules: Rule[] = [];
+  for (let alpha = -2 * u; alpha <= servingLength / 2; alpha += u) {
+    for (let k = 0; k <= betaSteps; k++) {
+      const beta = k / betaSteps;
+      if (
+        alpha + beta * nMax <= nMax &&
+        alpha + beta * servingLength <= servingLength &&
+        alpha + beta * nMin > 0
+      ) rules.push({ alpha, beta });
+    }
+  }
+  const span = (r: Rule) => r.alpha + r.beta * servingLength;
+  return rules.sort((a, b) => span(a) - span(b)); // Array.prototype.sort is stable
+}
+
+/**
+ * The window span of a rule at current length N, clamped to [0, N].
+ *
+ * @param rule the rule
+ * @param n current sequence length
+ * @returns S(N) = clamp(α + β·N, 0, N), in tokens (may be fractional)
+ *
+ * @example
+ * ```ts
+ * import { ruleSpan } from "./rules.ts";
+ * console.log(ruleSpan({ alpha: -1024, beta: 0.5 }, 4096)); // 1024
+ * ```
+ */
+export function ruleSpan(rule: Rule, n: number): number {
+  return Math.min(n, Math.max(0, rule.alpha + rule.beta * n));
+}
+
+/**
+ * The band width of a rule at length N in whole blocks, as the reference counts it:
+ * max(1, ⌊S(N)/block⌋), the query's own (diagonal) block included.
+ *
+ * @param rule the rule
+ * @param n sequence length
+ * @param block block size in tokens
+ * @returns the number of blocks in the band
+ *
+ * @example
+ * ```ts
+ * import { bandBlocks } from "./rules.ts";
+ * console.log(bandBlocks({ alpha: 0, beta: 0.25 }, 4096, 64)); // 16
+ * ```
+ */
+export function bandBlocks(rule: Rule, n: number, block: number): number {
+  return Math.max(1, Math.floor(ruleSpan(rule, n) / block));
+}
+
+/**
+ * The share of the KV cache a rule keeps when the sequence is N long (DESIGN §3, "Density").
+ *
+ * Without `block`: min(1, (sink + S(N)) / N) in tokens. With `block`, counted in whole blocks as
+ * the reference does (its "kv" density of the block layout): the sequence is nb = ⌈N/block⌉
+ * blocks, the sink is ⌈sink/block⌉ blocks and the band w = max(1, ⌊S(N)/block⌋) blocks, and the
+ * density is min(nb, w + sink blocks) / nb, the widest (last) query row of the block mask.
+ *
+ * @param rule the rule
+ * @param n sequence length (positive)
+ * @param sink tokens always kept at the start
+ * @param block block size in tokens; omit for token-exact density
+ * @returns the density in (0, 1]
+ *
+ * @example
+ * ```ts
+ * import { ruleDensity } from "./rules.ts";
+ * const r = { alpha: 0, beta: 0.5 };
+ * console.log(ruleDensity(r, 4096, 64)); // (64 + 2048) / 4096 = 0.515625
+ * console.log(ruleDensity(r, 4096, 64, 64)); // (32 + 1) / 64 = 0.515625
+ * ```
+ */
+export function ruleDensity(rule: Rule, n: number, sink: number, block?: number): number {
+  if (!(n > 0)) throw new RangeError(`ruleDensity: length must be positive, got ${n}`);
+  if (block === undefined) return Math.min(1, (sink + ruleSpan(rule, n)) / n);
+  const nb = Math.ceil(n / block);
+  const sinkBlocks = Math.ceil(sink / block);
+  return Math.min(nb, bandBlocks(rule, n, block) + sinkBlocks) / nb;
+}
+
+/**
+ * Whether query i keeps key j under a rule, token by token: query i (0-based) sees the sequence
+ * when it is i + 1 long, so it keeps the sink and a window of S(i + 1) keys ending at itself.
+ *
+ * @param rule the rule
+ * @param n sequence length (queries run over 0..n−1)
+ * @param sink tokens always kept at the start
+ * @param i query position, 0 ≤ i < n
+ * @param j key position
+ * @returns j ≤ i and (j < sink or i − j < S(i + 1))
+ *
+ * @example
+ * ```ts
+ * import { ruleKeeps } from "./rules.ts";
+ * const r = { alpha: 4, beta: 0 }; // window of 4 keys
+ * console.log(ruleKeeps(r, 100, 2, 50, 47), ruleKeeps(r, 100, 2, 50, 46)); // true false
+ * ```
+ */
+export function ruleKeeps(rule: Rule, n: number, sink: number, i: number, j: number): boolean {
+  if (!(i >= 0 && i < n)) throw new RangeError(`ruleKeeps: query ${i} outside 0..${n - 1}`);
+  if (j < 0 || j > i) return false;
+  return j < sink || i - j < ruleSpan(rule, i + 1);
+}
+
+/** A square block mask over nb × nb (query block, key block) pairs, row-major. */
+export interface BlockMask {
+  /** nb = ⌈N / block⌉. */
+  numBlocks: number;
+  /** dropped[qb·nb + kb] = 1 when the pair is causal (kb ≤ qb) and the rule drops it. */
+  dropped: Uint8Array;
+}
+
+/**
+ * The causal (query block, key block) pairs a rule drops at length N, with the reference's
+ * layout: every query block keeps the first ⌈sink/block⌉ key blocks and a band of
+ * w = max(1, ⌊S(N)/block⌋) blocks ending at its diagonal block; the rest below the diagonal is
+ * dropped. Profiling's loss of the rule is the sum of block influence over these pairs.
+ *
+ * @param rule the rule
+ * @param n sequence length
+ * @param sink tokens always kept at the start
+ * @param block block size in tokens
+ * @returns the dropped pairs as a row-major nb × nb mask
+ *
+ * @example
+ * ```ts
+ * import { droppedBlocks } from "./rules.ts";
+ * const m = droppedBlocks({ alpha: 128, beta: 0 }, 512, 64, 64); // 8 blocks, band 2, sink 1
+ * console.log(m.dropped.reduce((a, b) => a + b, 0)); // 15 of the 36 causal pairs
+ * ```
+ */
+export function droppedBlocks(rule: Rule, n: number, sink: number, block: number): BlockMask {
+  const nb = Math.ceil(n / block);
+  const w = bandBlocks(rule, n, block);
+  const sinkBlocks = Math.ceil(sink / block);
+  const dropped = new Uint8Array(nb * nb);
+  for (let qb = 0; qb < nb; qb++) {
+    for (let kb = sinkBlocks; kb <= qb - w; kb++) dropped[qb * nb + kb] = 1;
+  }
+  return { numBlocks: nb, dropped };
+}
+
+/**
+ * Σ of block influence over the pairs {@link droppedBlocks} drops, without building the mask.
+ *
+ * @param rule the rule
+ * @param n sequence length
+ * @param sink tokens always kept at the start
+ * @param block block size in tokens
+ * @param influence row-major nb × nb block influence, nb = ⌈n / block⌉ // (nb, nb)
+ * @returns the estimated loss increase of the rule at length n
+ *
+ * @example
+ * ```ts
+ * import { droppedInfluence } from "./rules.ts";
+ * const ones = new Float64Array(8 * 8).fill(1);
+ * console.log(droppedInfluence({ alpha: 128, beta: 0 }, 512, 64, 64, ones)); // 15
+ * ```
+ */
+export function droppedInfluence(
+  rule: Rule,
+  n: number,
+  sink: number,
+  block: number,
+  influence: ArrayLike<number>,
+): number {
+  const nb = Math.ceil(n / block);
+  if (influence.length !== nb * nb) {
+    throw new RangeError(
+      `droppedInfluence: influence has ${influence.length} entries, expected ${nb}×${nb}`,
+    );
+  }
+  const w = bandBlocks(rule, n, block);
+  const sinkBlocks = Math.ceil(sink / block);
+  let sum = 0;
+  for (let qb = 0; qb < nb; qb++) {
+    for (let kb = sinkBlocks; kb <= qb - w; kb++) sum += influence[qb * nb + kb]!;
+  }
+  return sum;
+}
