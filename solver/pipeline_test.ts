@@ -1,0 +1,73 @@
+import assert from "node:assert/strict";
+import { CpuModel, forwardLogits } from "../runtime/cpu/forward.ts";
+import { randomModel, tinyConfig } from "../runtime/random_model.ts";
+import { byteLevelTokenizerJson, tokenizerFromJson } from "../runtime/tokenizer.ts";
+import { makePlan, validationLoss } from "./pipeline.ts";
+import { ruleDensity } from "./rules.ts";
+
+Deno.test("makePlan() runs calibrate → profile → optimize → validate within the budget", async () => {
+  const config = tinyConfig({
+    vocabSize: 320,
+    numLayers: 2,
+    numHeads: 4,
+    numKvHeads: 2,
+    hiddenSize: 32,
+    headDim: 8,
+    intermediateSize: 48,
+  });
+  const runner = new CpuModel(randomModel(config, 3, 10));
+  const tok = tokenizerFromJson(byteLevelTokenizerJson([]));
+  const settings = {
+    density: 0.5,
+    lengths: [640, 768],
+    servingLength: 1024,
+    samples: 2,
+    block: 64,
+    sink: 64,
+    seed: 1,
+    timeLimit: 20,
+  };
+  const { plan, pareto } = await makePlan(runner, tok, "tiny", settings);
+  assert.equal(plan.alphas.length, 2);
+  assert.equal(plan.alphas[0]!.length, 2, "one rule per kv head");
+  assert.ok(pareto.length >= 1);
+  const chosen = plan.provenance.validation_loss as number;
+  assert.equal(
+    chosen,
+    Math.min(...pareto.map((p) => p.validationLoss)),
+    "the plan with the lowest validation loss",
+  );
+  for (const N of [640, 768, 1024]) {
+    const d = plan.alphas.flatMap((row, l) =>
+      row.map((a, g) => ruleDensity({ alpha: a, beta: plan.betas[l]![g]! }, N, 64, 64))
+    );
+    const mean = d.reduce((x, y) => x + y, 0) / d.length;
+    assert.ok(mean <= 0.5 + 1e-9 && mean >= 0.45 - 1e-9, `mean density ${mean} at ${N}`);
+  }
+  assert.ok(Number.isFinite(chosen));
+});
+
+Deno.test("validationLoss() with a plan that keeps everything is the dense masked loss", async () => {
+  const config = tinyConfig({ vocabSize: 64, numLayers: 2, numHeads: 4, numKvHeads: 2 });
+  const model = randomModel(config, 5, 10);
+  const runner = new CpuModel(model);
+  const T = 80;
+  const tokens = Int32Array.from({ length: T }, (_, i) => (i * 7 + 3) % 64);
+  const targets = Int32Array.from({ length: T }, (_, i) => (i * 5 + 1) % 64);
+  const mask = Float32Array.from({ length: T }, (_, i) => (i >= 60 ? 1 : 0));
+  const logits = await forwardLogits(model, tokens);
+  let want = 0;
+  for (let t = 60; t < T; t++) {
+    const row = Array.from(logits.subarray(t * 64, (t + 1) * 64));
+    const mx = Math.max(...row);
+    want -= row[targets[t]!]! - mx - Math.log(row.reduce((a, x) => a + Math.exp(x - mx), 0));
+  }
+  want /= 20;
+  const full = { sink: 4, alphas: [[0, 0], [0, 0]], betas: [[1, 1], [1, 1]] };
+  const got = await validationLoss(runner, full, [{ tokens, targets, mask }]);
+  assert.ok(Math.abs(got - want) < 1e-5, `${got} vs ${want}`);
+  const narrow = { sink: 4, alphas: [[8, 8], [8, 8]], betas: [[0, 0], [0, 0]] };
+  assert.ok(
+    Math.abs((await validationLoss(runner, narrow, [{ tokens, targets, mask }])) - want) > 1e-4,
+  );
+});
