@@ -171,15 +171,18 @@ const BAD: BadCase[] = [
       `error: ${f}: ${MALFORMED_JSONL}:2:73: invalid JSON: Expected double-quoted property name`,
   },
   {
-    name: "a method not implemented yet (moa) is named by its index, with what is available",
-    lines: [...edit(3, "methods: [dense, moa]"), "densities: [0.5]"],
+    name: "a moa profile length beyond what the CPU profiler holds is named",
+    lines: [
+      ...edit(3, "methods: [dense, moa]"),
+      "densities: [0.5]",
+      "profile: {lengths: [640, 4096]}",
+    ],
     error: (f) =>
       new RegExp(
-        `^error: ${
-          RegExp.escape(f)
-        }: methods\\[1\\]: method 'moa' is not available yet: .+; available: dense, streaming, h2o$`,
+        `^error: ${RegExp.escape(f)}: profile\\.lengths\\[1\\]: 4096 tokens exceed the 2048`,
       ),
   },
+
   {
     name: "a length too short for a LongEval prompt is caught before anything is written",
     lines: edit(4, "lengths: [640, 100]"),

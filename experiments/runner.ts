@@ -19,6 +19,8 @@ import { InputError } from "../runtime/errors.ts";
 import { ArtifactStore, hashOf } from "./cache.ts";
 import { type Metric, runLongEval, runPerplexity, runThroughput } from "./benchmarks.ts";
 import { cacheFactory } from "../runtime/cpu/methods.ts";
+import { makePlan } from "../solver/pipeline.ts";
+import { type Plan, writePlan } from "../solver/plan.ts";
 import { type Row, writeMetricsCsv } from "./csv.ts";
 import { createProgress, type Progress } from "./progress.ts";
 import { type Cell, expandCells, type Experiment, type Method } from "./schema.ts";
@@ -34,9 +36,10 @@ import {
  * Methods whose stages do not exist yet, with the reason given to the user. A method leaves this
  * table when its stages land.
  */
-export const UNAVAILABLE_METHODS: Partial<Record<Method, string>> = {
-  moa: "its calibrate, profile and optimize stages are not implemented yet",
-};
+export const UNAVAILABLE_METHODS: Partial<Record<Method, string>> = {};
+
+/** Longest profiled length the WebAssembly profiler can hold (measured: 1.2 GB at 2048). */
+export const MAX_PROFILE_LENGTH = 2048;
 
 /** Bump when a change alters what a cell measures, so old cached cells are not reused. */
 const CELL_VERSION = 1;
@@ -119,6 +122,16 @@ async function checkInputs(
       );
     }
   });
+  if (exp.methods.includes("moa")) {
+    exp.profile.lengths.forEach((n, i) => {
+      if (n > MAX_PROFILE_LENGTH) {
+        throw new InputError(
+          `profile.lengths[${i}]: ${n} tokens exceed the ${MAX_PROFILE_LENGTH} the CPU profiler can hold ` +
+            `(jax-js keeps every layer's T×T attention in 4 GiB of WebAssembly memory); profile shorter lengths`,
+        );
+      }
+    });
+  }
   if (exp.backend === "webgpu") {
     throw new InputError(
       "backend: 'webgpu' is not available yet (the WebGPU kernels are not implemented); use 'cpu' or 'auto'",
@@ -237,9 +250,47 @@ export async function runExperiment(exp: Experiment, opts: RunOptions): Promise<
       benchmark: c.benchmark,
       settings: exp.benchmarks[c.benchmark],
       cases: c.benchmark === "longeval" ? await casesKey(c.length) : null,
+      plan: c.method === "moa" ? await planKey(c.density) : null,
       seed: exp.seed,
       backend: exp.backend,
     });
+  // the moa plan of a density: depends on the model, the profile settings and the serving length
+  const planKey = (density: number) =>
+    hashOf({
+      stage: "plan",
+      v: 1,
+      fingerprint,
+      density,
+      profile: exp.profile,
+      serving: Math.max(...exp.lengths),
+      seed: exp.seed,
+    });
+  const plans = new Map<number, Promise<Plan>>();
+  const planFor = (s: Session, density: number, log: (l: string) => void): Promise<Plan> => {
+    let p = plans.get(density);
+    if (!p) {
+      p = (async () => {
+        const key = await planKey(density);
+        const make = async () =>
+          (await makePlan(s.runner, s.tokenizer, exp.model, {
+            density,
+            lengths: exp.profile.lengths,
+            servingLength: Math.max(...exp.lengths),
+            samples: exp.profile.samples,
+            block: exp.profile.block,
+            sink: exp.profile.sink,
+            seed: exp.seed,
+          }, log)).plan;
+        const plan = opts.noCache
+          ? await make()
+          : (await store.getOrCompute("plan", key, make)).value;
+        await writePlan(`${opts.out}/plans/moa-d${density}.json`, plan);
+        return plan;
+      })();
+      plans.set(density, p);
+    }
+    return p;
+  };
 
   if (opts.dryRun) {
     for (const c of cells) {
@@ -281,8 +332,12 @@ export async function runExperiment(exp: Experiment, opts: RunOptions): Promise<
       } else {
         const s = await open();
         const started = new Date().toISOString();
+        const plan = c.method === "moa"
+          ? await planFor(s, c.density, (l) => progress.log(`  ${l}`))
+          : undefined;
         const metrics = await runCell(
           s,
+          plan,
           exp,
           c,
           fileCases,
@@ -359,6 +414,7 @@ export async function checkOutDir(out: string, runId: string, resume: boolean): 
 
 async function runCell(
   s: Session,
+  plan: Plan | undefined,
   exp: Experiment,
   c: Cell,
   fileCases: LongEvalCase[] | null,
@@ -371,6 +427,7 @@ async function runCell(
     method: c.method,
     density: c.density,
     sink: exp.profile.sink,
+    ...(plan ? { plan } : {}),
   });
   switch (c.benchmark) {
     case "longeval": {

@@ -466,3 +466,37 @@ Deno.test("streaming and h2o cells keep half the KV cache at density 0.5", async
     Number(r.rows.find((x) => x.method === m && x.metric === "perplexity")!.value);
   assert.notEqual(ppl("streaming"), ppl("dense"), "streaming attends to fewer tokens");
 });
+
+Deno.test("a moa cell makes a plan within the density budget, caches it, and keeps less KV", async () => {
+  const exp = await writeExperiment(
+    "moa",
+    [
+      "name: moa",
+      `model: ${MODEL_DIR}`,
+      "methods: [dense, moa]",
+      "densities: [0.5]",
+      "lengths: [768]",
+      "profile: {lengths: [640], samples: 2, block: 64, sink: 64}",
+      "benchmarks:",
+      `  throughput: {decode: ${DECODE}, batch: 1}`,
+      "backend: cpu",
+    ].join("\n") + "\n",
+  );
+  const run = () =>
+    runExperiment(exp, {
+      out: `${TMP}/out-moa`,
+      cacheDir: `${TMP}/cache-moa`,
+      gitSha: GIT_SHA,
+      progress: new RecordingProgress(),
+      notice: () => {},
+    });
+  const r = await run();
+  const plan = JSON.parse(await Deno.readTextFile(`${TMP}/out-moa/plans/moa-d0.5.json`));
+  assert.equal(plan.alphas.length, CONFIG.numLayers);
+  assert.equal(plan.alphas[0].length, CONFIG.numKvHeads);
+  const kv = (m: string) =>
+    Number(r.rows.find((x) => x.method === m && x.metric === "kv_bytes")!.value);
+  assert.ok(kv("moa") < 0.75 * kv("dense"), `moa ${kv("moa")} vs dense ${kv("dense")}`);
+  const again = await run();
+  assert.equal(again.cachedCells, 2, "the rerun reuses both cells");
+});

@@ -15,6 +15,7 @@ import { parseArgs } from "node:util";
 import { InputError, runCli } from "../../runtime/errors.ts";
 import { type LongEvalCase, readLongEvalJsonl } from "./longeval.ts";
 import { runLongEval } from "../../experiments/benchmarks.ts";
+import { type Plan, readPlan } from "../../solver/plan.ts";
 import { type CacheFactory, cacheFactory as methodCache } from "../../runtime/cpu/methods.ts";
 import { createProgress } from "../../experiments/progress.ts";
 import { availableMethods, UNAVAILABLE_METHODS } from "../../experiments/runner.ts";
@@ -220,36 +221,14 @@ export function parseLongEvalArgs(args: string[]): LongEvalArgs {
   };
 }
 
-/**
- * Reads a plan file and checks that it holds a JSON object.
- *
- * @param path the plan file
- * @returns the parsed object
- * @throws {InputError} naming the file when it is missing or not a JSON object
- */
-async function readPlan(path: string): Promise<Record<string, unknown>> {
-  let text: string;
+/** Reads a MoA plan file (solver/plan.ts), naming the option in errors. */
+async function readPlanOption(path: string): Promise<Plan> {
   try {
-    text = await Deno.readTextFile(path);
+    return await readPlan(path);
   } catch (e) {
-    if (e instanceof Deno.errors.NotFound) throw new InputError(`--plan: ${path}: file not found`);
-    if (e instanceof Deno.errors.IsADirectory) {
-      throw new InputError(`--plan: ${path}: expected a file, got a folder`);
-    }
+    if (e instanceof InputError) throw new InputError(`--plan: ${e.message}`);
     throw e;
   }
-  let plan: unknown;
-  try {
-    plan = JSON.parse(text);
-  } catch (e) {
-    throw new InputError(
-      `--plan: ${path}: invalid JSON: ${e instanceof Error ? e.message : String(e)}`,
-    );
-  }
-  if (typeof plan !== "object" || plan === null || Array.isArray(plan)) {
-    throw new InputError(`--plan: ${path}: expected a JSON object, got ${JSON.stringify(plan)}`);
-  }
-  return plan as Record<string, unknown>;
 }
 
 /** Sink tokens of StreamingLLM in this command (the experiment files' `profile.sink` default). */
@@ -260,6 +239,12 @@ const DEFAULT_SINK = 32;
  * @throws {InputError} when either is given with the dense method
  */
 function checkMethodOptions(a: LongEvalArgs): void {
+  if (a.method === "moa" && a.plan === null) {
+    throw new InputError("--plan: required with --method moa (make one with deno task plan)");
+  }
+  if ((a.method === "streaming" || a.method === "h2o") && a.density === null) {
+    throw new InputError(`--density: required with --method ${a.method}`);
+  }
   if (a.method !== "dense") return;
   if (a.density !== null) {
     throw new InputError("--density applies to sparse methods; dense always uses density 1");
@@ -276,7 +261,7 @@ function checkMethodOptions(a: LongEvalArgs): void {
 function cacheFactory(
   s: Session,
   a: LongEvalArgs,
-  _plan: Record<string, unknown> | null,
+  plan: Plan | null,
 ): { newCache: CacheFactory; density: number } {
   if (a.method === "dense") {
     return {
@@ -290,6 +275,25 @@ function cacheFactory(
     return {
       newCache: methodCache(s.runner, { method: a.method, density: a.density, sink }),
       density: a.density,
+    };
+  }
+  if (a.method === "moa") {
+    if (plan === null) {
+      throw new InputError("--plan: required with --method moa (make one with deno task plan)");
+    }
+    if (a.density !== null && a.density !== plan.density) {
+      throw new InputError(
+        `--density: ${a.density} differs from the plan's density ${plan.density}; leave it out`,
+      );
+    }
+    return {
+      newCache: methodCache(s.runner, {
+        method: "moa",
+        density: plan.density,
+        sink: plan.sink,
+        plan,
+      }),
+      density: plan.density,
     };
   }
   throw new InputError(
@@ -325,8 +329,8 @@ export async function evaluate(
   opts: EvaluateOptions = {},
 ): Promise<LongEvalReport> {
   const log = opts.log ?? ((l: string) => console.error(l));
-  const plan = a.plan === null ? null : await readPlan(a.plan);
   checkMethodOptions(a);
+  const plan = a.plan === null ? null : await readPlanOption(a.plan);
   const dir = await resolveModelDir(a.model, "--model");
   let cases: LongEvalCase[] = await readLongEvalJsonl(a.cases);
   if (a.limit !== null) cases = cases.slice(0, a.limit);

@@ -218,8 +218,8 @@ Deno.test("deno task longeval scores a model's answers like generateGreedy + sco
       );
     });
 
-    await t.step("--method moa is rejected with the reason", async () => {
-      await fails([...base, "--method", "moa"], "method 'moa' is not available yet", "dense");
+    await t.step("--method moa needs a plan", async () => {
+      await fails([...base, "--method", "moa"], "--plan: required with --method moa");
     });
 
     await t.step("--density 1.5 is rejected", async () => {
@@ -234,10 +234,14 @@ Deno.test("deno task longeval scores a model's answers like generateGreedy + sco
     });
 
     await t.step("--plan must name a JSON file, and does not apply to dense", async () => {
-      await fails([...base, "--plan", `${tmp}/none.json`], `${tmp}/none.json: file not found`);
+      const moa = [...base, "--method", "moa"];
+      await fails(
+        [...moa, "--plan", `${tmp}/none.json`],
+        `--plan: ${tmp}/none.json: plan file not found`,
+      );
       const bad = `${tmp}/bad_plan.json`;
       await Deno.writeTextFile(bad, "{ not json");
-      await fails([...base, "--plan", bad], `${bad}: invalid JSON`);
+      await fails([...moa, "--plan", bad], `--plan: ${bad}`);
       const plan = `${tmp}/plan.json`;
       await Deno.writeTextFile(plan, JSON.stringify({ alphas: [[0]], betas: [[1]] }));
       await fails([...base, "--plan", plan], "--plan applies to sparse methods");
