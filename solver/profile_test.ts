@@ -10,6 +10,7 @@ import {
   profileInfluence,
   ruleLosses,
 } from "./profile.ts";
+import { spearman } from "./validity.ts";
 
 const config = tinyConfig({
   hiddenSize: 32,
@@ -46,18 +47,6 @@ function loss(
     w += m;
   }
   return s / w;
-}
-
-function spearman(a: number[], b: number[]): number {
-  const rank = (xs: number[]) => {
-    const idx = xs.map((x, i) => [x, i] as const).sort((p, q) => p[0] - q[0]);
-    const r = new Array<number>(xs.length);
-    idx.forEach(([, i], k) => (r[i] = k));
-    return r;
-  };
-  const ra = rank(a), rb = rank(b), n = a.length;
-  const d2 = ra.reduce((s, x, i) => s + (x - rb[i]!) ** 2, 0);
-  return 1 - (6 * d2) / (n * (n * n - 1));
 }
 
 Deno.test("E_ij predicts the loss change of dropping one attention entry", async () => {

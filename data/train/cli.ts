@@ -10,7 +10,7 @@ import process from "node:process";
 import { parseArgs } from "node:util";
 import { InputError, runCli } from "../../runtime/errors.ts";
 import { loadTrainConfig, totalSteps } from "./config.ts";
-import { type StepReport, train } from "./train.ts";
+import { exportCheckpoint, type StepReport, train } from "./train.ts";
 
 const HERE = new URL(".", import.meta.url).pathname;
 const ROOT = new URL("../..", import.meta.url).pathname;
@@ -24,6 +24,7 @@ Usage: deno task train-tiny [--config FILE] [--out DIR] [--quick] [--max-steps N
   --out DIR       output folder (default results/train/<recipe name>); holds tokenizer.json,
                   checkpoints, loss.csv, eval.csv and, when done, model/ in the HF layout
   --max-steps N   stop after N steps of this invocation (run the recipe in pieces)
+  --export DIR    write the latest checkpoint of --out as a Hugging Face folder and exit
 
 Rerunning with the same --out resumes from the last checkpoint; the data of every step is
 seeded by (seed, step), so a resumed run is the same run. Copy out/model/ to
@@ -38,6 +39,7 @@ async function main(args: string[]): Promise<number> {
       out: { type: "string" },
       quick: { type: "boolean", default: false },
       "max-steps": { type: "string" },
+      export: { type: "string" },
       help: { type: "boolean", short: "h", default: false },
     },
   });
@@ -61,6 +63,13 @@ async function main(args: string[]): Promise<number> {
   }
   const name = file.split("/").at(-1)!.replace(/\.json$/, "");
   const out = values.out ?? `${ROOT}results/train/${name}`;
+  if (values.export) {
+    const step = await exportCheckpoint(cfg, out, values.export);
+    console.log(
+      `wrote the step-${step} checkpoint of ${out} as a Hugging Face folder: ${values.export}`,
+    );
+    return 0;
+  }
   const total = totalSteps(cfg);
   const tty = Deno.stderr.isTerminal();
   const bar = tty

@@ -438,25 +438,58 @@ export async function train(cfg: TrainConfig, opts: TrainOptions): Promise<Train
     }
   }
   const done = state.step >= total;
-  if (done) {
-    await saveModel(`${opts.out}/model`, model);
-    await writeFileAtomic(`${opts.out}/model/tokenizer.json`, JSON.stringify(tokJson));
-    await writeFileAtomic(
-      `${opts.out}/model/tokenizer_config.json`,
-      JSON.stringify(
-        {
-          bos_token: "<s>",
-          eos_token: "</s>",
-          unk_token: "<unk>",
-          model_max_length: config.maxPositionEmbeddings,
-          clean_up_tokenization_spaces: false,
-        },
-        null,
-        2,
-      ) + "\n",
-    );
-  }
+  if (done) await writeHfFolder(`${opts.out}/model`, model, tokJson);
+
   return { model, tokenizer, steps: state.step, tokens, seconds, losses, done };
+}
+
+/** Writes a model and its tokenizer as a Hugging Face folder. */
+async function writeHfFolder(
+  dir: string,
+  model: Model,
+  tokJson: Record<string, unknown>,
+): Promise<void> {
+  await saveModel(dir, model);
+  await writeFileAtomic(`${dir}/tokenizer.json`, JSON.stringify(tokJson));
+  const cfg = {
+    bos_token: "<s>",
+    eos_token: "</s>",
+    unk_token: "<unk>",
+    model_max_length: model.config.maxPositionEmbeddings,
+    clean_up_tokenization_spaces: false,
+  };
+  await writeFileAtomic(`${dir}/tokenizer_config.json`, JSON.stringify(cfg, null, 2) + "\n");
+}
+
+/**
+ * Writes the weights of the latest checkpoint in `out` as a Hugging Face folder (to evaluate or
+ * ship a model part-way through a recipe).
+ * @returns the checkpoint's step
+ * @throws InputError when `out` holds no checkpoint of this recipe
+ */
+export async function exportCheckpoint(
+  cfg: TrainConfig,
+  out: string,
+  dir: string,
+): Promise<number> {
+  let tokJson: Record<string, unknown>;
+  try {
+    tokJson = JSON.parse(await Deno.readTextFile(`${out}/tokenizer.json`));
+  } catch {
+    throw new InputError(`${out}: no tokenizer.json; has training started there?`);
+  }
+  const config = modelConfigOf(cfg, tokenizerFromJson(tokJson).vocabSize);
+  const model = initialModel(config, cfg.seed);
+  const weights = namedWeights(model);
+  const state: AdamState = {
+    m: weights.map((w) => new Float32Array(w.data.length)),
+    v: weights.map((w) => new Float32Array(w.data.length)),
+    step: 0,
+  };
+  const info = await loadCheckpoint(out, cfg, weights, state);
+  if (!info) throw new InputError(`${out}: no checkpoint (latest.json) to export`);
+  await writeHfFolder(dir, model, tokJson);
+  return info.step;
 }
 
 /** The batch of a step: a stream seeded by (seed, step), so a resumed run sees the same data. */

@@ -5,9 +5,11 @@ import {
   adamwStep,
   clipGlobalNorm,
   cosineLr,
+  exportCheckpoint,
   namedWeights,
   train,
 } from "./train.ts";
+import { loadModel } from "../../runtime/hf.ts";
 import { InputError } from "../../runtime/errors.ts";
 
 /** A recipe small enough to train in seconds. */
@@ -105,6 +107,16 @@ Deno.test("train() lowers the loss and resumes to the very same weights", async 
           (e: unknown) =>
             e instanceof InputError && /phases for the 7 steps already run differ/.test(e.message),
         );
+      },
+    );
+    await t.step(
+      "exportCheckpoint() writes the checkpoint's weights as a loadable folder",
+      async () => {
+        const step = await exportCheckpoint(cfg, `${dir}/b`, `${dir}/export`);
+        assert.equal(step, 24);
+        const loaded = await loadModel(`${dir}/export`);
+        const want = namedWeights(straight.model), got = namedWeights(loaded);
+        want.forEach((w, k) => assert.deepEqual(got[k]!.data, w.data, w.name));
       },
     );
     await t.step("the finished model is saved in the Hugging Face layout", async () => {
