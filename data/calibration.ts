@@ -119,6 +119,11 @@ export async function buildCalibration(
       ids = [...prompt, ...response];
       respStart = prompt.length;
     }
+    if (respStart >= o.length) {
+      throw new RangeError(
+        `calibration: a prompt needs ${respStart} tokens, leaving no room for a response in ${o.length}; use longer lengths`,
+      );
+    }
     // inputs are ids[0..length), targets ids[1..length]; pad with EOS, masked out
     const tokens = new Int32Array(o.length).fill(EOS);
     const targets = new Int32Array(o.length).fill(EOS);

@@ -123,6 +123,23 @@ async function checkInputs(
     }
   });
   if (exp.methods.includes("moa")) {
+    // calibration prompts leave room for a response of up to 48 tokens
+    const tokenizer = await loadTokenizer(await resolveModelDir(exp.model));
+    exp.profile.lengths.forEach((n, i) => {
+      try {
+        generateCases({
+          count: 1,
+          targetLength: n - 48,
+          seed: exp.seed,
+          countTokens: (t) => tokenizer.encode(t).length + 1,
+        });
+      } catch (e) {
+        if (!(e instanceof RangeError)) throw e;
+        throw new InputError(
+          `profile.lengths[${i}]: ${n} tokens cannot hold a calibration prompt and its answer for this model: ${e.message}`,
+        );
+      }
+    });
     exp.profile.lengths.forEach((n, i) => {
       if (n > MAX_PROFILE_LENGTH) {
         throw new InputError(
