@@ -18,8 +18,8 @@ import { loadTokenizer } from "../runtime/tokenizer.ts";
 import { InputError } from "../runtime/errors.ts";
 import { ArtifactStore, hashOf } from "./cache.ts";
 import { type Metric, runLongEval, runPerplexity, runThroughput } from "./benchmarks.ts";
-import { cacheFactory } from "../runtime/cpu/methods.ts";
-import { makePlan } from "../solver/pipeline.ts";
+import { type AttentionMethod, cacheFactory } from "../runtime/cpu/methods.ts";
+import { makePlan, type PlanSettings } from "../solver/pipeline.ts";
 import { type Plan, writePlan } from "../solver/plan.ts";
 import { type Row, writeMetricsCsv } from "./csv.ts";
 import { createProgress, type Progress } from "./progress.ts";
@@ -37,6 +37,24 @@ import {
  * table when its stages land.
  */
 export const UNAVAILABLE_METHODS: Partial<Record<Method, string>> = {};
+
+/** The MoA methods: how each variant's plan is searched and calibrated (the paper's ablations). */
+export const MOA_VARIANTS = {
+  moa: { search: "elastic", calibration: "model" },
+  "moa-uniform": { search: "uniform", calibration: "model" },
+  "moa-layer": { search: "layer", calibration: "model" },
+  "moa-head": { search: "head", calibration: "model" },
+  "moa-ref": { search: "elastic", calibration: "reference" },
+  "moa-ctx": { search: "elastic", calibration: "context" },
+} as const satisfies Record<string, Pick<PlanSettings, "search" | "calibration">>;
+
+/** A method that runs with a MoA plan. */
+export type MoaMethod = keyof typeof MOA_VARIANTS;
+
+/** Whether a method runs with a MoA plan. */
+export function isMoa(m: Method): m is MoaMethod {
+  return m in MOA_VARIANTS;
+}
 
 /** Longest profiled length the WebAssembly profiler can hold (measured: 1.2 GB at 2048). */
 export const MAX_PROFILE_LENGTH = 2048;
@@ -122,7 +140,7 @@ async function checkInputs(
       );
     }
   });
-  if (exp.methods.includes("moa")) {
+  if (exp.methods.some(isMoa)) {
     // calibration prompts leave room for a response of up to 48 tokens
     const tokenizer = await loadTokenizer(await resolveModelDir(exp.model));
     exp.profile.lengths.forEach((n, i) => {
@@ -267,13 +285,14 @@ export async function runExperiment(exp: Experiment, opts: RunOptions): Promise<
       benchmark: c.benchmark,
       settings: exp.benchmarks[c.benchmark],
       cases: c.benchmark === "longeval" ? await casesKey(c.length) : null,
-      plan: c.method === "moa" ? await planKey(c.density) : null,
+      plan: isMoa(c.method) ? await planKey(c.method, c.density) : null,
       seed: exp.seed,
       backend: exp.backend,
     });
   // the moa plan of a density: depends on the model, the profile settings and the serving length
-  const planKey = (density: number) =>
+  const planKey = (method: Method, density: number) =>
     hashOf({
+      method,
       stage: "plan",
       v: 1,
       fingerprint,
@@ -282,12 +301,17 @@ export async function runExperiment(exp: Experiment, opts: RunOptions): Promise<
       serving: Math.max(...exp.lengths),
       seed: exp.seed,
     });
-  const plans = new Map<number, Promise<Plan>>();
-  const planFor = (s: Session, density: number, log: (l: string) => void): Promise<Plan> => {
-    let p = plans.get(density);
+  const plans = new Map<string, Promise<Plan>>();
+  const planFor = (
+    s: Session,
+    method: MoaMethod,
+    density: number,
+    log: (l: string) => void,
+  ): Promise<Plan> => {
+    let p = plans.get(`${method}@${density}`);
     if (!p) {
       p = (async () => {
-        const key = await planKey(density);
+        const key = await planKey(method, density);
         const make = async () =>
           (await makePlan(s.runner, s.tokenizer, exp.model, {
             density,
@@ -297,14 +321,15 @@ export async function runExperiment(exp: Experiment, opts: RunOptions): Promise<
             block: exp.profile.block,
             sink: exp.profile.sink,
             seed: exp.seed,
+            ...MOA_VARIANTS[method],
           }, log)).plan;
         const plan = opts.noCache
           ? await make()
           : (await store.getOrCompute("plan", key, make)).value;
-        await writePlan(`${opts.out}/plans/moa-d${density}.json`, plan);
+        await writePlan(`${opts.out}/plans/${method}-d${density}.json`, plan);
         return plan;
       })();
-      plans.set(density, p);
+      plans.set(`${method}@${density}`, p);
     }
     return p;
   };
@@ -349,8 +374,8 @@ export async function runExperiment(exp: Experiment, opts: RunOptions): Promise<
       } else {
         const s = await open();
         const started = new Date().toISOString();
-        const plan = c.method === "moa"
-          ? await planFor(s, c.density, (l) => progress.log(`  ${l}`))
+        const plan = isMoa(c.method)
+          ? await planFor(s, c.method, c.density, (l) => progress.log(`  ${l}`))
           : undefined;
         const metrics = await runCell(
           s,
@@ -441,7 +466,7 @@ async function runCell(
   tick: (done: number, total: number) => void,
 ): Promise<Metric[]> {
   const newCache = cacheFactory(s.runner, {
-    method: c.method,
+    method: isMoa(c.method) ? "moa" : c.method as AttentionMethod,
     density: c.density,
     sink: exp.profile.sink,
     ...(plan ? { plan } : {}),

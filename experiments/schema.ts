@@ -28,7 +28,17 @@ import {
 import { InputError } from "../runtime/errors.ts";
 
 /** The attention methods an experiment can compare. */
-export const METHODS = ["dense", "moa", "streaming", "h2o"] as const;
+export const METHODS = [
+  "dense",
+  "moa",
+  "streaming",
+  "h2o",
+  "moa-uniform",
+  "moa-layer",
+  "moa-head",
+  "moa-ref",
+  "moa-ctx",
+] as const;
 /** An attention method: full attention, MoA, StreamingLLM, or H2O. */
 export type Method = (typeof METHODS)[number];
 

@@ -227,7 +227,8 @@ const INVALID: Invalid[] = [
     name: "an unknown method",
     file: "t.yaml",
     text: edit(3, "methods: [dense, sparse]"),
-    message: 't.yaml:3:18: methods[1]: expected one of dense, moa, streaming, h2o, got "sparse"',
+    message:
+      't.yaml:3:18: methods[1]: expected one of dense, moa, streaming, h2o, moa-uniform, moa-layer, moa-head, moa-ref, moa-ctx, got "sparse"',
     schema: true,
   },
   {

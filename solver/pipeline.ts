@@ -35,7 +35,16 @@ export interface PlanSettings {
   validationLength?: number;
   /** Seconds per MILP. @default 60 */
   timeLimit?: number;
+  /**
+   * The search space (the paper's ablation): `elastic` per-head α + β·N rules (MoA);
+   * `head` a static window per head (β = 0); `layer` one static window per layer; `uniform`
+   * one static window for every head. @default "elastic"
+   */
+  search?: PlanSearch;
 }
+
+/** Search spaces of `makePlan`, from the most constrained to MoA's. */
+export type PlanSearch = "uniform" | "layer" | "head" | "elastic";
 
 /** A plan and how it was chosen. */
 export interface PlanResult {
@@ -93,7 +102,18 @@ export async function makePlan(
   const kind = s.calibration ?? "model";
   await initJax("wasm");
   const params = paramsFromModel(runner.model);
-  const rules: Rule[] = candidateRules(lengths, s.servingLength);
+  const search = s.search ?? "elastic";
+  const allRules: Rule[] = candidateRules(lengths, s.servingLength);
+  // static windows (β = 0) get small spans too, one block at a time up to the grid's step (so low
+  // budgets stay feasible at the shortest length), and spans up to the serving length
+  const staticRules = (): Rule[] => {
+    const alphas = new Set(allRules.filter((r) => r.beta === 0).map((r) => r.alpha));
+    const step = lengths[0]! / 2;
+    for (let a = s.block; a < step; a += s.block) alphas.add(a);
+    for (let a = step; a <= s.servingLength; a += step) alphas.add(a);
+    return [...alphas].sort((x, y) => x - y).map((alpha) => ({ alpha, beta: 0 }));
+  };
+  const rules = search === "elastic" ? allRules : staticRules();
   const losses: number[][][] = [];
   try {
     for (const N of lengths) {
@@ -111,18 +131,37 @@ export async function makePlan(
   } finally {
     disposeParams(params);
   }
+  // heads tied together choose together: their losses add up (groups are equal in size, so the
+  // mean density over groups is the mean over heads)
+  const H = config.numLayers * NKV;
+  const groupOf = (
+    h: number,
+  ) => (search === "uniform" ? 0 : search === "layer" ? Math.floor(h / NKV) : h);
+  const groups = search === "uniform" ? 1 : search === "layer" ? config.numLayers : H;
+  const grouped = losses.map((perHead) => {
+    const g = Array.from({ length: groups }, () => new Array<number>(rules.length).fill(0));
+    perHead.forEach((row, h) => row.forEach((x, r) => (g[groupOf(h)]![r]! += x)));
+    return g;
+  });
+  const tied = search === "uniform" || search === "layer";
   const problem = densityProblemFromRules({
     rules,
-    losses,
+    losses: grouped,
     profileLengths: lengths,
     servingLength: s.servingLength,
     sink: s.sink,
     block: s.block,
     budget: s.density,
-    headsPerLayer: NKV,
-    maxDistinctPerLayer: Math.min(s.maxDistinctPerLayer ?? 2, rules.length),
+    ...(tied ? {} : {
+      headsPerLayer: NKV,
+      maxDistinctPerLayer: Math.min(s.maxDistinctPerLayer ?? 2, rules.length),
+    }),
+    // a static window cannot hold the same density at every length: it only has to fit the budget
+    ...(search === "elastic" ? {} : { lowerFraction: 0 }),
   });
-  log(`optimize: ${config.numLayers * NKV} kv heads × ${rules.length} rules, density ${s.density}`);
+  log(
+    `optimize (${search}): ${groups} groups of kv heads × ${rules.length} rules, density ${s.density}`,
+  );
   const pareto: Solution[] = await paretoSet(problem, { gap: 1e-3, timeLimit: s.timeLimit ?? 60 });
   const vLen = s.validationLength ?? Math.min(s.servingLength, Math.round(1.5 * lengths.at(-1)!));
   log(`validate: ${pareto.length} Pareto plans at ${vLen} tokens`);
@@ -142,7 +181,8 @@ export async function makePlan(
   };
   const scored: { sol: Solution; plan: Plan; validationLoss: number }[] = [];
   for (const sol of pareto) {
-    const plan = planFromChoice(rules, sol.choice, NKV, meta);
+    const choice = Array.from({ length: H }, (_, h) => sol.choice[groupOf(h)]!);
+    const plan = planFromChoice(rules, choice, NKV, meta);
     scored.push({ sol, plan, validationLoss: await validationLoss(runner, plan, vSamples) });
   }
   scored.sort((a, b) => a.validationLoss - b.validationLoss);
@@ -150,6 +190,7 @@ export async function makePlan(
   best.plan.provenance = {
     created_at: new Date().toISOString(),
     calibration: kind,
+    search,
     samples: s.samples,
     seed: s.seed,
     objectives: best.sol.objectives,

@@ -71,3 +71,38 @@ Deno.test("validationLoss() with a plan that keeps everything is the dense maske
     Math.abs((await validationLoss(runner, narrow, [{ tokens, targets, mask }])) - want) > 1e-4,
   );
 });
+
+Deno.test("makePlan() ablation searches tie heads as asked and use static windows", async () => {
+  const config = tinyConfig({
+    vocabSize: 320,
+    numLayers: 2,
+    numHeads: 4,
+    numKvHeads: 2,
+    hiddenSize: 32,
+    headDim: 8,
+    intermediateSize: 48,
+  });
+  const runner = new CpuModel(randomModel(config, 3, 10));
+  const tok = tokenizerFromJson(byteLevelTokenizerJson([]));
+  const base = {
+    density: 0.5,
+    lengths: [640],
+    servingLength: 960,
+    samples: 1,
+    block: 64,
+    sink: 64,
+    seed: 1,
+    timeLimit: 20,
+  };
+  const rules = async (search: "uniform" | "layer" | "head") => {
+    const { plan } = await makePlan(runner, tok, "tiny", { ...base, search });
+    assert.ok(plan.betas.flat().every((b) => b === 0), `${search}: static windows only`);
+    return plan.alphas;
+  };
+  const u = await rules("uniform");
+  assert.equal(new Set(u.flat()).size, 1, "uniform: one window for every head");
+  const l = await rules("layer");
+  l.forEach((row) => assert.equal(new Set(row).size, 1, "layer: one window per layer"));
+  const h = await rules("head");
+  assert.equal(h.length, 2);
+});

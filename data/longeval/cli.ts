@@ -18,7 +18,7 @@ import { runLongEval } from "../../experiments/benchmarks.ts";
 import { type Plan, readPlan } from "../../solver/plan.ts";
 import { type CacheFactory, cacheFactory as methodCache } from "../../runtime/cpu/methods.ts";
 import { createProgress } from "../../experiments/progress.ts";
-import { availableMethods, UNAVAILABLE_METHODS } from "../../experiments/runner.ts";
+import { availableMethods, isMoa, UNAVAILABLE_METHODS } from "../../experiments/runner.ts";
 import { type Backend, BACKENDS, type Method, METHODS } from "../../experiments/schema.ts";
 import {
   openSession,
@@ -239,7 +239,7 @@ const DEFAULT_SINK = 32;
  * @throws {InputError} when either is given with the dense method
  */
 function checkMethodOptions(a: LongEvalArgs): void {
-  if (a.method === "moa" && a.plan === null) {
+  if (isMoa(a.method) && a.plan === null) {
     throw new InputError("--plan: required with --method moa (make one with deno task plan)");
   }
   if ((a.method === "streaming" || a.method === "h2o") && a.density === null) {
@@ -277,7 +277,7 @@ function cacheFactory(
       density: a.density,
     };
   }
-  if (a.method === "moa") {
+  if (isMoa(a.method)) {
     if (plan === null) {
       throw new InputError("--plan: required with --method moa (make one with deno task plan)");
     }
