@@ -5,18 +5,20 @@ import { byteLevelTokenizerJson, tokenizerFromJson } from "../runtime/tokenizer.
 import { makePlan, validationLoss } from "./pipeline.ts";
 import { ruleDensity } from "./rules.ts";
 
+/** A small random model with the byte-level tokenizer (LongEval prompts need ~600 tokens). */
+const config = tinyConfig({
+  vocabSize: 320,
+  numLayers: 2,
+  numHeads: 4,
+  numKvHeads: 2,
+  hiddenSize: 32,
+  headDim: 8,
+  intermediateSize: 48,
+});
+const runner = new CpuModel(randomModel(config, 3, 10));
+const tok = tokenizerFromJson(byteLevelTokenizerJson([]));
+
 Deno.test("makePlan() runs calibrate → profile → optimize → validate within the budget", async () => {
-  const config = tinyConfig({
-    vocabSize: 320,
-    numLayers: 2,
-    numHeads: 4,
-    numKvHeads: 2,
-    hiddenSize: 32,
-    headDim: 8,
-    intermediateSize: 48,
-  });
-  const runner = new CpuModel(randomModel(config, 3, 10));
-  const tok = tokenizerFromJson(byteLevelTokenizerJson([]));
   const settings = {
     density: 0.5,
     lengths: [640, 768],
@@ -73,17 +75,6 @@ Deno.test("validationLoss() with a plan that keeps everything is the dense maske
 });
 
 Deno.test("makePlan() ablation searches tie heads as asked and use static windows", async () => {
-  const config = tinyConfig({
-    vocabSize: 320,
-    numLayers: 2,
-    numHeads: 4,
-    numKvHeads: 2,
-    hiddenSize: 32,
-    headDim: 8,
-    intermediateSize: 48,
-  });
-  const runner = new CpuModel(randomModel(config, 3, 10));
-  const tok = tokenizerFromJson(byteLevelTokenizerJson([]));
   const base = {
     density: 0.5,
     lengths: [640],

@@ -336,14 +336,7 @@ export async function train(cfg: TrainConfig, opts: TrainOptions): Promise<Train
     await writeFileAtomic(tokFile, JSON.stringify(tokJson));
   }
   const tokenizer = tokenizerFromJson(tokJson);
-  const config = modelConfigOf(cfg, tokenizer.vocabSize);
-  const model = initialModel(config, cfg.seed);
-  const weights = namedWeights(model);
-  const state: AdamState = {
-    m: weights.map((w) => new Float32Array(w.data.length)),
-    v: weights.map((w) => new Float32Array(w.data.length)),
-    step: 0,
-  };
+  const { config, model, weights, state } = freshRun(cfg, tokenizer);
   const resumed = await loadCheckpoint(opts.out, cfg, weights, state);
   let tokens = resumed?.tokens ?? 0;
   let seconds = resumed?.seconds ?? 0;
@@ -443,6 +436,19 @@ export async function train(cfg: TrainConfig, opts: TrainOptions): Promise<Train
   return { model, tokenizer, steps: state.step, tokens, seconds, losses, done };
 }
 
+/** A recipe's initial model, its weights in checkpoint order, and zeroed optimizer state. */
+function freshRun(cfg: TrainConfig, tokenizer: TextTokenizer) {
+  const config = modelConfigOf(cfg, tokenizer.vocabSize);
+  const model = initialModel(config, cfg.seed);
+  const weights = namedWeights(model);
+  const state: AdamState = {
+    m: weights.map((w) => new Float32Array(w.data.length)),
+    v: weights.map((w) => new Float32Array(w.data.length)),
+    step: 0,
+  };
+  return { config, model, weights, state };
+}
+
 /** Writes a model and its tokenizer as a Hugging Face folder. */
 async function writeHfFolder(
   dir: string,
@@ -478,14 +484,7 @@ export async function exportCheckpoint(
   } catch {
     throw new InputError(`${out}: no tokenizer.json; has training started there?`);
   }
-  const config = modelConfigOf(cfg, tokenizerFromJson(tokJson).vocabSize);
-  const model = initialModel(config, cfg.seed);
-  const weights = namedWeights(model);
-  const state: AdamState = {
-    m: weights.map((w) => new Float32Array(w.data.length)),
-    v: weights.map((w) => new Float32Array(w.data.length)),
-    step: 0,
-  };
+  const { model, weights, state } = freshRun(cfg, tokenizerFromJson(tokJson));
   const info = await loadCheckpoint(out, cfg, weights, state);
   if (!info) throw new InputError(`${out}: no checkpoint (latest.json) to export`);
   await writeHfFolder(dir, model, tokJson);
