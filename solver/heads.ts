@@ -8,7 +8,7 @@
  * @module
  */
 import type { Engine } from "../runtime/cpu/engine.ts";
-import { CpuModel } from "../runtime/cpu/forward.ts";
+import type { CpuModel } from "../runtime/cpu/forward.ts";
 import type { KvCache } from "../runtime/cpu/kv_cache.ts";
 import { softmaxRow } from "../runtime/cpu/ops.ts";
 import type { ModelConfig } from "../runtime/model.ts";
