@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { exists } from "../runtime/atomic.ts";
 import assert from "node:assert/strict";
 import { writeRandomModel } from "../data/models/init_random.ts";
 import { runExperiment, runIdOf } from "./runner.ts";
@@ -68,17 +69,6 @@ async function cli(...args: string[]): Promise<Outcome> {
   }).output();
   const text = (b: Uint8Array) => new TextDecoder().decode(b);
   return { code: out.code, stdout: text(out.stdout), stderr: text(out.stderr) };
-}
-
-/** @returns whether a path exists */
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
-  }
 }
 
 /** @returns every file under `dir` with its bytes, keyed by relative path */

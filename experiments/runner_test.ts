@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { exists } from "../runtime/atomic.ts";
 import assert from "node:assert/strict";
 import { writeRandomModel } from "../data/models/init_random.ts";
 import type { ModelConfig } from "../runtime/model.ts";
@@ -122,17 +123,6 @@ function comparable(rows: Row[]): string[] {
 /** @returns `{cell → started_at}` of a metrics.csv's rows */
 function startedAt(rows: Row[]): Map<string, string> {
   return new Map(rows.map((r) => [String(r.cell), String(r.started_at)]));
-}
-
-/** @returns whether a path exists */
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
-  }
 }
 
 Deno.test("runExperiment() writes the resolved experiment and one CSV row per measurement", async (t) => {

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { exists } from "./atomic.ts";
 import { basename, dirname, isAbsolute, join } from "node:path";
 import { configToJson, parseConfig, type TorchDtype } from "./config.ts";
 import { InputError } from "./errors.ts";
@@ -119,16 +120,6 @@ async function readJson(path: string, what: string): Promise<unknown> {
     return JSON.parse(text);
   } catch (e) {
     throw new InputError(`${path}: invalid JSON: ${e instanceof Error ? e.message : String(e)}`);
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
   }
 }
 

@@ -271,6 +271,16 @@ function onnxModel(
   ).finish();
 }
 
+/** Runs a one-output session and copies its output `y` into `out`. */
+async function runInto(
+  session: ort.InferenceSession,
+  feeds: Record<string, ort.Tensor>,
+  out: Float32Array,
+): Promise<void> {
+  const r = await session.run(feeds);
+  out.set(r.y!.data as Float32Array);
+}
+
 /** onnxruntime-web on WebAssembly: three small dynamic-shape sessions. */
 export class OrtEngine implements Engine {
   readonly name: string;
@@ -351,11 +361,10 @@ export class OrtEngine implements Engine {
     K: number,
     N: number,
   ) {
-    const r = await this.linear.run({
+    await runInto(this.linear, {
       x: new ort.Tensor("float32", owned(x, M * K), [M, K]),
       w: new ort.Tensor("float32", owned(w, N * K), [N, K]),
-    });
-    out.set(r.y!.data as Float32Array);
+    }, out);
   }
 
   async matmul(
@@ -366,11 +375,10 @@ export class OrtEngine implements Engine {
     K: number,
     N: number,
   ) {
-    const r = await this.product.run({
+    await runInto(this.product, {
       a: new ort.Tensor("float32", owned(a, M * K), [M, K]),
       b: new ort.Tensor("float32", owned(b, K * N), [K, N]),
-    });
-    out.set(r.y!.data as Float32Array);
+    }, out);
   }
 
   async attention(
@@ -385,14 +393,13 @@ export class OrtEngine implements Engine {
     for (let t = 0; t < T; t++) {
       mask.fill(-Infinity, t * S + Math.min(S, first + t + 1), (t + 1) * S);
     }
-    const r = await this.attend.run({
+    await runInto(this.attend, {
       q: new ort.Tensor("float32", owned(q, T * NH * HS), [T, NKV, NH / NKV, HS]),
       k: new ort.Tensor("float32", owned(k, NKV * S * HS), [NKV, 1, S, HS]),
       v: new ort.Tensor("float32", owned(v, NKV * S * HS), [NKV, 1, S, HS]),
       mask: new ort.Tensor("float32", mask as Float32Array<ArrayBuffer>, [T, S]),
       scale: new ort.Tensor("float32", new Float32Array([1 / Math.sqrt(HS)]), [1]),
-    });
-    out.set(r.y!.data as Float32Array);
+    }, out);
   }
 }
 
