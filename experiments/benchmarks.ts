@@ -7,8 +7,114 @@
 import { type LongEvalCase, scoreAnswer, summarize } from "../data/longeval/longeval.ts";
 import { generateGreedy, perplexity, tokenLogProbs } from "../runtime/cpu/generate.ts";
 import type { CacheFactory } from "../runtime/cpu/methods.ts";
+import type { CpuModel } from "../runtime/cpu/forward.ts";
+import type { SparsePlan } from "../runtime/cpu/sparse_cache.ts";
+import type { GpuModel } from "../runtime/gpu/model.ts";
 import { Rng } from "../runtime/rng.ts";
 import { promptTokens, type Session } from "./session.ts";
+
+/** Greedy generation and timed decoding of one attention method on one backend. */
+export interface MethodRunner {
+  /** where it runs, for the CSV */
+  backend: "cpu" | "webgpu";
+  /**
+   * Greedy continuations of a batch of prompts.
+   * @param prompts token ids per prompt
+   * @param maxNew most new tokens per prompt
+   * @param stop stop tokens (kept in the output)
+   * @returns generated ids per prompt
+   */
+  generate(prompts: number[][], maxNew: number, stop: readonly number[]): Promise<number[][]>;
+  /**
+   * Prefills the prompts, then decodes `decode` steps for all of them together.
+   * @returns wall seconds of each phase and the KV bytes held at the end
+   */
+  time(
+    prompts: number[][],
+    decode: number,
+  ): Promise<{ prefillS: number; decodeS: number; kvBytes: number }>;
+}
+
+/**
+ * A method on the CPU backend: `newCache` makes each sequence's cache.
+ * @param runner the CPU model
+ * @param newCache the method's cache factory
+ * @returns the runner
+ */
+export function cpuMethod(runner: CpuModel, newCache: CacheFactory): MethodRunner {
+  return {
+    backend: "cpu",
+    generate: (prompts, maxNew, stop) =>
+      generateGreedy(runner, prompts, { maxNewTokens: maxNew, stopTokens: stop, newCache }),
+    async time(prompts, decode) {
+      const V = runner.model.config.vocabSize;
+      const rng = new Rng(prompts.length * 7919 + decode);
+      const length = Math.max(...prompts.map((p) => p.length));
+      const caches = prompts.map((p) => newCache(p.length + decode));
+      let t0 = performance.now();
+      for (let at = 0; at < length; at += 2048) {
+        const live = prompts.map((p, b) => ({ p, b })).filter(({ p }) => p.length > at);
+        await runner.step(
+          live.map(({ p, b }) => ({ cache: caches[b]!, tokens: p.slice(at, at + 2048) })),
+          "last",
+        );
+      }
+      const prefillS = (performance.now() - t0) / 1000;
+      t0 = performance.now();
+      for (let i = 0; i < decode; i++) {
+        await runner.step(caches.map((cache) => ({ cache, tokens: [rng.int(3, V - 1)] })), "last");
+      }
+      const decodeS = (performance.now() - t0) / 1000;
+      return { prefillS, decodeS, kvBytes: caches.reduce((a, c) => a + c.bytes(), 0) };
+    },
+  };
+}
+
+/**
+ * A method on the WebGPU backend: `plan` (null = dense) shapes every head's cache segment.
+ * @param model the model on the GPU
+ * @param plan per-head rules, or null for dense
+ * @returns the runner
+ */
+export function gpuMethod(model: GpuModel, plan: SparsePlan | null): MethodRunner {
+  return {
+    backend: "webgpu",
+    async generate(prompts, maxNew, stop) {
+      const maxLength = Math.max(...prompts.map((p) => p.length)) + maxNew;
+      const s = await model.session({ batch: prompts.length, maxLength, plan });
+      try {
+        return await s.generate(prompts, { maxNewTokens: maxNew, stopTokens: stop });
+      } finally {
+        s.destroy();
+      }
+    },
+    async time(prompts, decode) {
+      const longest = Math.max(...prompts.map((p) => p.length));
+      const s = await model.session({
+        batch: prompts.length,
+        maxLength: longest + decode,
+        plan,
+      });
+      try {
+        let t0 = performance.now();
+        for (let b = 0; b < prompts.length; b++) await s.prefill(b, prompts[b]!);
+        await s.sync();
+        const prefillS = (performance.now() - t0) / 1000;
+        s.startDecode(prompts.map((p) => p.length));
+        t0 = performance.now();
+        for (let done = 0; done < decode; done += 64) {
+          s.submitDecode(Math.min(64, decode - done));
+        }
+        await s.sync();
+        const decodeS = (performance.now() - t0) / 1000;
+        const kvBytes = prompts.reduce((a, p) => a + s.kvBytesAt(p.length + decode), 0);
+        return { prefillS, decodeS, kvBytes };
+      } finally {
+        s.destroy();
+      }
+    },
+  };
+}
 
 /** One measurement. */
 export interface Metric {
@@ -33,7 +139,7 @@ const LONGEVAL_BATCH = 4;
 export async function runLongEval(
   s: Session,
   cases: LongEvalCase[],
-  newCache: CacheFactory,
+  method: MethodRunner,
   tick: Tick,
 ): Promise<Metric[]> {
   const results: { c: LongEvalCase; correct: boolean }[] = [];
@@ -42,11 +148,7 @@ export async function runLongEval(
     const batch = cases.slice(i, i + LONGEVAL_BATCH);
     const prompts = batch.map((c) => promptTokens(s, c.prompt));
     prompts.forEach((p) => (promptSum += p.length));
-    const outs = await generateGreedy(s.runner, prompts, {
-      maxNewTokens: ANSWER_TOKENS,
-      stopTokens: s.stopTokens,
-      newCache,
-    });
+    const outs = await method.generate(prompts, ANSWER_TOKENS, s.stopTokens);
     batch.forEach((c, j) => {
       const text = s.tokenizer.decode(outs[j]!);
       results.push({ c, correct: scoreAnswer(text, c.expected).correct });
@@ -116,7 +218,7 @@ export async function runThroughput(
   decode: number,
   batch: number,
   seed: number,
-  newCache: CacheFactory,
+  method: MethodRunner,
   tick: Tick,
 ): Promise<Metric[]> {
   const V = s.runner.model.config.vocabSize;
@@ -125,26 +227,11 @@ export async function runThroughput(
     { length: batch },
     () => Array.from({ length }, () => rng.int(3, V - 1)),
   );
-  const caches = prompts.map(() => newCache(length + decode));
-  let t0 = performance.now();
-  for (let at = 0; at < length; at += 2048) {
-    await s.runner.step(
-      prompts.map((p, b) => ({ cache: caches[b]!, tokens: p.slice(at, at + 2048) })),
-      "last",
-    );
-  }
-  const prefillS = (performance.now() - t0) / 1000;
-  tick(1, 2);
-  t0 = performance.now();
-  for (let i = 0; i < decode; i++) {
-    await s.runner.step(caches.map((cache) => ({ cache, tokens: [rng.int(3, V - 1)] })), "last");
-  }
-  const decodeS = (performance.now() - t0) / 1000;
+  const { prefillS, decodeS, kvBytes } = await method.time(prompts, decode);
   tick(2, 2);
-  const kv = caches.reduce((a, c) => a + c.bytes(), 0);
   return [
     { metric: "prefill_tokens_per_s", value: (batch * length) / prefillS, n: batch * length },
     { metric: "decode_tokens_per_s", value: (batch * decode) / decodeS, n: batch * decode },
-    { metric: "kv_bytes", value: kv, n: batch },
+    { metric: "kv_bytes", value: kvBytes, n: batch },
   ];
 }

@@ -181,16 +181,6 @@ const BAD: BadCase[] = [
         `^error: ${RegExp.escape(f)}: lengths\\[1\\]: 100 tokens cannot hold a LongEval case`,
       ),
   },
-  {
-    name: "backend webgpu is not available yet",
-    lines: edit(10, "backend: webgpu"),
-    error: (f) =>
-      new RegExp(
-        `^error: ${
-          RegExp.escape(f)
-        }: backend: 'webgpu' is not available yet .*use 'cpu' or 'auto'$`,
-      ),
-  },
 ];
 
 Deno.test("the CLI rejects bad input with exit code 2, one error line, and writes nothing", async (t) => {

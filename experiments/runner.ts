@@ -17,8 +17,16 @@ import { writeFileAtomic } from "../runtime/atomic.ts";
 import { loadTokenizer } from "../runtime/tokenizer.ts";
 import { InputError } from "../runtime/errors.ts";
 import { ArtifactStore, hashOf } from "./cache.ts";
-import { type Metric, runLongEval, runPerplexity, runThroughput } from "./benchmarks.ts";
-import { type AttentionMethod, cacheFactory } from "../runtime/cpu/methods.ts";
+import {
+  cpuMethod,
+  gpuMethod,
+  type MethodRunner,
+  type Metric,
+  runLongEval,
+  runPerplexity,
+  runThroughput,
+} from "./benchmarks.ts";
+import { type AttentionMethod, cacheFactory, streamingRules } from "../runtime/cpu/methods.ts";
 import { makePlan, type PlanSettings } from "../solver/pipeline.ts";
 import { type Plan, writePlan } from "../solver/plan.ts";
 import { type Row, writeMetricsCsv } from "./csv.ts";
@@ -166,11 +174,6 @@ async function checkInputs(
         );
       }
     });
-  }
-  if (exp.backend === "webgpu") {
-    throw new InputError(
-      "backend: 'webgpu' is not available yet (the WebGPU kernels are not implemented); use 'cpu' or 'auto'",
-    );
   }
   const modelDir = await resolveModelDir(exp.model);
   const le = exp.benchmarks.longeval;
@@ -377,7 +380,7 @@ export async function runExperiment(exp: Experiment, opts: RunOptions): Promise<
         const plan = isMoa(c.method)
           ? await planFor(s, c.method, c.density, (l) => progress.log(`  ${l}`))
           : undefined;
-        const metrics = await runCell(
+        const { metrics, backend } = await runCell(
           s,
           plan,
           exp,
@@ -388,7 +391,12 @@ export async function runExperiment(exp: Experiment, opts: RunOptions): Promise<
           await casesKey(c.length),
           (d, t) => progress.update(d, t),
         );
-        art = { metrics, backend: s.backend, device: s.device, started_at: started };
+        art = {
+          metrics,
+          backend,
+          device: backend === s.backend ? s.device : `cpu ${navigator.hardwareConcurrency} cores`,
+          started_at: started,
+        };
         await store.put("cell", key, art);
       }
       for (const m of art.metrics) {
@@ -464,34 +472,62 @@ async function runCell(
   noCache: boolean,
   casesKey: string,
   tick: (done: number, total: number) => void,
-): Promise<Metric[]> {
+): Promise<{ metrics: Metric[]; backend: string }> {
   const newCache = cacheFactory(s.runner, {
     method: isMoa(c.method) ? "moa" : c.method as AttentionMethod,
     density: c.density,
     sink: exp.profile.sink,
     ...(plan ? { plan } : {}),
   });
+  const method = methodRunner(s, c.method, c.density, exp.profile.sink, plan, newCache);
   switch (c.benchmark) {
     case "longeval": {
       const cases = fileCases
         ? bucketByLength(s, fileCases, exp.lengths, c.length)
         : await cachedCases(s, exp, c.length, store, noCache, casesKey);
-      return runLongEval(s, cases, newCache, tick);
+      return { metrics: await runLongEval(s, cases, method, tick), backend: method.backend };
     }
     case "perplexity":
-      return runPerplexity(
-        s,
-        await brownText("heldout"),
-        c.length,
-        exp.benchmarks.perplexity!.tokens,
-        newCache,
-        tick,
-      );
+      return {
+        metrics: await runPerplexity(
+          s,
+          await brownText("heldout"),
+          c.length,
+          exp.benchmarks.perplexity!.tokens,
+          newCache,
+          tick,
+        ),
+        backend: "cpu",
+      };
     case "throughput": {
       const t = exp.benchmarks.throughput!;
-      return runThroughput(s, c.length, t.decode, t.batch, exp.seed, newCache, tick);
+      return {
+        metrics: await runThroughput(s, c.length, t.decode, t.batch, exp.seed, method, tick),
+        backend: method.backend,
+      };
     }
   }
+}
+
+/**
+ * The runner for a cell's method: the GPU when the session has one and the method has a GPU
+ * cache (dense, moa and its variants, streaming), else the CPU.
+ */
+function methodRunner(
+  s: Session,
+  method: string,
+  density: number,
+  sink: number,
+  plan: Plan | undefined,
+  newCache: ReturnType<typeof cacheFactory>,
+): MethodRunner {
+  if (s.gpu && method !== "h2o") {
+    const config = s.runner.model.config;
+    if (method === "dense") return gpuMethod(s.gpu, null);
+    if (method === "streaming") return gpuMethod(s.gpu, streamingRules(config, density, sink));
+    if (plan) return gpuMethod(s.gpu, plan);
+  }
+  return cpuMethod(s.runner, newCache);
 }
 
 async function cachedCases(

@@ -5,6 +5,7 @@
  * @module
  */
 import { exists } from "../runtime/atomic.ts";
+import { hasGpu } from "../runtime/gpu/device.ts";
 import assert from "node:assert/strict";
 import { writeRandomModel } from "../data/models/init_random.ts";
 import type { ModelConfig } from "../runtime/model.ts";
@@ -489,4 +490,43 @@ Deno.test("a moa cell makes a plan within the density budget, caches it, and kee
   assert.ok(kv("moa") < 0.75 * kv("dense"), `moa ${kv("moa")} vs dense ${kv("dense")}`);
   const again = await run();
   assert.equal(again.cachedCells, 2, "the rerun reuses both cells");
+});
+
+Deno.test({
+  name: "backend webgpu gives the CPU's LongEval answers and KV bytes for dense and streaming",
+  ignore: !(await hasGpu()),
+}, async () => {
+  const text = (backend: string) =>
+    [
+      `name: gpu-${backend}`,
+      `model: ${MODEL_DIR}`,
+      "methods: [dense, streaming]",
+      "densities: [0.5]",
+      "lengths: [640]",
+      "profile: {sink: 16}",
+      "benchmarks:",
+      `  longeval: {cases: ${CASES}}`,
+      `  throughput: {decode: ${DECODE}, batch: 2}`,
+      `backend: ${backend}`,
+    ].join("\n") + "\n";
+  const runs = [];
+  for (const backend of ["cpu", "webgpu"]) {
+    runs.push(
+      await runExperiment(await writeExperiment(`gpu-${backend}`, text(backend)), {
+        out: `${TMP}/out-gpu-${backend}`,
+        cacheDir: `${TMP}/cache-gpu-${backend}`,
+        gitSha: GIT_SHA,
+        progress: new RecordingProgress(),
+        notice: () => {},
+      }),
+    );
+  }
+  const [cpu, gpu] = runs as [RunResult, RunResult];
+  const pick = (r: RunResult) =>
+    r.rows.filter((x) => !TIMING.has(String(x.metric))).map((x) =>
+      `${x.method},${x.benchmark},${x.metric},${x.value},${x.n}`
+    );
+  assert.deepEqual(pick(gpu), pick(cpu));
+  assert.ok(gpu.rows.every((r) => r.backend === "webgpu"));
+  assert.ok(cpu.rows.every((r) => r.backend === "cpu"));
 });

@@ -9,6 +9,8 @@ import { loadModel } from "../runtime/hf.ts";
 import { loadTokenizer, type TextTokenizer } from "../runtime/tokenizer.ts";
 import { CpuModel } from "../runtime/cpu/forward.ts";
 import { fastEngine } from "../runtime/cpu/engine.ts";
+import { getGpu, GpuUnavailableError } from "../runtime/gpu/device.ts";
+import { GpuModel } from "../runtime/gpu/model.ts";
 import type { Backend } from "./schema.ts";
 import { sha256Hex } from "./cache.ts";
 
@@ -84,15 +86,22 @@ export interface Session {
   bos: number | null;
   /** End-of-sequence ids and the newline token: an answer ends at any of them. */
   stopTokens: number[];
-  /** The backend that actually runs ("cpu" until the WebGPU backend lands). */
-  backend: "cpu";
+  /**
+   * The backend generation runs on. With "webgpu", LongEval and throughput run on the GPU for
+   * dense, moa and streaming; perplexity, H2O and profiling stay on the CPU.
+   */
+  backend: "cpu" | "webgpu";
+  /** The weights on the GPU when the backend is webgpu. */
+  gpu: GpuModel | null;
   /** A human-readable device name for the CSV. */
   device: string;
 }
 
 /**
  * Loads a model folder for a backend.
- * @param backend `webgpu` is rejected (not implemented yet); `auto` runs on the CPU
+ * @param backend `webgpu` needs a WebGPU adapter (a clear error otherwise); `auto` uses a
+ *   hardware GPU when there is one and otherwise the CPU, with a one-line notice (a software
+ *   adapter such as llvmpipe is slower than the CPU backend, so auto does not pick it)
  * @param notice prints one-line notices (e.g. the auto fallback)
  */
 export async function openSession(
@@ -100,12 +109,21 @@ export async function openSession(
   backend: Backend,
   notice: (msg: string) => void = () => {},
 ): Promise<Session> {
-  if (backend === "webgpu") {
-    throw new InputError(
-      "backend: 'webgpu' is not available yet (the WebGPU kernels are issue 5); use 'cpu' or 'auto'",
-    );
+  let useGpu = false;
+  if (backend !== "cpu") {
+    try {
+      const gpu = await getGpu();
+      if (backend === "webgpu" || !gpu.fallback) {
+        useGpu = true;
+      } else {
+        notice(`backend auto: only a software WebGPU adapter (${gpu.name}); running on the CPU`);
+      }
+    } catch (e) {
+      if (!(e instanceof GpuUnavailableError)) throw e;
+      if (backend === "webgpu") throw new InputError(`backend: 'webgpu': ${e.message}`);
+      notice(`backend auto: ${e.message}; running on the CPU`);
+    }
   }
-  if (backend === "auto") notice("backend auto: no WebGPU backend yet, running on the CPU");
   const [model, tokenizer, fingerprint] = await Promise.all([
     loadModel(dir),
     loadTokenizer(dir),
@@ -117,6 +135,7 @@ export async function openSession(
     );
   }
   const engine = await fastEngine();
+  const gpu = useGpu ? await GpuModel.load(model) : null;
   const newline = tokenizer.encode("\n");
   const stopTokens = [...model.config.eosTokenIds, ...(newline.length === 1 ? newline : [])];
   return {
@@ -126,8 +145,11 @@ export async function openSession(
     tokenizer,
     bos: model.config.bosTokenId,
     stopTokens,
-    backend: "cpu",
-    device: `cpu ${navigator.hardwareConcurrency} cores (${engine.name})`,
+    backend: gpu ? "webgpu" : "cpu",
+    gpu,
+    device: gpu
+      ? `${gpu.gpu.name}${gpu.gpu.driver ? ` (${gpu.gpu.driver})` : ""}`
+      : `cpu ${navigator.hardwareConcurrency} cores (${engine.name})`,
   };
 }
 

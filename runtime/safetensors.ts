@@ -253,7 +253,7 @@ export function parseSafetensorsWithMetadata(
 let f16Table: Float32Array | null = null;
 
 /** Decodes one IEEE 754 binary16 bit pattern. */
-function f16BitsToNumber(h: number): number {
+export function f16BitsToNumber(h: number): number {
   const sign = h & 0x8000 ? -1 : 1;
   const exp = (h >>> 10) & 0x1f;
   const mant = h & 0x3ff;

@@ -14,7 +14,7 @@
 import { parseArgs } from "node:util";
 import { InputError, runCli } from "../../runtime/errors.ts";
 import { type LongEvalCase, readLongEvalJsonl } from "./longeval.ts";
-import { runLongEval } from "../../experiments/benchmarks.ts";
+import { cpuMethod, runLongEval } from "../../experiments/benchmarks.ts";
 import { type Plan, readPlan } from "../../solver/plan.ts";
 import { type CacheFactory, cacheFactory as methodCache } from "../../runtime/cpu/methods.ts";
 import { createProgress } from "../../experiments/progress.ts";
@@ -352,7 +352,12 @@ export async function evaluate(
   const t0 = performance.now();
   let metrics;
   try {
-    metrics = await runLongEval(s, cases, newCache, (d, t) => progress.update(d, t));
+    metrics = await runLongEval(
+      s,
+      cases,
+      cpuMethod(s.runner, newCache),
+      (d, t) => progress.update(d, t),
+    );
     const seconds = (performance.now() - t0) / 1000;
     const acc = metrics.find((m) => m.metric === "accuracy");
     progress.finish(`accuracy=${acc ? +acc.value.toPrecision(4) : "?"}`);

@@ -11,7 +11,7 @@ import { generateCases } from "../longeval/longeval.ts";
 import { HELDOUT_WORDS, TRAIN_WORDS } from "../longeval/words.ts";
 import { brownText } from "../brown.ts";
 import { InputError, runCli } from "../../runtime/errors.ts";
-import { runLongEval, runPerplexity } from "../../experiments/benchmarks.ts";
+import { cpuMethod, runLongEval, runPerplexity } from "../../experiments/benchmarks.ts";
 import { openSession, promptTokens, resolveModelDir } from "../../experiments/session.ts";
 
 async function main(args: string[]): Promise<number> {
@@ -51,7 +51,7 @@ async function main(args: string[]): Promise<number> {
         countTokens: (t) => promptTokens(s, t).length,
         words,
       });
-      const m = await runLongEval(s, cs, newCache, () => {});
+      const m = await runLongEval(s, cs, cpuMethod(s.runner, newCache), () => {});
       return m.find((x) => x.metric === "accuracy")!.value;
     };
     const [tr, ho] = [await acc(TRAIN_WORDS), await acc(HELDOUT_WORDS)];

@@ -29,7 +29,7 @@ import {
 } from "../../runtime/autodiff/jax_model.ts";
 import { CpuModel } from "../../runtime/cpu/forward.ts";
 import { fastEngine } from "../../runtime/cpu/engine.ts";
-import { runLongEval } from "../../experiments/benchmarks.ts";
+import { cpuMethod, runLongEval } from "../../experiments/benchmarks.ts";
 import { hashOf, stableStringify } from "../../experiments/cache.ts";
 import { InputError } from "../../runtime/errors.ts";
 import { Rng } from "../../runtime/rng.ts";
@@ -534,6 +534,7 @@ async function evaluate(
     bos: 1,
     stopTokens: [2, ...(newline.length === 1 ? newline : [])],
     backend: "cpu" as const,
+    gpu: null,
     device: "cpu",
   };
   const parts: string[] = [];
@@ -546,7 +547,12 @@ async function evaluate(
       countTokens: (t) => tokenizer.encode(t).length + 1,
       words: HELDOUT_WORDS,
     });
-    const metrics = await runLongEval(session, cases, (n) => runner.newCache(n), () => {});
+    const metrics = await runLongEval(
+      session,
+      cases,
+      cpuMethod(runner, (n) => runner.newCache(n)),
+      () => {},
+    );
     const acc = metrics.find((m) => m.metric === "accuracy")!.value;
     parts.push(`${length}: ${acc.toFixed(2)}`);
     rows += `${step},${length},${acc},${cases.length}\n`;

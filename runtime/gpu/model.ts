@@ -27,7 +27,7 @@ import {
   writeBuffer,
 } from "./device.ts";
 import { encodeOps, type KernelConfig, type Op } from "./kernels/_op.ts";
-import { embedOp, rmsnormOp, ropeOp, ropeTable, swigluOp } from "./kernels/elementwise.ts";
+import { embedOp, fillOp, rmsnormOp, ropeOp, ropeTable, swigluOp } from "./kernels/elementwise.ts";
 import { matmulOp } from "./kernels/matmul.ts";
 import {
   argmaxOp,
@@ -158,6 +158,61 @@ export class GpuModel {
         wDown: up(`layer ${i} wdown`, l.wDown),
       };
     });
+    checkAlive(gpu);
+    return new GpuModel(gpu, c, k, embed, lmHead, finalNorm, layers, bytes);
+  }
+
+  /**
+   * A model of the given shape with pseudo-random weights generated on the device (no host
+   * arrays, so a 7B-class shape loads in seconds): for speed benchmarks only.
+   * @param config the shape
+   * @param opts storage types, device, seed
+   * @returns the model on the GPU
+   */
+  static async random(
+    config: ModelConfig,
+    opts: GpuModelOptions & { seed?: number } = {},
+  ): Promise<GpuModel> {
+    const gpu = opts.gpu ?? await getGpu();
+    const c = config;
+    const weights = opts.weights ?? "f32", kv = opts.kv ?? "f32";
+    if ((weights === "f16" || kv === "f16") && !gpu.f16) {
+      throw new RangeError(
+        `GpuModel.random(): f16 storage needs shader-f16, which "${gpu.name}" lacks`,
+      );
+    }
+    const k: KernelConfig = { weights, kv, HS: c.headDim, NH: c.numHeads, NKV: c.numKvHeads };
+    let bytes = 0, seed = opts.seed ?? 1;
+    const ops: Op[] = [];
+    const make = async (label: string, n: number, fanIn: number, center = 0) => {
+      const b = storage(gpu, label, n * bytesOf(weights));
+      bytes += n * bytesOf(weights);
+      ops.push(await fillOp(gpu, k, b, n, seed++, center ? 0.1 : Math.sqrt(3 / fanIn), center));
+      return b;
+    };
+    const C = c.hiddenSize, F = c.intermediateSize, HS = c.headDim;
+    const width = (c.numHeads + 2 * c.numKvHeads) * HS;
+    const embed = await make("embed", c.vocabSize * C, C);
+    const lmHead = c.tieWordEmbeddings ? embed : await make("lm_head", c.vocabSize * C, C);
+    const finalNorm = await make("final norm", C, 1, 1);
+    const layers: LayerBuffers[] = [];
+    for (let i = 0; i < c.numLayers; i++) {
+      layers.push({
+        inputNorm: await make(`layer ${i} input norm`, C, 1, 1),
+        wqkv: await make(`layer ${i} wqkv`, width * C, C),
+        bqkv: null,
+        wo: await make(`layer ${i} wo`, C * c.numHeads * HS, c.numHeads * HS),
+        postNorm: await make(`layer ${i} post norm`, C, 1, 1),
+        wgu: await make(`layer ${i} wgu`, 2 * F * C, C),
+        wDown: await make(`layer ${i} wdown`, C * F, F),
+      });
+    }
+    const enc = gpu.device.createCommandEncoder();
+    const pass = enc.beginComputePass();
+    encodeOps(pass, ops);
+    pass.end();
+    gpu.device.queue.submit([enc.finish()]);
+    await gpu.device.queue.onSubmittedWorkDone();
     checkAlive(gpu);
     return new GpuModel(gpu, c, k, embed, lmHead, finalNorm, layers, bytes);
   }

@@ -21,11 +21,20 @@ import { tsEngine } from "../cpu/engine.ts";
 const ignore = !(await hasGpu());
 const MOA_TINY = new URL("../../data/models/moa-tiny", import.meta.url).pathname;
 
-Deno.test({ name: "GpuModel prefill logits match the CPU forward (f32 within 1e-4, f16 weights within 2e-2)", ignore }, async (t) => {
-  for (const [name, over] of [
-    ["llama GQA", {}],
-    ["qwen2 biases, tied embeddings", { modelType: "qwen2" as const, attentionBias: true, tieWordEmbeddings: true }],
-  ] as const) {
+Deno.test({
+  name: "GpuModel prefill logits match the CPU forward (f32 within 1e-4, f16 weights within 2e-2)",
+  ignore,
+}, async (t) => {
+  for (
+    const [name, over] of [
+      ["llama GQA", {}],
+      ["qwen2 biases, tied embeddings", {
+        modelType: "qwen2" as const,
+        attentionBias: true,
+        tieWordEmbeddings: true,
+      }],
+    ] as const
+  ) {
     const model = randomModel(tinyConfig(over), 11);
     const T = 70;
     const toks = Array.from({ length: T }, (_, i) => (i * 31 + 7) % model.config.vocabSize);
@@ -56,58 +65,85 @@ function gridPlan(L: number, NKV: number): SparsePlan {
   return { sink: 16, alphas, betas };
 }
 
-Deno.test({ name: "moa-tiny greedy generation on the GPU matches the CPU token for token", ignore }, async (t) => {
-  const model = await loadModel(MOA_TINY);
-  const tok = await loadTokenizer(MOA_TINY);
-  const c = model.config;
-  const keys = ["amber-wolf", "quiet-river", "solar-fig", "tidal-oak", "brisk-lynx", "hollow-pine"];
-  const lines = (n: number) => keys.slice(0, n).map((k, i) => formatLine(k, 1000 + 37 * i)).join("");
-  const prompts = [
-    [1, ...tok.encode(HEADER + lines(6) + formatQuestion(keys[2]!))],
-    [1, ...tok.encode(HEADER + lines(3) + formatQuestion(keys[0]!))],
-    [1, ...tok.encode("The jury said it did find that many of Atlanta's registration")],
-  ];
-  const runner = new CpuModel(model, tsEngine);
-  const maxNew = 24;
-  const maxLength = Math.max(...prompts.map((p) => p.length)) + maxNew;
-  const cases: [string, SparsePlan | null, Parameters<typeof cacheFactory>[1]][] = [
-    ["dense", null, { method: "dense", density: 1, sink: 0 }],
-    ["moa grid plan", gridPlan(c.numLayers, c.numKvHeads), { method: "moa", density: 0.5, sink: 16, plan: gridPlan(c.numLayers, c.numKvHeads) }],
-    ["streaming 50%", { sink: 8, alphas: grid(c, -8), betas: grid(c, 0.5) }, { method: "streaming", density: 0.5, sink: 8 }],
-  ];
-  const g = await GpuModel.load(model);
-  for (const [name, plan, spec] of cases) {
-    await t.step(name, async () => {
-      const want = await generateGreedy(runner, prompts, {
-        maxNewTokens: maxNew,
-        newCache: cacheFactory(runner, spec),
+Deno.test(
+  { name: "moa-tiny greedy generation on the GPU matches the CPU token for token", ignore },
+  async (t) => {
+    const model = await loadModel(MOA_TINY);
+    const tok = await loadTokenizer(MOA_TINY);
+    const c = model.config;
+    const keys = [
+      "amber-wolf",
+      "quiet-river",
+      "solar-fig",
+      "tidal-oak",
+      "brisk-lynx",
+      "hollow-pine",
+    ];
+    const lines = (n: number) =>
+      keys.slice(0, n).map((k, i) => formatLine(k, 1000 + 37 * i)).join("");
+    const prompts = [
+      [1, ...tok.encode(HEADER + lines(6) + formatQuestion(keys[2]!))],
+      [1, ...tok.encode(HEADER + lines(3) + formatQuestion(keys[0]!))],
+      [1, ...tok.encode("The jury said it did find that many of Atlanta's registration")],
+    ];
+    const runner = new CpuModel(model, tsEngine);
+    const maxNew = 24;
+    const maxLength = Math.max(...prompts.map((p) => p.length)) + maxNew;
+    const cases: [string, SparsePlan | null, Parameters<typeof cacheFactory>[1]][] = [
+      ["dense", null, { method: "dense", density: 1, sink: 0 }],
+      ["moa grid plan", gridPlan(c.numLayers, c.numKvHeads), {
+        method: "moa",
+        density: 0.5,
+        sink: 16,
+        plan: gridPlan(c.numLayers, c.numKvHeads),
+      }],
+      ["streaming 50%", { sink: 8, alphas: grid(c, -8), betas: grid(c, 0.5) }, {
+        method: "streaming",
+        density: 0.5,
+        sink: 8,
+      }],
+    ];
+    const g = await GpuModel.load(model);
+    for (const [name, plan, spec] of cases) {
+      await t.step(name, async () => {
+        const want = await generateGreedy(runner, prompts, {
+          maxNewTokens: maxNew,
+          newCache: cacheFactory(runner, spec),
+        });
+        const s = await g.session({ batch: prompts.length, maxLength, plan, prefillChunk: 64 });
+        const got = await s.generate(prompts, { maxNewTokens: maxNew, stepsPerSync: 7 });
+        assert.deepEqual(got, want);
+        s.destroy();
       });
-      const s = await g.session({ batch: prompts.length, maxLength, plan, prefillChunk: 64 });
-      const got = await s.generate(prompts, { maxNewTokens: maxNew, stepsPerSync: 7 });
-      assert.deepEqual(got, want);
-      s.destroy();
-    });
-  }
-  g.destroy();
-});
+    }
+    g.destroy();
+  },
+);
 
 function grid(c: { numLayers: number; numKvHeads: number }, v: number): number[][] {
   return Array.from({ length: c.numLayers }, () => new Array<number>(c.numKvHeads).fill(v));
 }
 
-Deno.test({ name: "GpuSession stops at a stop token, keeps it, and drops the overshoot", ignore }, async () => {
-  const model = randomModel(tinyConfig(), 5);
-  const runner = new CpuModel(model, tsEngine);
-  const prompt = [1, 40, 41, 42, 43];
-  const free = (await generateGreedy(runner, [prompt], { maxNewTokens: 12 }))[0]!;
-  const stop = free[5]!;
-  const want = free.slice(0, free.indexOf(stop) + 1);
-  const g = await GpuModel.load(model);
-  const s = await g.session({ batch: 1, maxLength: 32, plan: null });
-  const got = await s.generate([prompt], { maxNewTokens: 12, stopTokens: [stop], stepsPerSync: 4 });
-  assert.deepEqual(got, [want]);
-  await assert.rejects(() => s.prefill(0, new Array(40).fill(3)), /maxLength 32/);
-});
+Deno.test(
+  { name: "GpuSession stops at a stop token, keeps it, and drops the overshoot", ignore },
+  async () => {
+    const model = randomModel(tinyConfig(), 5);
+    const runner = new CpuModel(model, tsEngine);
+    const prompt = [1, 40, 41, 42, 43];
+    const free = (await generateGreedy(runner, [prompt], { maxNewTokens: 12 }))[0]!;
+    const stop = free[5]!;
+    const want = free.slice(0, free.indexOf(stop) + 1);
+    const g = await GpuModel.load(model);
+    const s = await g.session({ batch: 1, maxLength: 32, plan: null });
+    const got = await s.generate([prompt], {
+      maxNewTokens: 12,
+      stopTokens: [stop],
+      stepsPerSync: 4,
+    });
+    assert.deepEqual(got, [want]);
+    await assert.rejects(() => s.prefill(0, new Array(40).fill(3)), /maxLength 32/);
+  },
+);
 
 Deno.test({ name: "GpuSession KV bytes follow the per-head formula", ignore }, async () => {
   const model = randomModel(tinyConfig(), 5);
@@ -117,7 +153,9 @@ Deno.test({ name: "GpuSession KV bytes follow the per-head formula", ignore }, a
   const s = await g.session({ batch: 2, maxLength: 200, plan });
   let slots = 0;
   for (let l = 0; l < c.numLayers; l++) {
-    for (let h = 0; h < c.numKvHeads; h++) slots += plan.sink + s.layout.window[l * c.numKvHeads + h]!;
+    for (let h = 0; h < c.numKvHeads; h++) {
+      slots += plan.sink + s.layout.window[l * c.numKvHeads + h]!;
+    }
   }
   assert.equal(s.kvBytesAllocated(), 2 * slots * c.headDim * 2 * 4);
   const dense = await g.session({ batch: 2, maxLength: 200, plan: null });

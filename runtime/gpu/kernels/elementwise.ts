@@ -1,5 +1,6 @@
 /**
  * Host side of the row-wise kernels: embedding lookup (`embed.wgsl`), RMSNorm (`rmsnorm.wgsl`),
+ * random fill (`fill.wgsl`, for benchmark weights),
  * RoPE (`rope.wgsl`) and SwiGLU (`swiglu.wgsl`).
  *
  * @module
@@ -10,6 +11,7 @@ import embedSrc from "./embed.wgsl" with { type: "text" };
 import rmsnormSrc from "./rmsnorm.wgsl" with { type: "text" };
 import ropeSrc from "./rope.wgsl" with { type: "text" };
 import swigluSrc from "./swiglu.wgsl" with { type: "text" };
+import fillSrc from "./fill.wgsl" with { type: "text" };
 
 /**
  * x[r, :] = table[tokens[r], :].
@@ -138,4 +140,35 @@ export function ropeTable(invFreq: Float64Array, maxPos: number): Float32Array {
     }
   }
   return out;
+}
+
+/**
+ * Fills `n` weights of `out` with uniform pseudo-random values in [center − scale, center + scale).
+ * @param gpu the device
+ * @param k kernel config (its weight type is the buffer's)
+ * @param out (n) weights
+ * @param n values
+ * @param seed stream
+ * @param scale half-width
+ * @param center mean
+ * @returns the dispatch
+ */
+export function fillOp(
+  gpu: Gpu,
+  k: KernelConfig,
+  out: GPUBuffer,
+  n: number,
+  seed: number,
+  scale: number,
+  center = 0,
+): Promise<Op> {
+  return makeOp(
+    gpu,
+    "fill.wgsl",
+    fillSrc,
+    k,
+    [n, seed >>> 0, { f: scale }, { f: center }],
+    [out],
+    flatGrid(n),
+  );
 }

@@ -1,5 +1,6 @@
-// Matrix-vector products for decode (M ≤ 8 rows): y[m, n] (+)= Σ_k x[m, k] · w[n, k] (+ bias[n]).
-// One workgroup of 64 threads computes NC = 4 outputs for every row; the threads stride over K in
+// Matrix-vector products for decode: y[m, n] (+)= Σ_k x[m, k] · w[n, k] (+ bias[n]).
+// One workgroup of 64 threads computes NC = 4 outputs for a group of up to MAXM = 8 rows (group
+// wg.z), so a weight row is read once per 8 rows; the threads stride over K in
 // vec4 steps (consecutive threads read consecutive 16-byte pieces of a weight row) and reduce in
 // workgroup memory. x: (M, K) f32; w: (N, K) WT (the Hugging Face [out, in] layout); y: (M, N).
 // flags: bit 0 adds the product to y (the residual stream), bit 1 adds bias.
@@ -30,6 +31,8 @@ fn main(
   @builtin(local_invocation_index) t: u32,
 ) {
   let n0 = (wg.x + wg.y * nw.x) * NC;
+  let m0 = wg.z * MAXM;
+  let rows = min(MAXM, p.M - m0);
   let K4 = p.K / 4u;
   var acc: array<f32, 32>; // (MAXM, NC)
   let n1 = min(n0 + 1u, p.N - 1u);
@@ -41,15 +44,15 @@ fn main(
     let w1 = vec4<f32>(w[n1 * K4 + k]);
     let w2 = vec4<f32>(w[n2 * K4 + k]);
     let w3 = vec4<f32>(w[n3 * K4 + k]);
-    for (var m = 0u; m < p.M; m++) {
-      let xv = x[m * K4 + k];
+    for (var m = 0u; m < rows; m++) {
+      let xv = x[(m0 + m) * K4 + k];
       acc[m * NC] += dot(xv, w0);
       acc[m * NC + 1u] += dot(xv, w1);
       acc[m * NC + 2u] += dot(xv, w2);
       acc[m * NC + 3u] += dot(xv, w3);
     }
   }
-  let used = p.M * NC;
+  let used = rows * NC;
   for (var i = 0u; i < used; i++) {
     red[i * WG + t] = acc[i];
   }
@@ -63,7 +66,7 @@ fn main(
     workgroupBarrier();
   }
   if (t < used) {
-    let m = t / NC;
+    let m = m0 + t / NC;
     let n = n0 + t % NC;
     if (n < p.N) {
       var v = red[t * WG];

@@ -1,5 +1,5 @@
 /**
- * Host side of the matrix products: `gemv.wgsl` for decode (M ≤ 8 rows, bandwidth-bound) and
+ * Host side of the matrix products: `gemv.wgsl` for decode (bandwidth-bound, 8 rows per weight read) and
  * `matmul.wgsl` for prefill (4 × 4 register tiles, barrier-free).
  *
  * @module
@@ -9,8 +9,8 @@ import { type KernelConfig, makeOp, type Op, rowGrid } from "./_op.ts";
 import gemvSrc from "./gemv.wgsl" with { type: "text" };
 import matmulSrc from "./matmul.wgsl" with { type: "text" };
 
-/** Most rows the decode kernel handles in one dispatch. */
-export const GEMV_MAX_ROWS = 8;
+/** Rows up to which the bandwidth-bound kernel (gemv.wgsl, 8 rows per weight read) is used. */
+export const GEMV_MAX_ROWS = 64;
 
 /** Options of {@link matmulOp}. */
 export interface MatmulOptions {
@@ -21,7 +21,7 @@ export interface MatmulOptions {
 }
 
 /**
- * y (+)= x · wᵀ (+ bias): gemv.wgsl when M ≤ 8, matmul.wgsl otherwise.
+ * y (+)= x · wᵀ (+ bias): gemv.wgsl when M ≤ 64 (decode batches), matmul.wgsl otherwise.
  * @param gpu the device
  * @param k kernel config
  * @param y (M, N) f32
@@ -48,15 +48,9 @@ export function matmulOp(
   const flags = (opts.accumulate ? 1 : 0) | (opts.bias ? 2 : 0);
   const buffers = [x, w, opts.bias ?? w, y];
   if (M <= GEMV_MAX_ROWS) {
-    return makeOp(
-      gpu,
-      "gemv.wgsl",
-      gemvSrc,
-      k,
-      [M, N, K, flags],
-      buffers,
-      rowGrid(Math.ceil(N / 4)),
-    );
+    const grid = rowGrid(Math.ceil(N / 4));
+    grid[2] = Math.ceil(M / 8);
+    return makeOp(gpu, "gemv.wgsl", gemvSrc, k, [M, N, K, flags], buffers, grid);
   }
   const grid: [number, number, number] = [Math.ceil(N / 32), Math.ceil(M / 32), 1];
   return makeOp(gpu, "matmul.wgsl", matmulSrc, k, [M, N, K, flags], buffers, grid);
