@@ -18,7 +18,7 @@ export interface Phase {
   /** LongEval record lines [min, max] (capped to fit T). */
   lines: [number, number];
   /** Relative weights of the example kinds. */
-  mix: { brown: number; longeval: number; multiQuery: number; copy: number };
+  mix: { brown: number; longeval: number; multiQuery: number; copy: number; repeat: number };
 }
 
 /** A whole training recipe. */
@@ -70,14 +70,22 @@ const posInt = (file: string, path: string, v: unknown) =>
 const nonNeg = (file: string, path: string, v: unknown) =>
   num(file, path, v, (n) => Number.isFinite(n) && n >= 0, "a non-negative number");
 
-function obj(file: string, path: string, v: unknown, keys: string[]): Record<string, unknown> {
+function obj(
+  file: string,
+  path: string,
+  v: unknown,
+  keys: string[],
+  optional: string[] = [],
+): Record<string, unknown> {
   if (typeof v !== "object" || v === null || Array.isArray(v)) {
     throw new InputError(`${file}: ${path}: expected an object, got ${JSON.stringify(v)}`);
   }
   for (const k of Object.keys(v)) {
-    if (!keys.includes(k)) {
+    if (!keys.includes(k) && !optional.includes(k)) {
       throw new InputError(
-        `${file}: ${path ? `${path}.` : ""}${k}: unknown field (known: ${keys.join(", ")})`,
+        `${file}: ${path ? `${path}.` : ""}${k}: unknown field (known: ${
+          [...keys, ...optional].join(", ")
+        })`,
       );
     }
   }
@@ -162,14 +170,17 @@ export function parseTrainConfig(json: unknown, file: string): TrainConfig {
     const lo = posInt(file, `${at}.lines[0]`, lines[0]),
       hi = posInt(file, `${at}.lines[1]`, lines[1]);
     if (lo > hi) throw new InputError(`${file}: ${at}.lines: min ${lo} exceeds max ${hi}`);
-    const mx = obj(file, `${at}.mix`, ph.mix, ["brown", "longeval", "multiQuery", "copy"]);
+    const mx = obj(file, `${at}.mix`, ph.mix, ["brown", "longeval", "multiQuery", "copy"], [
+      "repeat",
+    ]);
     const mix = {
       brown: nonNeg(file, `${at}.mix.brown`, mx.brown),
       longeval: nonNeg(file, `${at}.mix.longeval`, mx.longeval),
       multiQuery: nonNeg(file, `${at}.mix.multiQuery`, mx.multiQuery),
       copy: nonNeg(file, `${at}.mix.copy`, mx.copy),
+      repeat: "repeat" in mx ? nonNeg(file, `${at}.mix.repeat`, mx.repeat) : 0,
     };
-    if (mix.brown + mix.longeval + mix.multiQuery + mix.copy <= 0) {
+    if (mix.brown + mix.longeval + mix.multiQuery + mix.copy + mix.repeat <= 0) {
       throw new InputError(`${file}: ${at}.mix: at least one weight must be positive`);
     }
     return {

@@ -10,6 +10,11 @@
  *   the record, each answered ` <VALUE>\n`, as many as fit.
  * - `copy`: a Brown passage that starts at a paragraph, {@link COPY_INSTRUCTION}, the passage's
  *   first sentence again, and `"\n"`.
+ * - `repeat`: `[BOS]`, then spans of random tokens each followed by itself again (span lengths
+ *   uniform in [8, T/4]); only the second copies, after their first token, carry loss
+ *   (`answerWeight`). Nothing but an
+ *   induction head (find the earlier occurrence of the current token, copy what followed) can
+ *   predict them, so this kind grows the copying circuit retrieval needs, early and cheaply.
  *
  * Token layout: the prompt is tokenized the way the LongEval benchmark tokenizes it (one
  * `encode` of the whole prompt text after BOS); answers are appended as `encode(" <VALUE>")`
@@ -54,10 +59,15 @@ export const COPY_MIN_SENTENCE_CHARS = 20;
 export const COPY_MAX_SENTENCE_CHARS = 400;
 
 /** The kinds of training example. */
-export type MixKind = "brown" | "longeval" | "multiQuery" | "copy";
+export type MixKind = "brown" | "longeval" | "multiQuery" | "copy" | "repeat";
 
 /** Every kind, in the order used for sampling. */
-export const MIX_KINDS: readonly MixKind[] = ["brown", "longeval", "multiQuery", "copy"];
+export const MIX_KINDS: readonly MixKind[] = ["brown", "longeval", "multiQuery", "copy", "repeat"];
+
+/** Token ids below this are special (`<unk>`, `<s>`, `</s>`) and never drawn for `repeat`. */
+const FIRST_ORDINARY_ID = 3;
+/** Shortest span of a `repeat` example. */
+const REPEAT_MIN_SPAN = 8;
 
 /** One next-token training example of exactly `T` positions. */
 export interface Example {
@@ -79,8 +89,8 @@ export interface Example {
 export interface MixConfig {
   /** positions per example */
   T: number;
-  /** relative weights of the kinds (≥ 0, not all 0) */
-  kinds: { brown: number; longeval: number; multiQuery: number; copy: number };
+  /** relative weights of the kinds (≥ 0, not all 0; `repeat` defaults to 0) */
+  kinds: { brown: number; longeval: number; multiQuery: number; copy: number; repeat?: number };
   /**
    * `[min, max]` record lines of `longeval` and `multiQuery` examples, drawn uniformly; the
    * count is further capped so the example fits `T` (never below 1)
@@ -540,7 +550,7 @@ function checkConfig(c: MixConfig, hasCorpus: boolean): void {
   }
   let total = 0;
   for (const k of MIX_KINDS) {
-    const w = c.kinds[k];
+    const w = c.kinds[k] ?? (k === "repeat" ? 0 : undefined);
     if (typeof w !== "number" || !Number.isFinite(w) || w < 0) {
       throw bad(`kinds.${k}`, w, "a finite number >= 0");
     }
@@ -669,14 +679,15 @@ export class MixStream {
    */
   next(): Example {
     const { kinds } = this.#config;
+    const weight = (k: MixKind) => kinds[k] ?? 0;
     let total = 0;
-    for (const k of MIX_KINDS) total += kinds[k];
+    for (const k of MIX_KINDS) total += weight(k);
     let r = this.#rng.next() * total;
     let kind: MixKind = "brown";
     for (const k of MIX_KINDS) {
-      if (kinds[k] <= 0) continue;
+      if (weight(k) <= 0) continue;
       kind = k;
-      r -= kinds[k];
+      r -= weight(k);
       if (r < 0) break;
     }
     switch (kind) {
@@ -688,6 +699,8 @@ export class MixStream {
         return this.#longEval(true);
       case "copy":
         return this.#copy();
+      case "repeat":
+        return this.#repeat();
     }
   }
 
@@ -818,6 +831,28 @@ export class MixStream {
       this.#eligibleT = T;
     }
     return this.#eligible;
+  }
+
+  #repeat(): Example {
+    const { T, answerWeight } = this.#config;
+    const V = this.#tok.vocabSize;
+    if (T < 2 * REPEAT_MIN_SPAN + 1) {
+      throw new RangeError(
+        `MixConfig.T: ${T} is too small for a repeat example (needs ≥ ${2 * REPEAT_MIN_SPAN + 1})`,
+      );
+    }
+    const b = new SequenceBuilder(T + 1);
+    b.push([BOS_ID], 0);
+    const maxSpan = Math.max(REPEAT_MIN_SPAN, Math.floor(T / 4));
+    while (b.room >= 2 * REPEAT_MIN_SPAN) {
+      const n = Math.min(this.#rng.int(REPEAT_MIN_SPAN, maxSpan), Math.floor(b.room / 2));
+      const span = new Int32Array(n);
+      for (let i = 0; i < n; i++) span[i] = this.#rng.int(FIRST_ORDINARY_ID, V - 1);
+      b.push(span, 0);
+      b.push(span.subarray(0, 1), 0); // what starts the copy cannot be predicted
+      b.push(span.subarray(1), answerWeight);
+    }
+    return b.finish("repeat", 0, 0);
   }
 
   #copy(): Example {

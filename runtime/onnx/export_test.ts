@@ -5,6 +5,7 @@ import { randomModel, tinyConfig } from "../random_model.ts";
 import { Rng } from "../rng.ts";
 import { exportOnnx } from "./export.ts";
 import { OrtModel } from "./ort.ts";
+import { hasGpu } from "../gpu/device.ts";
 
 /** ONNX logits must match the CPU forward pass to this max |difference|. */
 const ATOL = 1e-4;
@@ -147,6 +148,29 @@ Deno.test("OrtModel rejects batches it cannot run", async (t) => {
         message: /got 1 tokens, expected one per sequence \(2\)/,
       });
     });
+  } finally {
+    await ort.release();
+  }
+});
+
+Deno.test({
+  name: "OrtModel on onnxruntime-web's WebGPU EP: prefill + decode with the KV cache on the GPU match forwardLogits()",
+  ignore: !(await hasGpu()),
+}, async () => {
+  const rng = new Rng(9);
+  const model = randomModel(config(), 3, SCALE);
+  const V = model.config.vocabSize;
+  const seq = randomTokens(rng, 70, V);
+  const ort = await OrtModel.create(exportOnnx(model, { maxPositions: 128 }), {
+    executionProvider: "webgpu",
+  });
+  try {
+    await ort.prefill([seq.slice(0, 64)]);
+    let last: Float32Array = new Float32Array(0);
+    for (let i = 64; i < 70; i++) last = await ort.decode([seq[i]!]);
+    const want = (await forwardLogits(model, seq)).subarray(69 * V);
+    const diff = maxAbsDiff(last, want);
+    assert.ok(diff <= ATOL, `max |onnx webgpu − cpu| = ${diff} > ${ATOL}`);
   } finally {
     await ort.release();
   }

@@ -1,19 +1,29 @@
 /**
- * Run a model exported by `exportOnnx` (./export.ts) in onnxruntime-web on the wasm execution provider,
- * keeping the KV cache between calls: a prefill, then one token per sequence per decode step.
+ * Run a model exported by `exportOnnx` (./export.ts) in onnxruntime-web, on the wasm execution
+ * provider or on its WebGPU one, keeping the KV cache between calls: a prefill, then one token
+ * per sequence per decode step. On WebGPU the presents stay in GPU buffers between runs
+ * (`preferredOutputLocation: "gpu-buffer"`), as a user who cares about speed would set it.
  *
  * @module
  */
 import * as ort from "onnxruntime-web";
 
+type Ort = typeof ort;
+let ortWebgpu: Promise<Ort> | null = null;
+
 /** Options of {@link OrtModel.create}. */
 export interface OrtModelOptions {
   /**
    * Wasm threads (`ort.env.wasm.numThreads`). The setting is process-wide and takes effect when
-   * the first session of the process initialises the wasm backend.
+   * the first session of the process initialises the wasm backend. Ignored on WebGPU (1).
    * @default 2
    */
   threads?: number;
+  /**
+   * Execution provider: WebAssembly, or WebGPU (`onnxruntime-web/webgpu`).
+   * @default "wasm"
+   */
+  executionProvider?: "wasm" | "webgpu";
 }
 
 /** What {@link OrtModel.prefill} returns. */
@@ -32,6 +42,7 @@ export interface PrefillResult {
  */
 export class OrtModel {
   #session: ort.InferenceSession;
+  #ort: Ort;
   #numLayers: number;
   #numKvHeads: number;
   #headDim: number;
@@ -41,8 +52,9 @@ export class OrtModel {
   #batch = 0;
   #length = 0;
 
-  private constructor(session: ort.InferenceSession) {
+  private constructor(session: ort.InferenceSession, module: Ort) {
     this.#session = session;
+    this.#ort = module;
     const pastKeys = session.inputNames.filter((n) => /^past_key_\d+$/.test(n));
     const keyShape = tensorShape(session.inputMetadata, "past_key_0");
     const logitsShape = tensorShape(session.outputMetadata, "logits");
@@ -79,12 +91,25 @@ export class OrtModel {
    * @returns a model with an empty cache
    */
   static async create(bytes: Uint8Array, opts: OrtModelOptions = {}): Promise<OrtModel> {
-    ort.env.wasm.numThreads = opts.threads ?? 2;
-    const session = await ort.InferenceSession.create(bytes, {
-      executionProviders: ["wasm"],
+    const ep = opts.executionProvider ?? "wasm";
+    const module = ep === "webgpu"
+      ? await (ortWebgpu ??= import("onnxruntime-web/webgpu") as Promise<Ort>)
+      : ort;
+    // the WebGPU bundle cannot start wasm worker threads under Deno (blob: URLs), and needs none
+    module.env.wasm.numThreads = ep === "webgpu" ? 1 : opts.threads ?? 2;
+    const presents: Record<string, "gpu-buffer"> = {};
+    if (ep === "webgpu") {
+      // keep the KV cache on the GPU between runs; logits come back to the host
+      const probe = await module.InferenceSession.create(bytes, { executionProviders: ["webgpu"] });
+      for (const n of probe.outputNames) if (n.startsWith("present_")) presents[n] = "gpu-buffer";
+      await probe.release();
+    }
+    const session = await module.InferenceSession.create(bytes, {
+      executionProviders: [ep],
       graphOptimizationLevel: "all",
+      ...(ep === "webgpu" ? { preferredOutputLocation: presents } : {}),
     });
-    return new OrtModel(session);
+    return new OrtModel(session, module);
   }
 
   /** Tokens in each cached sequence (0 before the first prefill). */
@@ -116,9 +141,10 @@ export class OrtModel {
     const empty = new Float32Array(0);
     const shape = [B, this.#numKvHeads, 0, this.#headDim];
     for (let l = 0; l < this.#numLayers; l++) {
-      past[`past_key_${l}`] = new ort.Tensor("float32", empty, shape);
-      past[`past_value_${l}`] = new ort.Tensor("float32", empty, shape);
+      past[`past_key_${l}`] = new this.#ort.Tensor("float32", empty, shape);
+      past[`past_value_${l}`] = new this.#ort.Tensor("float32", empty, shape);
     }
+    this.#dispose();
     this.#past = past;
     this.#batch = B;
     this.#length = 0;
@@ -146,14 +172,20 @@ export class OrtModel {
 
   /** Frees the session and the cache. */
   async release(): Promise<void> {
+    this.#dispose();
     this.#past = null;
     await this.#session.release();
   }
 
   /** Runs (B, T) ids against the stored past, keeps the presents, returns the logits. */
   async #run(ids: number[], B: number, T: number): Promise<Float32Array> {
-    const inputIds = new ort.Tensor("int64", BigInt64Array.from(ids, (t) => BigInt(t)), [B, T]);
+    const inputIds = new this.#ort.Tensor(
+      "int64",
+      BigInt64Array.from(ids, (t) => BigInt(t)),
+      [B, T],
+    );
     const out = await this.#session.run({ input_ids: inputIds, ...this.#past });
+    this.#dispose();
     const past: Record<string, ort.Tensor> = {};
     for (let l = 0; l < this.#numLayers; l++) {
       past[`past_key_${l}`] = out[`present_key_${l}`]!;
@@ -161,7 +193,15 @@ export class OrtModel {
     }
     this.#past = past;
     this.#length += T;
-    return out["logits"]!.data as Float32Array;
+    const logits = out["logits"]!;
+    return (logits.location === "cpu" ? logits.data : await logits.getData(true)) as Float32Array;
+  }
+
+  /** Frees past tensors that live in GPU buffers (no-op for host tensors). */
+  #dispose(): void {
+    for (const t of Object.values(this.#past ?? {})) {
+      if (t.location === "gpu-buffer") t.dispose();
+    }
   }
 }
 
