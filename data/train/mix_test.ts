@@ -358,37 +358,40 @@ Deno.test("MixStream draws", async (t) => {
     }
   });
 
-  await t.step("repeat: random spans each followed by itself; loss only on the copies", async () => {
-    const s = await stream({
-      T: 256,
-      kinds: { brown: 0, longeval: 0, multiQuery: 0, copy: 0, repeat: 1 },
-    });
-    for (let i = 0; i < 20; i++) {
-      const ex = s.next();
-      assert.equal(ex.kind, "repeat");
-      assert.equal(ex.tokens[0], BOS_ID);
-      // each run of weighted targets [a, b] predicts copied tokens a+1 … b+1; with the copy's
-      // unweighted first token, the span is n = m + 1 long and each target repeats the token
-      // n positions earlier
-      let weighted = 0;
-      for (let a = 0; a < ex.weights.length;) {
-        if (ex.weights[a] === 0) {
-          a++;
-          continue;
+  await t.step(
+    "repeat: random spans each followed by itself; loss only on the copies",
+    async () => {
+      const s = await stream({
+        T: 256,
+        kinds: { brown: 0, longeval: 0, multiQuery: 0, copy: 0, repeat: 1 },
+      });
+      for (let i = 0; i < 20; i++) {
+        const ex = s.next();
+        assert.equal(ex.kind, "repeat");
+        assert.equal(ex.tokens[0], BOS_ID);
+        // each run of weighted targets [a, b] predicts copied tokens a+1 … b+1; with the copy's
+        // unweighted first token, the span is n = m + 1 long and each target repeats the token
+        // n positions earlier
+        let weighted = 0;
+        for (let a = 0; a < ex.weights.length;) {
+          if (ex.weights[a] === 0) {
+            a++;
+            continue;
+          }
+          let b = a;
+          while (b + 1 < ex.weights.length && ex.weights[b + 1]! > 0) b++;
+          const m = b - a + 1;
+          assert.ok(m >= 7, `a copy of ${m} weighted tokens at ${a}`);
+          for (let t = a; t <= b; t++) assert.equal(ex.targets[t], ex.tokens[t - m]);
+          for (let t = a - m - 1; t < a; t++) assert.equal(ex.weights[t], 0);
+          weighted += m;
+          a = b + 1;
         }
-        let b = a;
-        while (b + 1 < ex.weights.length && ex.weights[b + 1]! > 0) b++;
-        const m = b - a + 1;
-        assert.ok(m >= 7, `a copy of ${m} weighted tokens at ${a}`);
-        for (let t = a; t <= b; t++) assert.equal(ex.targets[t], ex.tokens[t - m]);
-        for (let t = a - m - 1; t < a; t++) assert.equal(ex.weights[t], 0);
-        weighted += m;
-        a = b + 1;
+        assert.ok(weighted > 100, `only ${weighted} weighted targets`);
+        for (const id of ex.tokens.subarray(1)) assert.ok(id >= 3 || id === EOS_ID);
       }
-      assert.ok(weighted > 100, `only ${weighted} weighted targets`);
-      for (const id of ex.tokens.subarray(1)) assert.ok(id >= 3 || id === EOS_ID);
-    }
-  });
+    },
+  );
 
   await t.step("never a kind of weight 0", async () => {
     const s = await stream({ kinds: { brown: 1, longeval: 0, multiQuery: 1, copy: 0 } });

@@ -8,20 +8,34 @@ import { parseArgs } from "node:util";
 import { InputError, runCli } from "../../runtime/errors.ts";
 import { benchCpu } from "./cpu.ts";
 import { benchSolver } from "../../solver/bench.ts";
+import { benchGpu, type GpuBenchRow, writeGpuBenchCsv } from "./gpu.ts";
 
 const HELP = `moa benchmarks
 
-Usage: deno task bench <name> [--json] [--model DIR] [--contexts 1024,4096]
+Usage: deno task bench <name> [--json] [--model DIR] [--contexts 1024,4096] [options]
 
   solver one MILP of the reference size (32 layers × 32 kv heads × 48 rules, 4 density
          constraints, 2 distinct rules per layer) to a 0.1% gap; target ≤ 60 s
   cpu    prefill and decode tokens/s at each context on the CPU backend, with the prefill's
          effective GFLOP/s beside the same engine's 1024³ matmul GFLOP/s (target ratio ≥ 0.4)
+  gpu    WebGPU decode/prefill tokens/s, KV bytes and decode-attention bandwidth (GPU
+         timestamps) for dense, moa 50%/25% and streaming 50%, at equal batch and at the
+         largest batch under a KV memory cap, for moa-tiny and a 7B-class shape, beside
+         onnxruntime-web's WebGPU EP; ratios to dense and the issue's targets. On a software
+         adapter (lavapipe) sizes shrink: contexts 256,512, a 2-layer 7B-width shape
 
 Options:
   --json             print JSON rows instead of a table
   --model DIR        model folder (default: data/models/moa-tiny)
-  --contexts LIST    comma-separated context lengths (default 1024,4096)
+  --contexts LIST    comma-separated context lengths (default 1024,4096; gpu: 4k…32k, or
+                     256,512 on a software adapter)
+
+gpu options:
+  --shapes LIST      tiny, 7b (default both)
+  --decode N         decode steps timed per row (default 64; 8 on a software adapter)
+  --batch N          batch of the equal-batch rows (default 1)
+  --kv-cap-mib N     KV memory cap of the max-batch rows (default 40960; 16 on software)
+  --csv FILE         also write the rows as CSV (default results/bench/gpu.csv)
 `;
 
 /** Formats rows of objects as an aligned text table. */
@@ -47,7 +61,12 @@ async function main(args: string[]): Promise<number> {
     options: {
       json: { type: "boolean", default: false },
       model: { type: "string" },
-      contexts: { type: "string", default: "1024,4096" },
+      contexts: { type: "string" },
+      shapes: { type: "string", default: "tiny,7b" },
+      decode: { type: "string" },
+      batch: { type: "string", default: "1" },
+      "kv-cap-mib": { type: "string" },
+      csv: { type: "string", default: "results/bench/gpu.csv" },
       help: { type: "boolean", short: "h", default: false },
     },
   });
@@ -55,7 +74,8 @@ async function main(args: string[]): Promise<number> {
     console.log(HELP);
     return values.help ? 0 : 2;
   }
-  const contexts = values.contexts.split(",").map(Number);
+  const contexts = (values.contexts ?? (positionals[0] === "gpu" ? "" : "1024,4096"))
+    .split(",").filter((x) => x !== "").map(Number);
   if (contexts.some((c) => !Number.isInteger(c) || c < 1)) {
     throw new InputError(
       `--contexts: expected positive integers separated by commas, got '${values.contexts}'`,
@@ -74,7 +94,41 @@ async function main(args: string[]): Promise<number> {
     );
     return 0;
   }
-  if (name !== "cpu") throw new InputError(`unknown benchmark '${name}'; available: cpu, solver`);
+  if (name === "gpu") {
+    const posInt = (flag: string, v: string | undefined) => {
+      if (v === undefined) return undefined;
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 1) {
+        throw new InputError(`--${flag}: expected a positive integer, got '${v}'`);
+      }
+      return n;
+    };
+    const shapes = values.shapes.split(",");
+    for (const sh of shapes) {
+      if (sh !== "tiny" && sh !== "7b") {
+        throw new InputError(`--shapes: expected tiny and/or 7b, got '${sh}'`);
+      }
+    }
+    const cap = posInt("kv-cap-mib", values["kv-cap-mib"]);
+    const decode = posInt("decode", values.decode);
+    const rows = await benchGpu({
+      modelDir: values.model ?? new URL("../../data/models/moa-tiny", import.meta.url).pathname,
+      ...(contexts.length ? { contexts } : {}),
+      shapes: shapes as ("tiny" | "7b")[],
+      ...(decode ? { decode } : {}),
+      batch: posInt("batch", values.batch)!,
+      ...(cap ? { kvCap: cap * 2 ** 20 } : {}),
+      log: (l) => console.error(l),
+    });
+    await Deno.mkdir(values.csv.replace(/\/[^/]*$/, "") || ".", { recursive: true });
+    await writeGpuBenchCsv(values.csv, rows);
+    if (values.json) console.log(JSON.stringify(rows));
+    else console.log(gpuReport(rows) + `\nrows written to ${values.csv}`);
+    return 0;
+  }
+  if (name !== "cpu") {
+    throw new InputError(`unknown benchmark '${name}'; available: cpu, gpu, solver`);
+  }
   const rows = await benchCpu({
     modelDir: values.model ?? new URL("../../data/models/moa-tiny", import.meta.url).pathname,
     contexts,
@@ -82,6 +136,90 @@ async function main(args: string[]): Promise<number> {
   if (values.json) console.log(JSON.stringify(rows));
   else console.log(textTable(rows as unknown as Record<string, string | number>[]));
   return 0;
+}
+
+/**
+ * The GPU benchmark as a table of ratios, then the issue's targets with the measured values.
+ * @param rows benchmark rows
+ * @returns text
+ */
+export function gpuReport(rows: GpuBenchRow[]): string {
+  const f = (x: number, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : "—");
+  const table = textTable(rows.map((r) => ({
+    shape: r.shape,
+    method: r.method === "dense" || r.method.startsWith("ort")
+      ? r.method
+      : `${r.method} ${r.density}`,
+    context: r.context,
+    mode: r.batch_mode,
+    batch: r.batch,
+    "decode tok/s": f(r.decode_tokens_per_s),
+    "× dense": f(r.decode_vs_dense, 2),
+    "KV MiB": f(r.kv_bytes / 2 ** 20, 2),
+    "attn ms/step": f(r.attn_ms_per_step, 3),
+    "attn KV GB/s": f(r.attn_kv_gb_per_s, 1),
+    "step/bound": f(r.step_vs_bound, 1),
+    "prefill tok/s": f(r.prefill_tokens_per_s, 0),
+  })));
+  const pick = (p: (r: GpuBenchRow) => boolean) => rows.filter(p);
+  const longest = (shape: string) =>
+    Math.max(...pick((r) => r.shape === shape).map((r) => r.context));
+  const lines: string[] = [`device: ${rows[0]?.device ?? "?"} ${rows[0]?.driver ?? ""}`, ""];
+  for (const shape of new Set(rows.map((r) => r.shape))) {
+    const n = rows.some((r) => r.shape === shape && r.context === 16384) ? 16384 : longest(shape);
+    const get = (method: string, density: number, mode: string) =>
+      rows.find((r) =>
+        r.shape === shape && r.context === n && r.method === method && r.density === density &&
+        r.batch_mode === mode
+      );
+    const dense = get("dense", 1, "equal"), moa = get("moa", 0.5, "equal");
+    const denseMax = get("dense", 1, "max"), moaMax = get("moa", 0.5, "max");
+    const ort = pick((r) => r.shape === shape && r.method === "ort-webgpu-dense")
+      .sort((a, b) => b.context - a.context)[0];
+    const moaAtOrt = ort &&
+      rows.find((r) =>
+        r.shape === shape && r.context === ort.context && r.method === "moa" &&
+        r.density === 0.5 && r.batch_mode === "equal"
+      );
+    lines.push(`${shape} at context ${n}:`);
+    if (dense) {
+      lines.push(
+        `  decode attention ${
+          f(dense.attn_kv_gb_per_s)
+        } GB/s effective KV bandwidth (target ≥ 2900 on an H200)`,
+      );
+      lines.push(
+        `  dense step ${
+          f(dense.step_vs_bound, 2)
+        }× its bytes-read bound at 4.8 TB/s (target ≤ 2 for the 7B shape, batch 1, 4k)`,
+      );
+      lines.push(
+        `  dense decode ${
+          f(dense.decode_tokens_per_s)
+        } tok/s at batch ${dense.batch} (moa-tiny target ≥ 2000)`,
+      );
+    }
+    if (dense && moa) {
+      lines.push(
+        `  moa 50% / dense, equal batch: ${
+          f(moa.decode_tokens_per_s / dense.decode_tokens_per_s, 2)
+        }× (target ≥ 1.8 at 16k)`,
+      );
+    }
+    if (denseMax && moaMax) {
+      lines.push(
+        `  moa 50% / dense, largest batch under the cap (${moaMax.batch} vs ${denseMax.batch}): ` +
+          `${f(moaMax.decode_tokens_per_s / denseMax.decode_tokens_per_s, 2)}× (target ≥ 3)`,
+      );
+    }
+    if (ort && moaAtOrt) {
+      lines.push(
+        `  moa 50% / onnxruntime-web WebGPU dense at context ${ort.context}: ` +
+          `${f(moaAtOrt.decode_tokens_per_s / ort.decode_tokens_per_s, 1)}× (target ≥ 10)`,
+      );
+    }
+  }
+  return table + "\n\n" + lines.join("\n");
 }
 
 if (import.meta.main) await runCli(main);

@@ -23,6 +23,10 @@ import { bytesOf, getGpu, type Gpu, type StorageType } from "../../runtime/gpu/d
 import { GpuModel, type GpuSession } from "../../runtime/gpu/model.ts";
 import { writeFileAtomic } from "../../runtime/atomic.ts";
 import { Rng } from "../../runtime/rng.ts";
+import type { Model } from "../../runtime/model.ts";
+import { randomModel } from "../../runtime/random_model.ts";
+import { exportOnnx } from "../../runtime/onnx/export.ts";
+import { OrtModel } from "../../runtime/onnx/ort.ts";
 
 /** Llama-2-7B's shape. */
 export const LLAMA2_7B: ModelConfig = {
@@ -65,12 +69,14 @@ export const GPU_BENCH_METHODS = [
   { method: "streaming", density: 0.5 },
 ] as const;
 
-/** The sink every sparse method keeps. */
-const SINK = 64;
+/** The sink every sparse method keeps at context n: 64 tokens from 4k on, n/64 below. */
+export function benchSink(n: number): number {
+  return Math.min(64, Math.max(4, Math.round(n / 64)));
+}
 
 /**
  * A heterogeneous MoA plan that keeps `density` of the KV cache at length n: half the kv heads
- * local (a window of max(32, n/20) tokens), the other half wide enough that the mean kept span,
+ * local (a window of max(8, n/20) tokens), the other half wide enough that the mean kept span,
  * sink included, is density · n. α = span, β = 0 (the benchmark serves one length).
  *
  * @param c the shape
@@ -79,9 +85,14 @@ const SINK = 64;
  * @param sink leading tokens kept
  * @returns the plan
  */
-export function benchPlan(c: ModelConfig, density: number, n: number, sink = SINK): SparsePlan {
+export function benchPlan(
+  c: ModelConfig,
+  density: number,
+  n: number,
+  sink = benchSink(n),
+): SparsePlan {
   const s = Math.min(sink, n);
-  const local = Math.max(32, Math.round(n / 20));
+  const local = Math.max(8, Math.round(n / 20));
   const meanSpan = density * n - s;
   const wide = Math.max(0, Math.min(n - s, Math.round(2 * meanSpan - local)));
   const alphas: number[][] = [], betas: number[][] = [];
@@ -93,7 +104,7 @@ export function benchPlan(c: ModelConfig, density: number, n: number, sink = SIN
 }
 
 /** StreamingLLM at a density: sink + a window of density · n − sink. */
-function streamingPlan(c: ModelConfig, density: number, sink = SINK): SparsePlan {
+function streamingPlan(c: ModelConfig, density: number, sink: number): SparsePlan {
   const grid = (v: number) =>
     Array.from({ length: c.numLayers }, () => new Array<number>(c.numKvHeads).fill(v));
   return { sink, alphas: grid(-sink), betas: grid(density) };
@@ -127,22 +138,50 @@ export interface GpuBenchOptions {
   contexts?: number[];
   /** which shapes @default both */
   shapes?: ("tiny" | "7b")[];
-  /** decode steps timed @default 64 (16 on a software adapter) */
+  /** decode steps timed @default 64 (8 on a software adapter) */
   decode?: number;
-  /** KV bytes the max-batch mode may use @default 40 GiB (64 MiB on a software adapter) */
+  /** KV bytes the max-batch mode may use @default 40 GiB (16 MiB on a software adapter) */
   kvCap?: number;
   /** batch of the equal-batch mode @default 1 */
   batch?: number;
-  /** longest prefill prompt @default 4096 (256 on a software adapter) */
+  /** longest prefill prompt @default 1024 (256 on a software adapter) */
   prefillMax?: number;
   /** moa-tiny's folder */
   modelDir: string;
+  /**
+   * also time onnxruntime-web's WebGPU EP on the dense model (contexts ≤ this; 0 = skip)
+   * @default 4096 (512 on a software adapter)
+   */
+  ortMaxContext?: number;
   /** progress lines */
   log?: (line: string) => void;
 }
 
 /** Peak DRAM bandwidth assumed for the bytes-read bound (H200: 4.8 TB/s). */
 export const PEAK_BYTES_PER_S = 4.8e12;
+
+/**
+ * Decode tokens/s of onnxruntime-web's WebGPU EP on a dense model exported to ONNX: a prefill of
+ * `context` tokens, then `decode` single-token runs (each returns logits to the host, as its API
+ * does; the KV cache stays in GPU buffers).
+ */
+async function ortDecode(model: Model, context: number, decode: number): Promise<number> {
+  const ort = await OrtModel.create(
+    exportOnnx(model, { maxPositions: context + decode + 8 }),
+    { executionProvider: "webgpu" },
+  );
+  try {
+    const rng = new Rng(3);
+    const V = model.config.vocabSize;
+    await ort.prefill([Array.from({ length: context }, () => rng.int(3, V - 1))]);
+    await ort.decode([5]); // warm-up
+    const t0 = performance.now();
+    for (let i = 0; i < decode; i++) await ort.decode([rng.int(3, V - 1)]);
+    return decode / ((performance.now() - t0) / 1000);
+  } finally {
+    await ort.release();
+  }
+}
 
 async function timeDecode(s: GpuSession, context: number, steps: number): Promise<number> {
   s.startDecode(new Array(s.batch).fill(context));
@@ -165,15 +204,17 @@ export async function benchGpu(opts: GpuBenchOptions): Promise<GpuBenchRow[]> {
   const soft = gpu.fallback;
   const log = opts.log ?? (() => {});
   const contexts = opts.contexts ?? (soft ? [256, 512] : [4096, 8192, 16384, 32768]);
-  const decode = opts.decode ?? (soft ? 16 : 64);
-  const kvCap = opts.kvCap ?? (soft ? 64 * 2 ** 20 : 40 * 2 ** 30);
-  const prefillMax = opts.prefillMax ?? (soft ? 256 : 4096);
+  const decode = opts.decode ?? (soft ? 8 : 64);
+  const kvCap = opts.kvCap ?? (soft ? 16 * 2 ** 20 : 40 * 2 ** 30);
+  const prefillMax = opts.prefillMax ?? (soft ? 256 : 1024);
   const eqBatch = opts.batch ?? 1;
+  const ortMax = opts.ortMaxContext ?? (soft ? 512 : 4096);
   const rows: GpuBenchRow[] = [];
   const f16: StorageType = gpu.f16 ? "f16" : "f32";
   for (const shape of opts.shapes ?? ["tiny", "7b"]) {
-    const model = shape === "tiny"
-      ? await GpuModel.load(await loadModel(opts.modelDir), { weights: "f32", kv: "f32" })
+    const host = shape === "tiny" ? await loadModel(opts.modelDir) : null;
+    const model = host
+      ? await GpuModel.load(host, { weights: "f32", kv: "f32" })
       : await GpuModel.random(soft ? LLAMA2_7B_MINI : LLAMA2_7B, { weights: f16, kv: f16 });
     const c = model.config;
     const shapeName = shape === "tiny" ? "moa-tiny" : soft ? "llama2-7b-mini" : "llama2-7b";
@@ -186,22 +227,30 @@ export async function benchGpu(opts: GpuBenchOptions): Promise<GpuBenchRow[]> {
           ? null
           : m.method === "moa"
           ? benchPlan(c, m.density, context + decode + 2)
-          : streamingPlan(c, m.density);
+          : streamingPlan(c, m.density, benchSink(context));
         const maxLength = context + decode + 2;
         // bytes per sequence, to size the max batch under the cap
         const probe = await model.session({ batch: 1, maxLength, plan, prefillChunk: 64 });
         const perSeq = probe.kvBytesAllocated();
         const limit = gpu.device.limits.maxStorageBufferBindingSize;
-        const perLayer = Math.max(...probe.layout.slotsPerSeq) * c.headDim * bytesOf(model.kernels.kv);
+        const perLayer = Math.max(...probe.layout.slotsPerSeq) * c.headDim *
+          bytesOf(model.kernels.kv);
         probe.destroy();
-        const maxBatch = Math.max(1, Math.min(256, Math.floor(kvCap / perSeq), Math.floor(limit / perLayer)));
+        const maxBatch = Math.max(
+          1,
+          Math.min(256, Math.floor(kvCap / perSeq), Math.floor(limit / perLayer)),
+        );
         // prefill: one prompt
         const T = Math.min(context, prefillMax);
-        const ps = await model.session({ batch: 1, maxLength: T + 1, plan: m.method === "moa" ? benchPlan(c, m.density, T + 1) : plan });
+        const ps = await model.session({
+          batch: 1,
+          maxLength: T + 1,
+          plan: m.method === "moa" ? benchPlan(c, m.density, T + 1) : plan,
+        });
         const prompt = Array.from({ length: T }, () => rng.int(3, c.vocabSize - 1));
         await ps.prefill(0, prompt.slice(0, Math.min(T, 64)));
         await ps.sync(); // compile and warm up
-        let t0 = performance.now();
+        const t0 = performance.now();
         await ps.prefill(0, prompt);
         await ps.sync();
         const prefillS = (performance.now() - t0) / 1000;
@@ -238,7 +287,35 @@ export async function benchGpu(opts: GpuBenchOptions): Promise<GpuBenchRow[]> {
             step_vs_bound: seconds / decode / boundS,
           });
           s.destroy();
-          t0 = performance.now();
+        }
+      }
+      if (context <= ortMax && ortMax > 0) {
+        // onnxruntime-web holds f32 weights from the host: the largest shape it loads is moa-tiny
+        // or the scaled 7B shape (a full 7B in f32 exceeds ONNX's 2 GB protobuf limit)
+        const ortModel = host ?? (soft || c.numLayers <= 4 ? randomModel(c, 1, 1) : null);
+        if (ortModel) {
+          log(`  onnxruntime-web webgpu dense context ${context} batch 1`);
+          const tps = await ortDecode(ortModel, context, Math.min(decode, 32));
+          rows.push({
+            device: gpu.name,
+            driver: gpu.driver,
+            shape: shapeName,
+            weights: "f32",
+            method: "ort-webgpu-dense",
+            density: 1,
+            context,
+            batch_mode: "equal",
+            batch: 1,
+            kv_bytes: c.numLayers * 2 * c.numKvHeads * context * c.headDim * 4,
+            prefill_tokens: context,
+            prefill_tokens_per_s: NaN,
+            decode_tokens_per_s: tps,
+            decode_vs_dense: tps / (denseDecode.get("equal") ?? tps),
+            attn_ms_per_step: NaN,
+            attn_kv_gb_per_s: NaN,
+            bytes_bound_ms_per_step: NaN,
+            step_vs_bound: NaN,
+          });
         }
       }
     }
@@ -253,5 +330,8 @@ export async function benchGpu(opts: GpuBenchOptions): Promise<GpuBenchRow[]> {
  * @param rows benchmark rows
  */
 export async function writeGpuBenchCsv(path: string, rows: GpuBenchRow[]): Promise<void> {
-  await writeFileAtomic(path, csvFormat(rows as unknown as Record<string, unknown>[] as never) + "\n");
+  await writeFileAtomic(
+    path,
+    csvFormat(rows as unknown as Record<string, unknown>[] as never) + "\n",
+  );
 }

@@ -154,7 +154,8 @@ Deno.test("OrtModel rejects batches it cannot run", async (t) => {
 });
 
 Deno.test({
-  name: "OrtModel on onnxruntime-web's WebGPU EP: prefill + decode with the KV cache on the GPU match forwardLogits()",
+  name:
+    "OrtModel on onnxruntime-web's WebGPU EP: prefill + decode with the KV cache on the GPU match forwardLogits()",
   ignore: !(await hasGpu()),
 }, async () => {
   const rng = new Rng(9);

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Runs the WebGPU benchmark on a machine with an NVIDIA GPU (Vulkan driver) and Deno 2.9:
+#   experiments/bench/gpu.sh [extra `deno task bench gpu` options]
+# Defaults there: contexts 4k, 8k, 16k, 32k; moa-tiny and Llama-2-7B's shape (random f16
+# weights generated on the device); onnxruntime-web's WebGPU EP up to 4k. A few minutes on an
+# H200. Rows go to results/bench/gpu-<host>.csv and the table of ratios to stdout.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
+unset RUST_BACKTRACE
+DENO="${DENO:-deno}"
+if [ -d node_modules ] && [ ! -w deno.lock ]; then CACHED="--cached-only"; else CACHED=""; fi
+"$DENO" run -A $CACHED experiments/bench/cli.ts gpu --csv "results/bench/gpu-$(hostname).csv" "$@"
