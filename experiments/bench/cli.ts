@@ -6,7 +6,7 @@
  */
 import { parseArgs } from "node:util";
 import { InputError, runCli } from "../../runtime/errors.ts";
-import { benchCpu } from "./cpu.ts";
+import { benchCpu, benchCpuDecode } from "./cpu.ts";
 import { benchSolver } from "../../solver/bench.ts";
 import { benchGpu, type GpuBenchRow, writeGpuBenchCsv } from "./gpu.ts";
 
@@ -18,6 +18,9 @@ Usage: deno task bench <name> [--json] [--model DIR] [--contexts 1024,4096] [opt
          constraints, 2 distinct rules per layer) to a 0.1% gap; target ≤ 60 s
   cpu    prefill and decode tokens/s at each context on the CPU backend, with the prefill's
          effective GFLOP/s beside the same engine's 1024³ matmul GFLOP/s (target ratio ≥ 0.4)
+  cpu-decode
+         decode tokens/s and KV bytes of dense vs moa at 50% and 25% density at the longest
+         --contexts length (default 4096), side by side, on the CPU backend
   gpu    WebGPU decode/prefill tokens/s, KV bytes and decode-attention bandwidth (GPU
          timestamps) for dense, moa 50%/25% and streaming 50%, at equal batch and at the
          largest batch under a KV memory cap, for moa-tiny and a 7B-class shape, beside
@@ -74,7 +77,8 @@ async function main(args: string[]): Promise<number> {
     console.log(HELP);
     return values.help ? 0 : 2;
   }
-  const contexts = (values.contexts ?? (positionals[0] === "gpu" ? "" : "1024,4096"))
+  const contexts = (values.contexts ??
+    (positionals[0] === "gpu" ? "" : positionals[0] === "cpu-decode" ? "4096" : "1024,4096"))
     .split(",").filter((x) => x !== "").map(Number);
   if (contexts.some((c) => !Number.isInteger(c) || c < 1)) {
     throw new InputError(
@@ -92,6 +96,17 @@ async function main(args: string[]): Promise<number> {
         objective: r.objective,
       }]),
     );
+    return 0;
+  }
+  if (name === "cpu-decode") {
+    const rows = await benchCpuDecode({
+      modelDir: values.model ?? new URL("../../data/models/moa-tiny", import.meta.url).pathname,
+      context: Math.max(...contexts),
+      ...(values.decode ? { decode: Number(values.decode) } : {}),
+      batch: Number(values.batch),
+    });
+    if (values.json) console.log(JSON.stringify(rows));
+    else console.log(textTable(rows as unknown as Record<string, string | number>[]));
     return 0;
   }
   if (name === "gpu") {
@@ -127,7 +142,9 @@ async function main(args: string[]): Promise<number> {
     return 0;
   }
   if (name !== "cpu") {
-    throw new InputError(`unknown benchmark '${name}'; available: cpu, gpu, solver`);
+    throw new InputError(
+      `unknown benchmark '${name}'; available: cpu, cpu-decode, gpu, solver`,
+    );
   }
   const rows = await benchCpu({
     modelDir: values.model ?? new URL("../../data/models/moa-tiny", import.meta.url).pathname,

@@ -12,6 +12,9 @@ import { loadModel } from "../../runtime/hf.ts";
 import type { Model, ModelConfig } from "../../runtime/model.ts";
 import { randomModel, tinyConfig } from "../../runtime/random_model.ts";
 import { Rng } from "../../runtime/rng.ts";
+import { fastEngine } from "../../runtime/cpu/engine.ts";
+import { MoaKvCache } from "../../runtime/cpu/sparse_cache.ts";
+import { benchPlan } from "./gpu.ts";
 
 /** GFLOP/s of one engine on an n×n×n product (best of `reps`). */
 export async function matmulGflops(e: Engine, n = 1024, reps = 3): Promise<number> {
@@ -135,5 +138,74 @@ export async function benchCpu(
       opts.contexts,
     ),
   );
+  return rows;
+}
+
+/** One row of `bench cpu-decode`. */
+export interface CpuDecodeRow {
+  model: string;
+  method: string;
+  density: number;
+  context: number;
+  batch: number;
+  decode_tokens_per_s: number;
+  decode_vs_dense: number;
+  kv_bytes: number;
+  kv_vs_dense: number;
+}
+
+/**
+ * `deno task bench cpu-decode`: decode tokens/s and KV bytes of dense vs MoA at 50% and 25%
+ * density at one context, side by side in one run, on the CPU backend. The MoA plans are
+ * heterogeneous (half the kv heads local, half wide; {@link benchPlan}) with the requested
+ * density at the context; the cache holds `context` prompt tokens before decoding starts.
+ *
+ * @param opts model folder, context, decode steps, batch
+ * @returns one row per method
+ */
+export async function benchCpuDecode(
+  opts: { modelDir: string; context: number; decode?: number; batch?: number },
+): Promise<CpuDecodeRow[]> {
+  const model = await loadModel(opts.modelDir);
+  const runner = new CpuModel(model, await fastEngine());
+  const c = model.config, V = c.vocabSize;
+  const steps = opts.decode ?? 32, B = opts.batch ?? 1, n = opts.context;
+  const rng = new Rng(5);
+  const prompts = Array.from(
+    { length: B },
+    () => Array.from({ length: n }, () => rng.int(3, V - 1)),
+  );
+  const rows: CpuDecodeRow[] = [];
+  for (const [method, density] of [["dense", 1], ["moa", 0.5], ["moa", 0.25]] as const) {
+    const plan = method === "moa" ? benchPlan(c, density, n + steps) : null;
+    const caches = prompts.map(() =>
+      plan ? new MoaKvCache(c, plan, n + steps) : runner.newCache(n + steps)
+    );
+    for (let at = 0; at < n; at += 2048) {
+      await runner.step(
+        prompts.map((p, b) => ({ cache: caches[b]!, tokens: p.slice(at, at + 2048) })),
+        "none",
+      );
+    }
+    await runner.step(caches.map((cache) => ({ cache, tokens: [5] })), "last"); // warm-up
+    const t0 = performance.now();
+    for (let i = 0; i < steps - 1; i++) {
+      await runner.step(caches.map((cache) => ({ cache, tokens: [rng.int(3, V - 1)] })), "last");
+    }
+    const tps = (B * (steps - 1)) / ((performance.now() - t0) / 1000);
+    const kv = caches.reduce((a, k) => a + k.bytes(), 0);
+    const dense = rows[0];
+    rows.push({
+      model: opts.modelDir.split("/").filter((x) => x).pop() ?? opts.modelDir,
+      method,
+      density,
+      context: n,
+      batch: B,
+      decode_tokens_per_s: tps,
+      decode_vs_dense: dense ? tps / dense.decode_tokens_per_s : 1,
+      kv_bytes: kv,
+      kv_vs_dense: dense ? kv / dense.kv_bytes : 1,
+    });
+  }
   return rows;
 }
