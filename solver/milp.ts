@@ -19,6 +19,7 @@ import * as highsModule from "highs";
 import type { Highs } from "highs";
 import { InputError } from "../runtime/errors.ts";
 import { type Rule, ruleDensity } from "./rules.ts";
+import { solveLagrange } from "./lagrange.ts";
 
 /** One linear constraint lower ≤ Σ_h Σ_r x[h, r]·coef[h][r] ≤ upper. */
 export interface Constraint {
@@ -57,6 +58,11 @@ export interface SolveOptions {
   /** Print HiGHS's own log. @default false */
   log?: boolean;
   /**
+   * Run the Lagrangian solver first when the problem limits distinct rules per layer.
+   * @default true
+   */
+  lagrange?: boolean;
+  /**
    * Further HiGHS options by their native names, applied last (e.g.
    * `{ mip_heuristic_run_feasibility_jump: false }`). @default {}
    */
@@ -73,7 +79,7 @@ export interface Solution {
   constraintValues: number[];
   /** Value of the minimised (weighted) objective. */
   objective: number;
-  /** Relative MIP gap HiGHS reported (0 when proved optimal to tolerance). */
+  /** Relative gap proved (HiGHS's MIP gap, or the Lagrangian bound's; 0 when optimal). */
   gap: number;
   /** `optimal`: within the requested gap; `time limit`: best plan found in time. */
   status: "optimal" | "time limit";
@@ -89,7 +95,7 @@ let highsPromise: Promise<Highs> | undefined;
  * typed as CommonJS (the checker sees `export default` one level down), so the loader is looked
  * up through the namespace at run time.
  */
-function loadHighs(): Promise<Highs> {
+export function loadHighs(): Promise<Highs> {
   type Loader = () => Promise<Highs>;
   const d = (highsModule as unknown as { default: Loader | { default: Loader } }).default;
   const promise = highsPromise ?? (typeof d === "function" ? d() : d.default());
@@ -376,7 +382,67 @@ export function problemToLp(problem: Problem, objective: number | readonly numbe
 }
 
 /** One HiGHS solve; `null` when HiGHS proves the problem infeasible. */
+/**
+ * One solve. With a distinct-rules limit (where HiGHS's LP bound is weak), the Lagrangian
+ * solver (`lagrange.ts`) runs first: when its plan is within the gap of its bound it is the
+ * answer; otherwise HiGHS continues with that plan's cost as a cutoff, within the time limit
+ * (60 s when none is given), and the better plan wins, with the tighter of the two gaps.
+ */
 async function solveOnce(
+  p: Problem,
+  weights: readonly number[],
+  extra: readonly Constraint[],
+  opts: SolveOptions,
+): Promise<Solution | null> {
+  if (!p.maxDistinctPerLayer || opts.lagrange === false) {
+    return await solveHighs(p, weights, extra, opts);
+  }
+  const t0 = performance.now();
+  const gap = opts.gap ?? 1e-4;
+  const full: Problem = { ...p, constraints: [...p.constraints, ...extra] };
+  const cost = combinedCost(p, weights);
+  const limit = opts.timeLimit ?? 60;
+  const lag = await solveLagrange(full, cost, { gap, timeLimit: Math.min(limit, 30) });
+  const fromLag = (): Solution => {
+    const choice = lag.choice!;
+    const { objectives, constraintValues } = evaluate(p, choice);
+    return {
+      choice,
+      objectives,
+      constraintValues,
+      objective: weights.reduce((s, w, k) => s + w * objectives[k]!, 0),
+      gap: Math.max(0, lag.gap),
+      status: lag.gap <= gap ? "optimal" : "time limit",
+      seconds: (performance.now() - t0) / 1000,
+    };
+  };
+  if (lag.choice && lag.gap <= gap) return fromLag();
+  const left = limit - (performance.now() - t0) / 1000;
+  if (left <= 1) return lag.choice ? fromLag() : null;
+  const cutoff = lag.choice ? { objective_bound: lag.primal * (1 + 1e-9) + 1e-12 } : {};
+  let h: Solution | null = null;
+  try {
+    h = await solveHighs(p, weights, extra, {
+      ...opts,
+      timeLimit: left,
+      highs: { ...cutoff, ...opts.highs },
+    });
+  } catch (e) {
+    // HiGHS found nothing better than the cutoff in time: the Lagrangian plan stands
+    if (!lag.choice) throw e;
+  }
+  if (!h) return lag.choice ? fromLag() : null;
+  if (lag.choice && lag.primal < h.objective) return fromLag();
+  const bound = Number.isFinite(lag.bound) ? lag.bound : -Infinity;
+  const lagGap = (h.objective - bound) / Math.max(Math.abs(h.objective), 1e-12);
+  return {
+    ...h,
+    gap: Math.max(0, Math.min(h.gap, lagGap)),
+    seconds: (performance.now() - t0) / 1000,
+  };
+}
+
+async function solveHighs(
   p: Problem,
   weights: readonly number[],
   extra: readonly Constraint[],
