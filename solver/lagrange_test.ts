@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { Rng } from "../runtime/rng.ts";
 import { evaluate, type Problem, solveMilp } from "./milp.ts";
-import { solveLagrange } from "./lagrange.ts";
+import { type LagrangeResult, solveLagrange } from "./lagrange.ts";
 import { syntheticProblem } from "./bench.ts";
 
 /** A random problem: L layers × K heads × R rules, density-like constraints, a distinct limit. */
@@ -37,7 +37,7 @@ Deno.test("solveLagrange() brackets the optimum: bound ≤ HiGHS's proven optimu
     await t.step(`random problem ${seed}`, async () => {
       const p = randomProblem(seed, 3, 5, 7, seed % 2 === 0 ? 1 : 2);
       const exact = await solveMilp(p, 0, { gap: 0, lagrange: false });
-      const r = await solveLagrange(p, p.objectives[0]!, { gap: 0, timeLimit: 10 });
+      const r: LagrangeResult = await solveLagrange(p, p.objectives[0]!, { gap: 0, timeLimit: 10 });
       const tol = 1e-9 * Math.max(1, Math.abs(exact.objective));
       assert.ok(r.bound <= exact.objective + tol, `bound ${r.bound} > optimum ${exact.objective}`);
       assert.ok(r.choice, "a plan");
@@ -47,7 +47,7 @@ Deno.test("solveLagrange() brackets the optimum: bound ≤ HiGHS's proven optimu
         assert.ok(constraintValues[i]! <= c.upper + 1e-9 && constraintValues[i]! >= c.lower - 1e-9);
       });
       for (let l = 0; l < 3; l++) {
-        const used = new Set(r.choice!.slice(l * 5, l * 5 + 5));
+        const used: Set<number> = new Set(r.choice!.slice(l * 5, l * 5 + 5));
         assert.ok(used.size <= p.maxDistinctPerLayer!.limit, `layer ${l} uses ${used.size} rules`);
       }
       // the reported gap is the plan's distance to the bound, and the heuristic is sane even on

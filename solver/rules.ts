@@ -262,3 +262,40 @@ export function droppedInfluence(
   }
   return sum;
 }
+
+/**
+ * The influence a rule drops under the cache's own semantics (token by token, each query's
+ * window at its own length, as {@link ruleKeeps}): Σ over queries i and keys j with
+ * sink ≤ j and i − j ≥ S(i + 1) of influence[i][j].
+ *
+ * @param rule the rule
+ * @param n sequence length
+ * @param sink leading tokens kept
+ * @param influence row-major (n, n) per-token influence (a profile with block 1)
+ * @returns the dropped influence
+ * @example
+ * ```ts
+ * import { droppedTokenInfluence } from "./rules.ts";
+ * const inf = new Float64Array(16).fill(1); // 4 × 4
+ * console.log(droppedTokenInfluence({ alpha: 1, beta: 0 }, 4, 0, inf)); // 6: every j < i
+ * ```
+ */
+export function droppedTokenInfluence(
+  rule: Rule,
+  n: number,
+  sink: number,
+  influence: ArrayLike<number>,
+): number {
+  if (influence.length !== n * n) {
+    throw new RangeError(
+      `droppedTokenInfluence: influence has ${influence.length} entries, expected ${n}×${n}`,
+    );
+  }
+  let sum = 0;
+  for (let i = 0; i < n; i++) {
+    // dropped: sink ≤ j ≤ i − S(i + 1), i.e. j ≤ ⌊i − S⌋
+    const last = Math.floor(i - ruleSpan(rule, i + 1));
+    for (let j = sink; j <= last; j++) sum += influence[i * n + j]!;
+  }
+  return sum;
+}

@@ -179,3 +179,17 @@ Deno.test("droppedBlocks()", async (t) => {
     assert.throws(() => droppedInfluence({ alpha: 64, beta: 0 }, n, 64, 64, [1, 2]), RangeError);
   });
 });
+
+Deno.test("droppedTokenInfluence() sums exactly the entries ruleKeeps() drops", async () => {
+  const { droppedTokenInfluence, ruleKeeps } = await import("./rules.ts");
+  const n = 37, sink = 3;
+  const inf = Float64Array.from({ length: n * n }, (_, k) => ((k * 7919) % 101) / 100);
+  for (const rule of [{ alpha: 4, beta: 0 }, { alpha: -2, beta: 0.5 }, { alpha: 0, beta: 0.25 }]) {
+    let want = 0;
+    for (let i = 0; i < n; i++) {
+      for (let j = 0; j <= i; j++) if (!ruleKeeps(rule, n, sink, i, j)) want += inf[i * n + j]!;
+    }
+    const got = droppedTokenInfluence(rule, n, sink, inf);
+    if (Math.abs(got - want) > 1e-9) throw new Error(`${JSON.stringify(rule)}: ${got} ≠ ${want}`);
+  }
+});

@@ -1,7 +1,10 @@
 /**
  * The profiler's validity check: does the predicted loss increase of applying one rule to one
  * kv head (everything else dense) rank like the measured one? Reports the Spearman correlation
- * over random (head, rule) pairs; the target on moa-tiny is ≥ 0.8 over ≥ 100 pairs.
+ * over random (head, rule) pairs; the target on moa-tiny is ≥ 0.8 over ≥ 100 pairs. Two
+ * predictions are ranked: the profiler's (block tiles, the reference's band at length N) and a
+ * token-level one that drops exactly what the cache drops (each query's window at its own
+ * length), which tells a profiling-resolution error from a first-order-approximation one.
  *
  * @module
  */
@@ -12,7 +15,7 @@ import type { TextTokenizer } from "../runtime/tokenizer.ts";
 import { Rng } from "../runtime/rng.ts";
 import { validationLoss } from "./pipeline.ts";
 import { profileInfluence, ruleLosses } from "./profile.ts";
-import { candidateRules } from "./rules.ts";
+import { candidateRules, droppedTokenInfluence } from "./rules.ts";
 
 /** Spearman rank correlation (average ranks for ties). */
 export function spearman(a: readonly number[], b: readonly number[]): number {
@@ -45,7 +48,10 @@ export interface ValidityPair {
   kvHead: number;
   alpha: number;
   beta: number;
+  /** the profiler's prediction: influence of the dropped tiles (the reference's block band) */
   predicted: number;
+  /** the same at token level with each query's own window, as the cache applies it */
+  predictedToken: number;
   measured: number;
 }
 
@@ -66,7 +72,7 @@ export async function validityCheck(
     calibration?: CalibrationKind;
   },
   onPair: (done: number) => void = () => {},
-): Promise<{ pairs: ValidityPair[]; spearman: number }> {
+): Promise<{ pairs: ValidityPair[]; spearman: number; spearmanToken: number }> {
   const config = runner.model.config;
   const { numLayers: L, numKvHeads: NKV } = config;
   const samples = await buildCalibration(runner, tok, {
@@ -77,7 +83,8 @@ export async function validityCheck(
   });
   await initJax("wasm");
   const params = paramsFromModel(runner.model);
-  const inf = await profileInfluence(config, params, samples, o.block).finally(() =>
+  const inf = await profileInfluence(config, params, samples, o.block);
+  const tokenInf = await profileInfluence(config, params, samples, 1).finally(() =>
     disposeParams(params)
   );
   const rules = candidateRules([Math.floor(o.length / 2), o.length], 2 * o.length);
@@ -90,7 +97,6 @@ export async function validityCheck(
     const layer = rng.int(0, L - 1), kvHead = rng.int(0, NKV - 1), r = rng.int(0, rules.length - 1);
     const rule = rules[r]!;
     const plan = { sink: o.sink, alphas: grid(L, NKV, o.length), betas: grid(L, NKV, 1) };
-    // the reference's block band: span ⌊S(N)/block⌋ blocks, as the profiler assumes
     plan.alphas[layer]![kvHead] = rule.alpha;
     plan.betas[layer]![kvHead] = rule.beta;
     const measured = (await validationLoss(runner, plan, samples)) - base;
@@ -100,6 +106,12 @@ export async function validityCheck(
       alpha: rule.alpha,
       beta: rule.beta,
       predicted: predicted[layer * NKV + kvHead]![r]!,
+      predictedToken: droppedTokenInfluence(
+        rule,
+        o.length,
+        o.sink,
+        tokenInf.values[layer]![kvHead]!,
+      ),
       measured,
     });
     onPair(k + 1);
@@ -107,6 +119,7 @@ export async function validityCheck(
   return {
     pairs: out,
     spearman: spearman(out.map((p) => p.predicted), out.map((p) => p.measured)),
+    spearmanToken: spearman(out.map((p) => p.predictedToken), out.map((p) => p.measured)),
   };
 }
 
