@@ -530,3 +530,20 @@ Deno.test({
   assert.ok(gpu.rows.every((r) => r.backend === "webgpu"));
   assert.ok(cpu.rows.every((r) => r.backend === "cpu"));
 });
+
+Deno.test({
+  name: "backend auto runs on the CPU with a one-line notice when the only adapter is software",
+  ignore: !(await hasGpu()) ||
+    !(await (await import("../runtime/gpu/device.ts")).getGpu()).fallback,
+}, async () => {
+  const { openSession } = await import("./session.ts");
+  const notices: string[] = [];
+  const s = await openSession(MODEL_DIR, "auto", (m) => notices.push(m));
+  assert.equal(s.backend, "cpu");
+  assert.equal(s.gpu, null);
+  assert.equal(notices.length, 1);
+  assert.match(
+    notices[0]!,
+    /^backend auto: only a software WebGPU adapter \(.+\); running on the CPU$/,
+  );
+});
