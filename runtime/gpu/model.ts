@@ -26,7 +26,7 @@ import {
   type StorageType,
   writeBuffer,
 } from "./device.ts";
-import { encodeOps, type KernelConfig, type Op } from "./kernels/_op.ts";
+import { encodeOps, type KernelConfig, type Op, runOps } from "./kernels/_op.ts";
 import { embedOp, fillOp, rmsnormOp, ropeOp, ropeTable, swigluOp } from "./kernels/elementwise.ts";
 import { matmulOp } from "./kernels/matmul.ts";
 import {
@@ -207,12 +207,7 @@ export class GpuModel {
         wDown: await make(`layer ${i} wdown`, C * F, F),
       });
     }
-    const enc = gpu.device.createCommandEncoder();
-    const pass = enc.beginComputePass();
-    encodeOps(pass, ops);
-    pass.end();
-    gpu.device.queue.submit([enc.finish()]);
-    await gpu.device.queue.onSubmittedWorkDone();
+    await runOps(gpu, ops);
     checkAlive(gpu);
     return new GpuModel(gpu, c, k, embed, lmHead, finalNorm, layers, bytes);
   }
@@ -390,9 +385,27 @@ export class GpuSession {
     return keys * c.headDim * 2 * kvb;
   }
 
+  /**
+   * The rest of block `l` after attention, on `rows` rows: x += att·Woᵀ, then
+   * x += SwiGLU(RMSNorm(x)·Wguᵀ)·Wdownᵀ.
+   */
+  async #blockTail(l: number, rows: number): Promise<Op[]> {
+    const m = this.model, c = m.config, k = m.kernels, a = this.a, gpu = m.gpu;
+    const w = m.layers[l]!, C = c.hiddenSize, F = c.intermediateSize;
+    return [
+      await matmulOp(gpu, k, a.x, a.att, w.wo, rows, C, c.numHeads * c.headDim, {
+        accumulate: true,
+      }),
+      await rmsnormOp(gpu, k, a.xn, a.x, w.postNorm, rows, C, c.rmsNormEps),
+      await matmulOp(gpu, k, a.gu, a.xn, w.wgu, rows, 2 * F, C),
+      await swigluOp(gpu, k, a.act, a.gu, rows, F),
+      await matmulOp(gpu, k, a.x, a.act, w.wDown, rows, C, F, { accumulate: true }),
+    ];
+  }
+
   async #buildDecode(): Promise<void> {
     const m = this.model, c = m.config, k = m.kernels, a = this.a, B = this.batch;
-    const gpu = m.gpu, C = c.hiddenSize, F = c.intermediateSize, width = a.width;
+    const gpu = m.gpu, C = c.hiddenSize, width = a.width;
     const ops: Op[] = [await embedOp(gpu, k, a.x, this.st.tokens, m.embed, B, C)];
     for (let l = 0; l < c.numLayers; l++) {
       const w = m.layers[l]!;
@@ -425,15 +438,7 @@ export class GpuSession {
           splits: this.splits,
         }),
       );
-      ops.push(
-        await matmulOp(gpu, k, a.x, a.att, w.wo, B, C, c.numHeads * c.headDim, {
-          accumulate: true,
-        }),
-      );
-      ops.push(await rmsnormOp(gpu, k, a.xn, a.x, w.postNorm, B, C, c.rmsNormEps));
-      ops.push(await matmulOp(gpu, k, a.gu, a.xn, w.wgu, B, 2 * F, C));
-      ops.push(await swigluOp(gpu, k, a.act, a.gu, B, F));
-      ops.push(await matmulOp(gpu, k, a.x, a.act, w.wDown, B, C, F, { accumulate: true }));
+      ops.push(...await this.#blockTail(l, B));
     }
     ops.push(await rmsnormOp(gpu, k, a.xn, a.x, m.finalNorm, B, C, c.rmsNormEps));
     ops.push(await matmulOp(gpu, k, a.logits, a.xn, m.lmHead, B, c.vocabSize, C));
@@ -468,7 +473,7 @@ export class GpuSession {
       );
     }
     checkAlive(gpu);
-    const C = c.hiddenSize, F = c.intermediateSize, width = a.width;
+    const C = c.hiddenSize, width = a.width;
     for (let at = 0; at < tokens.length; at += this.prefillChunk) {
       const T = Math.min(this.prefillChunk, tokens.length - at), P0 = start + at;
       const ids = new Uint32Array(T), pos = new Uint32Array(T);
@@ -509,15 +514,7 @@ export class GpuSession {
             end: P0 + T,
           }),
         );
-        ops.push(
-          await matmulOp(gpu, k, a.x, a.att, w.wo, T, C, c.numHeads * c.headDim, {
-            accumulate: true,
-          }),
-        );
-        ops.push(await rmsnormOp(gpu, k, a.xn, a.x, w.postNorm, T, C, c.rmsNormEps));
-        ops.push(await matmulOp(gpu, k, a.gu, a.xn, w.wgu, T, 2 * F, C));
-        ops.push(await swigluOp(gpu, k, a.act, a.gu, T, F));
-        ops.push(await matmulOp(gpu, k, a.x, a.act, w.wDown, T, C, F, { accumulate: true }));
+        ops.push(...await this.#blockTail(l, T));
       }
       const enc = gpu.device.createCommandEncoder();
       let pass = enc.beginComputePass();
