@@ -19,6 +19,8 @@ export interface Phase {
   lines: [number, number];
   /** Relative weights of the example kinds. */
   mix: { brown: number; longeval: number; multiQuery: number; copy: number; repeat: number };
+  /** `repeat` examples draw their tokens from the first this many ordinary ids (default: all) */
+  repeatVocab?: number;
 }
 
 /** A whole training recipe. */
@@ -160,7 +162,7 @@ export function parseTrainConfig(json: unknown, file: string): TrainConfig {
   }
   const phases = o.phases.map((p: unknown, i: number): Phase => {
     const at = `phases[${i}]`;
-    const ph = obj(file, at, p, ["steps", "T", "B", "lines", "mix"]);
+    const ph = obj(file, at, p, ["steps", "T", "B", "lines", "mix"], ["repeatVocab"]);
     const lines = ph.lines;
     if (!Array.isArray(lines) || lines.length !== 2) {
       throw new InputError(
@@ -189,6 +191,12 @@ export function parseTrainConfig(json: unknown, file: string): TrainConfig {
       B: posInt(file, `${at}.B`, ph.B),
       lines: [lo, hi],
       mix,
+      ...("repeatVocab" in ph
+        ? {
+          repeatVocab: num(file, `${at}.repeatVocab`, ph.repeatVocab, (n) =>
+            Number.isInteger(n) && n >= 2, "an integer ≥ 2"),
+        }
+        : {}),
     };
   });
   const ev = obj(file, "eval", o.eval, ["lengths", "cases"]);

@@ -98,6 +98,11 @@ export interface MixConfig {
   lines: [number, number];
   /** loss weight of prompt / context tokens of task examples, e.g. 0.1 */
   contextWeight: number;
+  /**
+   * `repeat` draws its tokens from the first `repeatVocab` ordinary ids (a small alphabet makes
+   * each token recur often, so copying is learned sooner); default: the whole vocabulary
+   */
+  repeatVocab?: number;
   /** loss weight of answer tokens, e.g. 1 */
   answerWeight: number;
 }
@@ -572,6 +577,11 @@ function checkConfig(c: MixConfig, hasCorpus: boolean): void {
   ) {
     throw bad("lines", l, "[min, max] with integers 1 <= min <= max");
   }
+  if (
+    c.repeatVocab !== undefined && !(Number.isInteger(c.repeatVocab) && c.repeatVocab >= 2)
+  ) {
+    throw bad("repeatVocab", c.repeatVocab, "an integer >= 2");
+  }
   for (const k of ["contextWeight", "answerWeight"] as const) {
     if (typeof c[k] !== "number" || !Number.isFinite(c[k]) || c[k] < 0) {
       throw bad(k, c[k], "a finite number >= 0");
@@ -835,7 +845,10 @@ export class MixStream {
 
   #repeat(): Example {
     const { T, answerWeight } = this.#config;
-    const V = this.#tok.vocabSize;
+    const V = Math.min(
+      this.#tok.vocabSize,
+      FIRST_ORDINARY_ID + (this.#config.repeatVocab ?? this.#tok.vocabSize),
+    );
     if (T < 2 * REPEAT_MIN_SPAN + 1) {
       throw new RangeError(
         `MixConfig.T: ${T} is too small for a repeat example (needs ≥ ${2 * REPEAT_MIN_SPAN + 1})`,

@@ -393,6 +393,17 @@ Deno.test("MixStream draws", async (t) => {
     },
   );
 
+  await t.step("repeat: repeatVocab limits the alphabet; a bad value is rejected", async () => {
+    const kinds = { brown: 0, longeval: 0, multiQuery: 0, copy: 0, repeat: 1 };
+    const s = await stream({ T: 128, kinds, repeatVocab: 10 });
+    for (let i = 0; i < 5; i++) {
+      for (const id of s.next().tokens.subarray(1)) {
+        assert.ok((id >= 3 && id < 13) || id === EOS_ID, `id ${id}`);
+      }
+    }
+    await assert.rejects(() => stream({ T: 128, kinds, repeatVocab: 1 }), /repeatVocab/);
+  });
+
   await t.step("never a kind of weight 0", async () => {
     const s = await stream({ kinds: { brown: 1, longeval: 0, multiQuery: 1, copy: 0 } });
     for (let i = 0; i < 50; i++) assert.ok(["brown", "multiQuery"].includes(s.next().kind));

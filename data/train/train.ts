@@ -219,6 +219,7 @@ interface PhaseDone {
   B: number;
   lines: [number, number];
   mix: Phase["mix"];
+  repeatVocab?: number;
   done: number;
 }
 
@@ -229,7 +230,14 @@ export function phaseHistory(cfg: TrainConfig, steps: number): PhaseDone[] {
   for (const p of cfg.phases) {
     if (left <= 0) break;
     const done = Math.min(left, p.steps);
-    out.push({ T: p.T, B: p.B, lines: p.lines, mix: p.mix, done });
+    out.push({
+      T: p.T,
+      B: p.B,
+      lines: p.lines,
+      mix: p.mix,
+      ...(p.repeatVocab ? { repeatVocab: p.repeatVocab } : {}),
+      done,
+    });
     left -= done;
   }
   return out;
@@ -519,6 +527,7 @@ function batchFor(
       T: phase.T,
       kinds: phase.mix,
       lines: phase.lines,
+      ...(phase.repeatVocab ? { repeatVocab: phase.repeatVocab } : {}),
       contextWeight: cfg.loss.contextWeight,
       answerWeight: cfg.loss.answerWeight,
     },
