@@ -218,7 +218,7 @@ interface PhaseDone {
   T: number;
   B: number;
   lines: [number, number];
-  mix: Phase["mix"];
+  mix: Partial<Phase["mix"]>;
   repeatVocab?: number;
   done: number;
 }
@@ -230,11 +230,13 @@ export function phaseHistory(cfg: TrainConfig, steps: number): PhaseDone[] {
   for (const p of cfg.phases) {
     if (left <= 0) break;
     const done = Math.min(left, p.steps);
+    // a zero `repeat` weight is left out, so histories written before the kind existed match
+    const { repeat, ...rest } = p.mix;
     out.push({
       T: p.T,
       B: p.B,
       lines: p.lines,
-      mix: p.mix,
+      mix: repeat ? p.mix : rest,
       ...(p.repeatVocab ? { repeatVocab: p.repeatVocab } : {}),
       done,
     });
