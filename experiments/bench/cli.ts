@@ -167,7 +167,12 @@ async function main(args: string[]): Promise<number> {
  * @returns text
  */
 export function gpuReport(rows: GpuBenchRow[]): string {
-  const f = (x: number, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : "—");
+  const f = (x: number, d = 1) =>
+    !Number.isFinite(x)
+      ? "—"
+      : Math.abs(x) >= 10 ** -d || x === 0
+      ? x.toFixed(d)
+      : x.toPrecision(2);
   const table = textTable(rows.map((r) => ({
     shape: r.shape,
     method: r.method === "dense" || r.method.startsWith("ort")
