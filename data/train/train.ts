@@ -86,31 +86,23 @@ export function modelConfigOf(c: TrainConfig, vocab: number): ModelConfig {
 }
 
 /**
- * Initial weights: projections N(0, 1/fan_in) (q, k, v, gate, up read C inputs; o_proj and
- * down_proj further scaled by 1/sqrt(2L) so the residual stream starts near the embeddings),
- * embeddings and the output head N(0, 0.02), norms at 1.
+ * Initial weights: N(0, 0.02) everywhere (GPT-2), embeddings scaled by a further 0.02, output
+ * projections (o_proj, down_proj) scaled by 1/sqrt(2L) so the residual stream starts near the
+ * embeddings, norms at 1.
  *
- * Why fan-in and not GPT-2's N(0, 0.02) everywhere: at C = 64–128, 0.02 is 4–6× below
- * 1/sqrt(C), so attention logits start ~20× too small, every head attends uniformly and the
- * gradient that would make one head look at the previous token is tiny. Measured with the
- * `repeat` mix (2 layers, C = 64, T = 128, lr 3e-3): N(0, 0.02) left the loss at ln V = 6.9 for
- * 300 steps; fan-in init copied the repeats perfectly by step 200.
+ * Measured against fan-in init (N(0, 1/fan_in) projections) on the `repeat` mix with variable
+ * spans (2 layers, C = 64, alphabet 252, T = 64, B = 32, lr 3e-3): this init copied perfectly by
+ * step 300 (loss 0.20), fan-in init was still at loss 1.59 at step 1000.
  */
 export function initialModel(config: ModelConfig, seed: number): Model {
   const m = randomModel(config, seed);
-  const C = config.hiddenSize, F = config.intermediateSize;
-  const scale = (a: Float32Array, by: number) => {
-    for (let i = 0; i < a.length; i++) a[i]! *= by;
-  };
-  // randomModel draws N(0, 0.02); rescale to the target standard deviations
-  const toStd = (std: number) => std / 0.02;
-  const res = 1 / Math.sqrt(2 * config.numLayers);
+  const s = 1 / Math.sqrt(2 * config.numLayers);
+  for (let i = 0; i < m.weights.embed.length; i++) m.weights.embed[i]! *= 0.02;
   for (const l of m.weights.layers) {
     l.inputNorm.fill(1);
     l.postNorm.fill(1);
-    for (const w of [l.wq, l.wk, l.wv, l.wGate, l.wUp]) scale(w, toStd(1 / Math.sqrt(C)));
-    scale(l.wo, toStd(res / Math.sqrt(config.numHeads * config.headDim)));
-    scale(l.wDown, toStd(res / Math.sqrt(F)));
+    for (let i = 0; i < l.wo.length; i++) l.wo[i]! *= s;
+    for (let i = 0; i < l.wDown.length; i++) l.wDown[i]! *= s;
   }
   m.weights.finalNorm.fill(1);
   return m;
