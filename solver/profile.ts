@@ -57,6 +57,7 @@ export function layerBlockInfluence(
   NH: number,
   NKV: number,
   block: number,
+  signed = false,
 ): Float64Array[] {
   const nb = Math.ceil(T / block);
   const G = NH / NKV;
@@ -72,7 +73,7 @@ export function layerBlockInfluence(
         const a = probs[row + j]!;
         if (a === 0) continue;
         const e = (a / Math.max(MIN_REST, 1 - a)) * (grads[row + j]! - dot);
-        tiles[qb + Math.floor(j / block)]! += Math.abs(e);
+        tiles[qb + Math.floor(j / block)]! += signed ? e : Math.abs(e);
       }
     }
   }
@@ -84,6 +85,7 @@ export function layerBlockInfluence(
  * @param samples sequences of equal length T
  * @param block tile size in tokens
  * @param onSample progress: samples done
+ * @param signed sum E itself (the first-order loss change) instead of |E| (the reference's)
  */
 export async function profileInfluence(
   config: ModelConfig,
@@ -91,6 +93,7 @@ export async function profileInfluence(
   samples: CalibrationSample[],
   block: number,
   onSample: (done: number) => void = () => {},
+  signed = false,
 ): Promise<BlockInfluence> {
   if (samples.length === 0) throw new RangeError("profileInfluence: no samples");
   const T = samples[0]!.tokens.length;
@@ -107,7 +110,7 @@ export async function profileInfluence(
       );
     }
     await attentionGradsByLayer(config, params, sample, T, (layer, probs, grads) => {
-      layerBlockInfluence(probs, grads, T, NH, NKV, block).forEach((tiles, g) => {
+      layerBlockInfluence(probs, grads, T, NH, NKV, block, signed).forEach((tiles, g) => {
         const acc = values[layer]![g]!;
         for (let k = 0; k < acc.length; k++) acc[k]! += tiles[k]! / samples.length;
       });

@@ -52,6 +52,8 @@ export interface ValidityPair {
   predicted: number;
   /** the same at token level with each query's own window, as the cache applies it */
   predictedToken: number;
+  /** the token-level first-order loss change: Σ E (signed) over what the cache drops */
+  predictedSigned: number;
   measured: number;
 }
 
@@ -72,7 +74,9 @@ export async function validityCheck(
     calibration?: CalibrationKind;
   },
   onPair: (done: number) => void = () => {},
-): Promise<{ pairs: ValidityPair[]; spearman: number; spearmanToken: number }> {
+): Promise<
+  { pairs: ValidityPair[]; spearman: number; spearmanToken: number; spearmanSigned: number }
+> {
   const config = runner.model.config;
   const { numLayers: L, numKvHeads: NKV } = config;
   const samples = await buildCalibration(runner, tok, {
@@ -84,8 +88,9 @@ export async function validityCheck(
   await initJax("wasm");
   const params = paramsFromModel(runner.model);
   const inf = await profileInfluence(config, params, samples, o.block);
-  const tokenInf = await profileInfluence(config, params, samples, 1).finally(() =>
-    disposeParams(params)
+  const tokenInf = await profileInfluence(config, params, samples, 1);
+  const signedInf = await profileInfluence(config, params, samples, 1, () => {}, true).finally(
+    () => disposeParams(params),
   );
   const rules = candidateRules([Math.floor(o.length / 2), o.length], 2 * o.length);
   const predicted = ruleLosses(inf, rules, o.sink);
@@ -112,6 +117,12 @@ export async function validityCheck(
         o.sink,
         tokenInf.values[layer]![kvHead]!,
       ),
+      predictedSigned: droppedTokenInfluence(
+        rule,
+        o.length,
+        o.sink,
+        signedInf.values[layer]![kvHead]!,
+      ),
       measured,
     });
     onPair(k + 1);
@@ -120,6 +131,7 @@ export async function validityCheck(
     pairs: out,
     spearman: spearman(out.map((p) => p.predicted), out.map((p) => p.measured)),
     spearmanToken: spearman(out.map((p) => p.predictedToken), out.map((p) => p.measured)),
+    spearmanSigned: spearman(out.map((p) => p.predictedSigned), out.map((p) => p.measured)),
   };
 }
 

@@ -64,7 +64,9 @@ async function main(args: string[]): Promise<number> {
   if (values.out) await writeFileAtomic(values.out, csvFormat(r.pairs) + "\n");
   console.log(
     `Spearman over ${r.pairs.length} (kv head, rule) pairs: ${r.spearman.toFixed(3)} for the ` +
-      `profiler's block prediction, ${r.spearmanToken.toFixed(3)} at token level`,
+      `profiler's block prediction (Σ|E| over dropped tiles), ${r.spearmanToken.toFixed(3)} at ` +
+      `token level (Σ|E|, each query's own window), ${r.spearmanSigned.toFixed(3)} for the ` +
+      `signed first-order change (ΣE)`,
   );
   return 0;
 }
