@@ -19,6 +19,7 @@ import { csvFormat } from "d3-dsv";
 import { loadModel } from "../../runtime/hf.ts";
 import type { ModelConfig } from "../../runtime/model.ts";
 import type { SparsePlan } from "../../runtime/cpu/sparse_cache.ts";
+import { streamingRules } from "../../runtime/cpu/methods.ts";
 import { bytesOf, getGpu, type Gpu, type StorageType } from "../../runtime/gpu/device.ts";
 import { GpuModel, type GpuSession } from "../../runtime/gpu/model.ts";
 import { writeFileAtomic } from "../../runtime/atomic.ts";
@@ -101,13 +102,6 @@ export function benchPlan(
     betas.push(new Array<number>(c.numKvHeads).fill(0));
   }
   return { sink: s, alphas, betas };
-}
-
-/** StreamingLLM at a density: sink + a window of density · n − sink. */
-function streamingPlan(c: ModelConfig, density: number, sink: number): SparsePlan {
-  const grid = (v: number) =>
-    Array.from({ length: c.numLayers }, () => new Array<number>(c.numKvHeads).fill(v));
-  return { sink, alphas: grid(-sink), betas: grid(density) };
 }
 
 /** One row of the benchmark. */
@@ -227,7 +221,7 @@ export async function benchGpu(opts: GpuBenchOptions): Promise<GpuBenchRow[]> {
           ? null
           : m.method === "moa"
           ? benchPlan(c, m.density, context + decode + 2)
-          : streamingPlan(c, m.density, benchSink(context));
+          : streamingRules(c, m.density, benchSink(context));
         const maxLength = context + decode + 2;
         // bytes per sequence, to size the max batch under the cap
         const probe = await model.session({ batch: 1, maxLength, plan, prefillChunk: 64 });
