@@ -127,8 +127,11 @@ export interface Metric {
 /** Reports progress inside a benchmark: `done` of `total` items. */
 export type Tick = (done: number, total: number) => void;
 
-/** Most tokens an answer may take: a five-digit number in angle brackets and a little slack. */
-const ANSWER_TOKENS = 12;
+/**
+ * Most tokens an answer may take: room to restate the asked line before the value, as moa-tiny
+ * does (` line {key}: REGISTER_CONTENT is <VALUE>`, 15–25 tokens with its tokenizer).
+ */
+export const ANSWER_TOKENS = 32;
 /** Prompts generated together in one ragged batch. */
 const LONGEVAL_BATCH = 4;
 

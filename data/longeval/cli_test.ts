@@ -17,10 +17,9 @@ import { loadTokenizer, type TextTokenizer } from "../../runtime/tokenizer.ts";
 import { CpuModel } from "../../runtime/cpu/forward.ts";
 import { fastEngine } from "../../runtime/cpu/engine.ts";
 import { generateGreedy } from "../../runtime/cpu/generate.ts";
+import { ANSWER_TOKENS } from "../../experiments/benchmarks.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
-/** The answer budget of the command (ANSWER_TOKENS in experiments/benchmarks.ts). */
-const ANSWER_TOKENS = 12;
 
 /** Runs `data/longeval/cli.ts` with `args`; returns exit code, stdout and stderr. */
 async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {

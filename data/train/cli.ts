@@ -10,7 +10,7 @@ import process from "node:process";
 import { parseArgs } from "node:util";
 import { InputError, runCli } from "../../runtime/errors.ts";
 import { loadTrainConfig, totalSteps } from "./config.ts";
-import { exportCheckpoint, type StepReport, train } from "./train.ts";
+import { exportCheckpoint, probeCheckpoint, type StepReport, train } from "./train.ts";
 
 const HERE = new URL(".", import.meta.url).pathname;
 const ROOT = new URL("../..", import.meta.url).pathname;
@@ -18,6 +18,7 @@ const ROOT = new URL("../..", import.meta.url).pathname;
 const HELP = `moa train-tiny: train the embedded long-context model
 
 Usage: deno task train-tiny [--config FILE] [--out DIR] [--quick] [--max-steps N]
+       deno task train-tiny [--config FILE] [--out DIR] --export DIR | --probe [PHASE]
 
   --config FILE   training recipe (default data/train/moa-tiny.json; see data/train/config.ts)
   --quick         the small recipe data/train/quick.json (a few hundred steps, under a minute)
@@ -25,6 +26,9 @@ Usage: deno task train-tiny [--config FILE] [--out DIR] [--quick] [--max-steps N
                   checkpoints, loss.csv, eval.csv and, when done, model/ in the HF layout
   --max-steps N   stop after N steps of this invocation (run the recipe in pieces)
   --export DIR    write the latest checkpoint of --out as a Hugging Face folder and exit
+  --probe [PHASE] score the latest checkpoint of --out on fresh examples of each kind of a phase
+                  (default: the phase it is in), teacher-forced: copies for repeat, the value
+                  digits for LongEval, every token for brown; prints a table and exits
 
 Rerunning with the same --out resumes from the last checkpoint; the data of every step is
 seeded by (seed, step), so a resumed run is the same run. Copy out/model/ to
@@ -32,14 +36,16 @@ data/models/moa-tiny/ to ship a trained model.
 `;
 
 async function main(args: string[]): Promise<number> {
-  const { values } = parseArgs({
+  const { values, positionals } = parseArgs({
     args,
+    allowPositionals: true,
     options: {
       config: { type: "string" },
       out: { type: "string" },
       quick: { type: "boolean", default: false },
       "max-steps": { type: "string" },
       export: { type: "string" },
+      probe: { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
     },
   });
@@ -63,6 +69,29 @@ async function main(args: string[]): Promise<number> {
   }
   const name = file.split("/").at(-1)!.replace(/\.json$/, "");
   const out = values.out ?? `${ROOT}results/train/${name}`;
+  if (positionals.length > (values.probe ? 1 : 0)) {
+    throw new InputError(`unexpected argument '${positionals.at(-1)}' (see --help)`);
+  }
+  if (values.probe) {
+    let phase: number | undefined;
+    if (positionals[0] !== undefined) {
+      phase = Number(positionals[0]);
+      if (!Number.isInteger(phase)) {
+        throw new InputError(`--probe: expected a phase number, got '${positionals[0]}'`);
+      }
+    }
+    const r = await probeCheckpoint(cfg, out, phase);
+    console.log(`step ${r.step} of ${out}, phase ${r.phase} examples (T = ${r.T}):`);
+    console.log("kind        scored   accuracy  nll     n");
+    for (const k of r.kinds) {
+      console.log(
+        `${k.kind.padEnd(12)}${k.scored.padEnd(9)}${k.accuracy.toFixed(3).padStart(8)}  ${
+          k.nll.toFixed(3).padStart(6)
+        }  ${k.n}`,
+      );
+    }
+    return 0;
+  }
   if (values.export) {
     const step = await exportCheckpoint(cfg, out, values.export);
     console.log(

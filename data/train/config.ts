@@ -6,6 +6,7 @@
  * @module
  */
 import { InputError } from "../../runtime/errors.ts";
+import type { AnswerStyle } from "./mix.ts";
 
 /** One curriculum phase. */
 export interface Phase {
@@ -21,6 +22,8 @@ export interface Phase {
   mix: { brown: number; longeval: number; multiQuery: number; copy: number; repeat: number };
   /** `repeat` examples draw their tokens from the first this many ordinary ids (default: all) */
   repeatVocab?: number;
+  /** how LongEval questions are answered: ` <VALUE>` (`"value"`, default) or the echoed line */
+  answer?: AnswerStyle;
 }
 
 /** A whole training recipe. */
@@ -162,7 +165,15 @@ export function parseTrainConfig(json: unknown, file: string): TrainConfig {
   }
   const phases = o.phases.map((p: unknown, i: number): Phase => {
     const at = `phases[${i}]`;
-    const ph = obj(file, at, p, ["steps", "T", "B", "lines", "mix"], ["repeatVocab"]);
+    const ph = obj(file, at, p, ["steps", "T", "B", "lines", "mix"], [
+      "repeatVocab",
+      "answer",
+    ]);
+    if ("answer" in ph && ph.answer !== "value" && ph.answer !== "echo") {
+      throw new InputError(
+        `${file}: ${at}.answer: expected "value" or "echo", got ${JSON.stringify(ph.answer)}`,
+      );
+    }
     const lines = ph.lines;
     if (!Array.isArray(lines) || lines.length !== 2) {
       throw new InputError(
@@ -197,6 +208,7 @@ export function parseTrainConfig(json: unknown, file: string): TrainConfig {
             Number.isInteger(n) && n >= 2, "an integer ≥ 2"),
         }
         : {}),
+      ...(ph.answer === "echo" ? { answer: "echo" as const } : {}),
     };
   });
   const ev = obj(file, "eval", o.eval, ["lengths", "cases"]);

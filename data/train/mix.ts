@@ -8,6 +8,12 @@
  *   {@link TRAIN_WORDS} only), then the answer ` <VALUE>` and `"\n"`; EOS padding.
  * - `multiQuery`: the same, then further questions ({@link formatQuestion}) about other lines of
  *   the record, each answered ` <VALUE>\n`, as many as fit.
+ * - With `answer: "echo"` both kinds answer by restating the asked line instead,
+ *   ` line {key}: REGISTER_CONTENT is <VALUE>\n` (the benchmark scores the last integer, so this is
+ *   as correct as ` <VALUE>`). The tokens before the value then equal those before it in the
+ *   record line, so finding the value is matching a context the model has just written: the
+ *   copying that `repeat` grows, rather than a join between the question's and the record's
+ *   different wordings.
  * - `copy`: a Brown passage that starts at a paragraph, {@link COPY_INSTRUCTION}, the passage's
  *   first sentence again, and `"\n"`.
  * - `repeat`: `[BOS]`, then spans of random tokens each followed by itself again (span lengths
@@ -105,7 +111,16 @@ export interface MixConfig {
   repeatVocab?: number;
   /** loss weight of answer tokens, e.g. 1 */
   answerWeight: number;
+  /**
+   * How `longeval` and `multiQuery` questions are answered: `"value"` (default) with
+   * ` <VALUE>`; `"echo"` by restating the asked record line, ` line {key}: REGISTER_CONTENT is
+   * <VALUE>` (see the module doc)
+   */
+  answer?: AnswerStyle;
 }
+
+/** How LongEval questions are answered in training examples ({@link MixConfig.answer}). */
+export type AnswerStyle = "value" | "echo";
 
 /** A flat batch: B examples of T positions, row after row. */
 export interface Batch {
@@ -383,6 +398,7 @@ class LongEvalTokens {
   readonly #header: Int32Array; // encode(HEADER minus its last "\n")
   readonly #lineHead: Int32Array; // encode("line")
   readonly #lineMid: Int32Array; // encode(": REGISTER_CONTENT is")
+  readonly #spaceLine: Int32Array; // encode(" line"): how an echoed answer starts
   readonly #qHead: Int32Array; // encode("\nNow the record is over. ... in line")
   readonly #qTail: Int32Array; // encode("? I need the number.")
   readonly #keys = new Map<string, Int32Array>();
@@ -407,6 +423,7 @@ class LongEvalTokens {
     this.#qTail = enc(qTail);
     this.#lineHead = enc(lineHead);
     this.#lineMid = enc(lineMid);
+    this.#spaceLine = enc(` ${lineHead}`);
     this.fast = qAt >= 0 && lAt >= 0 && lEnd >= 0 && HEADER.endsWith("\n") &&
       this.#verify(qHead, qTail, lineHead, lineMid);
   }
@@ -475,8 +492,23 @@ class LongEvalTokens {
   }
 
   /** Tokens of an answer with its newline. */
-  answerLength(value: number): number {
-    return this.value(value).length + this.nl.length;
+  answerLength(line: RecordLine, style: AnswerStyle): number {
+    return (style === "echo"
+      ? this.#spaceLine.length + this.key(line.key).length + this.#lineMid.length
+      : 0) + this.value(line.value).length + this.nl.length;
+  }
+
+  /** An answer with its newline: ` <value>\n`, or ` line {key}: REGISTER_CONTENT is <value>\n`. */
+  answer(line: RecordLine, style: AnswerStyle): Int32Array {
+    return style === "echo"
+      ? concat([
+        this.#spaceLine,
+        this.key(line.key),
+        this.#lineMid,
+        this.value(line.value),
+        this.nl,
+      ])
+      : concat([this.value(line.value), this.nl]);
   }
 
   #questionPieces(key: string): Int32Array {
@@ -581,6 +613,9 @@ function checkConfig(c: MixConfig, hasCorpus: boolean): void {
     c.repeatVocab !== undefined && !(Number.isInteger(c.repeatVocab) && c.repeatVocab >= 2)
   ) {
     throw bad("repeatVocab", c.repeatVocab, "an integer >= 2");
+  }
+  if (c.answer !== undefined && c.answer !== "value" && c.answer !== "echo") {
+    throw bad("answer", c.answer, '"value" or "echo"');
   }
   for (const k of ["contextWeight", "answerWeight"] as const) {
     if (typeof c[k] !== "number" || !Number.isFinite(c[k]) || c[k] < 0) {
@@ -769,6 +804,7 @@ export class MixStream {
 
   #longEval(multi: boolean): Example {
     const { T, lines: [lo, hi], contextWeight, answerWeight } = this.#config;
+    const style = this.#config.answer ?? "value";
     const size = T + 1;
     const le = this.#le;
     const maxKeys = TRAIN_WORDS.adjectives.length * TRAIN_WORDS.nouns.length;
@@ -786,13 +822,13 @@ export class MixStream {
       const line = { key: this.#drawKey(used), value: this.#rng.int(MIN_VALUE, MAX_VALUE) };
       record.push(line);
       sum += le.lineLength(line);
-      worstQA = Math.max(worstQA, le.questionLength(line.key) + le.answerLength(line.value));
+      worstQA = Math.max(worstQA, le.questionLength(line.key) + le.answerLength(line, style));
       if (sum + worstQA <= size) n = record.length;
     }
     if (n === 0) {
       const first = record[0]!;
       const need = fixed + le.lineLength(first) + le.questionLength(first.key) +
-        le.answerLength(first.value) - 1;
+        le.answerLength(first, style) - 1;
       throw new RangeError(
         `MixConfig.T: ${T} is too small for a LongEval example with one line ` +
           `(needs T >= ${need})`,
@@ -804,7 +840,7 @@ export class MixStream {
 
     let prompt = le.prompt(record, asked.key);
     // Only when pieces are not exact: drop lines (not the asked one) until the example fits.
-    while (1 + prompt.length + le.answerLength(asked.value) > size) {
+    while (1 + prompt.length + le.answerLength(asked, style) > size) {
       if (record.length === 1) {
         throw new RangeError(
           `MixConfig.T: ${T} is too small for a LongEval example with one line`,
@@ -817,17 +853,15 @@ export class MixStream {
     const b = new SequenceBuilder(size);
     b.push([BOS_ID], 0);
     b.push(prompt, contextWeight);
-    b.push(le.value(asked.value), answerWeight);
-    b.push(le.nl, answerWeight);
+    b.push(le.answer(asked, style), answerWeight);
     let questions = 1;
     const kept = new Set(record);
     for (const line of others) {
       if (!kept.has(line)) continue; // dropped above
       const q = le.question(line.key);
-      if (q.length + le.answerLength(line.value) > b.room) break;
+      if (q.length + le.answerLength(line, style) > b.room) break;
       b.push(q, contextWeight);
-      b.push(le.value(line.value), answerWeight);
-      b.push(le.nl, answerWeight);
+      b.push(le.answer(line, style), answerWeight);
       questions++;
     }
     return b.finish(multi ? "multiQuery" : "longeval", record.length, questions);

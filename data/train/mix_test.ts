@@ -5,7 +5,7 @@ import {
   tokenizerFromJson,
 } from "../../runtime/tokenizer.ts";
 import { brownText } from "../brown.ts";
-import { formatQuestion, HEADER } from "../longeval/longeval.ts";
+import { formatLine, formatQuestion, HEADER } from "../longeval/longeval.ts";
 import { HELDOUT_WORDS, TRAIN_WORDS } from "../longeval/words.ts";
 import {
   BOS_ID,
@@ -116,7 +116,7 @@ function textOf(ex: Example): string {
 const LINE = /^line ([a-z]+)-([a-z]+): REGISTER_CONTENT is <(\d+)>$/;
 
 /** Parses a LongEval example's text into its lines and question/answer pairs. */
-function parseLongEval(text: string) {
+function parseLongEval(text: string, echo = false) {
   assert.ok(text.startsWith(HEADER), "starts with the exact header");
   const qStart = text.indexOf("\nNow the record is over.");
   assert.ok(qStart > HEADER.length, "has a question after the record");
@@ -129,14 +129,16 @@ function parseLongEval(text: string) {
   });
   const qa: { key: string; answer: number; at: number }[] = [];
   let at = qStart;
-  const QA =
-    /^\nNow the record is over\. Tell me what is the <REGISTER_CONTENT> in line ([a-z-]+)\? I need the number\. <(\d+)>\n/;
+  const QA = echo
+    ? /^\nNow the record is over\. Tell me what is the <REGISTER_CONTENT> in line ([a-z-]+)\? I need the number\. line ([a-z-]+): REGISTER_CONTENT is <(\d+)>\n/
+    : /^\nNow the record is over\. Tell me what is the <REGISTER_CONTENT> in line ([a-z-]+)\? I need the number\. <(\d+)>\n/;
   while (at < text.length) {
     const m = QA.exec(text.slice(at));
     assert.ok(m !== null, `a question and answer at ${at}: ${JSON.stringify(text.slice(at))}`);
     const key = m[1]!;
     assert.equal(text.slice(at, at + formatQuestion(key).length), formatQuestion(key));
-    qa.push({ key, answer: Number(m[2]), at: at + formatQuestion(key).length });
+    if (echo) assert.equal(m[2], key, "the echoed line is the asked one");
+    qa.push({ key, answer: Number(m[echo ? 3 : 2]), at: at + formatQuestion(key).length });
     at += m[0].length;
   }
   return { lines, qa };
@@ -289,6 +291,35 @@ Deno.test("MixStream multiQuery examples answer every question correctly", async
     if (qa.length < lines.length) assert.ok(1025 - (1 + text.length) < 130);
   }
   assert.ok(extra >= 30, `extra questions in 30 examples: ${extra}`);
+});
+
+Deno.test("MixStream echo answers restate the asked line, all of it weighted as answer", async () => {
+  for (const kind of ["longeval", "multiQuery"] as const) {
+    const s = await stream({ kinds: only(kind), lines: [2, 6], answer: "echo" }, 3);
+    for (let i = 0; i < 15; i++) {
+      const ex = s.next();
+      const text = textOf(ex);
+      const { lines, qa } = parseLongEval(text, true);
+      assert.equal(qa.length, ex.questions);
+      if (kind === "longeval") assert.equal(qa.length, 1);
+      const valueOf = new Map(lines.map((l) => [l.key, l.value]));
+      for (const q of qa) {
+        assert.equal(q.answer, valueOf.get(q.key), `answer for ${q.key}`);
+        const answer = ` ${formatLine(q.key, q.answer)}`;
+        assert.equal(text.slice(q.at, q.at + answer.length), answer);
+        for (let c = q.at; c < q.at + answer.length; c++) assert.equal(ex.weights[c], A);
+        assert.equal(ex.weights[q.at - 1], C, "the question is context");
+      }
+    }
+  }
+  // the default answers with the value only, and a bad style is named
+  const plain = (await stream({ kinds: only("longeval"), lines: [2, 6] }, 3)).next();
+  parseLongEval(textOf(plain));
+  assert.throws(
+    // deno-lint-ignore no-explicit-any
+    () => new MixStream(bytes, config({ kinds: only("longeval"), answer: "both" as any }), 0),
+    /MixConfig\.answer: expected "value" or "echo", got "both"/,
+  );
 });
 
 Deno.test("MixStream copy examples repeat the passage's first sentence", async () => {

@@ -12,7 +12,14 @@
 import { generateCases } from "../longeval/longeval.ts";
 import { HELDOUT_WORDS } from "../longeval/words.ts";
 import { buildMoaTokenizer } from "../tokenizer/bpe.ts";
-import { loadBrownCorpus, MixStream } from "./mix.ts";
+import {
+  type Example,
+  loadBrownCorpus,
+  MIX_KINDS,
+  type MixConfig,
+  type MixKind,
+  MixStream,
+} from "./mix.ts";
 import { type Phase, phaseAt, totalSteps, type TrainConfig } from "./config.ts";
 import { writeFileAtomic } from "../../runtime/atomic.ts";
 import { saveModel } from "../../runtime/hf.ts";
@@ -27,7 +34,8 @@ import {
   modelFromParams,
   paramsFromModel,
 } from "../../runtime/autodiff/jax_model.ts";
-import { CpuModel } from "../../runtime/cpu/forward.ts";
+import { CpuModel, forwardLogits } from "../../runtime/cpu/forward.ts";
+import { argmax } from "../../runtime/cpu/ops.ts";
 import { fastEngine } from "../../runtime/cpu/engine.ts";
 import { cpuMethod, runLongEval } from "../../experiments/benchmarks.ts";
 import { hashOf, stableStringify } from "../../experiments/cache.ts";
@@ -212,6 +220,7 @@ interface PhaseDone {
   lines: [number, number];
   mix: Partial<Phase["mix"]>;
   repeatVocab?: number;
+  answer?: "echo";
   done: number;
 }
 
@@ -230,6 +239,7 @@ export function phaseHistory(cfg: TrainConfig, steps: number): PhaseDone[] {
       lines: p.lines,
       mix: repeat ? p.mix : rest,
       ...(p.repeatVocab ? { repeatVocab: p.repeatVocab } : {}),
+      ...(p.answer === "echo" ? { answer: p.answer } : {}),
       done,
     });
     left -= done;
@@ -443,6 +453,20 @@ export async function train(cfg: TrainConfig, opts: TrainOptions): Promise<Train
     }
     if (cfg.eval.cases > 0 && (state.step % cfg.evalEvery === 0 || state.step === total)) {
       await evaluate(model, tokenizer, cfg, state.step, opts.out, log);
+      const phase = phaseAt(cfg, state.step - 1).phase;
+      const kinds = await kindAccuracy(model, tokenizer, corpus, cfg, phase, KIND_EXAMPLES);
+      await appendCsv(
+        `${opts.out}/kinds.csv`,
+        "step,kind,T,scored,accuracy,nll,n",
+        kinds.map((k) =>
+          [state.step, k.kind, phase.T, k.scored, k.accuracy.toFixed(4), k.nll.toFixed(4), k.n]
+            .join(",")
+        ),
+      );
+      log(
+        `step ${state.step}: teacher-forced accuracy at T = ${phase.T}: ` +
+          kinds.map((k) => `${k.kind} ${k.scored} ${k.accuracy.toFixed(2)}`).join(", "),
+      );
     }
   }
   const done = state.step >= total;
@@ -493,6 +517,36 @@ export async function exportCheckpoint(
   out: string,
   dir: string,
 ): Promise<number> {
+  const { model, tokJson, step } = await latestCheckpoint(cfg, out);
+  await writeHfFolder(dir, model, tokJson);
+  return step;
+}
+
+/**
+ * Scores the latest checkpoint in `out` on fresh examples of every kind of a phase (default: the
+ * phase its last step was in), teacher-forced ({@link kindAccuracy}).
+ */
+export async function probeCheckpoint(
+  cfg: TrainConfig,
+  out: string,
+  phaseIndex?: number,
+  examples = KIND_EXAMPLES,
+): Promise<{ step: number; phase: number; T: number; kinds: KindAccuracy[] }> {
+  const { model, tokJson, step } = await latestCheckpoint(cfg, out);
+  const tokenizer = tokenizerFromJson(tokJson);
+  const phase = phaseIndex ?? phaseAt(cfg, Math.max(0, step - 1)).index;
+  if (!(phase >= 0 && phase < cfg.phases.length)) {
+    throw new InputError(
+      `phase: expected 0 … ${cfg.phases.length - 1} (the recipe's phases), got ${phase}`,
+    );
+  }
+  const corpus = await loadBrownCorpus(tokenizer);
+  const p = cfg.phases[phase]!;
+  const kinds = await kindAccuracy(model, tokenizer, corpus, cfg, p, examples);
+  return { step, phase, T: p.T, kinds };
+}
+
+async function latestCheckpoint(cfg: TrainConfig, out: string) {
   let tokJson: Record<string, unknown>;
   try {
     tokJson = JSON.parse(await Deno.readTextFile(`${out}/tokenizer.json`));
@@ -501,9 +555,8 @@ export async function exportCheckpoint(
   }
   const { model, weights, state } = freshRun(cfg, tokenizerFromJson(tokJson));
   const info = await loadCheckpoint(out, cfg, weights, state);
-  if (!info) throw new InputError(`${out}: no checkpoint (latest.json) to export`);
-  await writeHfFolder(dir, model, tokJson);
-  return info.step;
+  if (!info) throw new InputError(`${out}: no checkpoint (latest.json) of this recipe`);
+  return { model, tokJson, step: info.step };
 }
 
 /** The batch of a step: a stream seeded by (seed, step), so a resumed run sees the same data. */
@@ -515,20 +568,132 @@ function batchFor(
   step: number,
 ) {
   const seed = new Rng(cfg.seed * 1_000_003 + step).int(0, 2 ** 31 - 1);
-  const stream = new MixStream(
-    tokenizer,
-    {
-      T: phase.T,
-      kinds: phase.mix,
-      lines: phase.lines,
-      ...(phase.repeatVocab ? { repeatVocab: phase.repeatVocab } : {}),
-      contextWeight: cfg.loss.contextWeight,
-      answerWeight: cfg.loss.answerWeight,
-    },
-    seed,
-    corpus,
-  );
+  const stream = new MixStream(tokenizer, mixConfigOf(cfg, phase), seed, corpus);
   return stream.nextBatch(phase.B);
+}
+
+/** The data mix of a phase. */
+function mixConfigOf(cfg: TrainConfig, phase: Phase): MixConfig {
+  return {
+    T: phase.T,
+    kinds: phase.mix,
+    lines: phase.lines,
+    ...(phase.repeatVocab ? { repeatVocab: phase.repeatVocab } : {}),
+    ...(phase.answer ? { answer: phase.answer } : {}),
+    contextWeight: cfg.loss.contextWeight,
+    answerWeight: cfg.loss.answerWeight,
+  };
+}
+
+/** Examples per kind that {@link kindAccuracy} scores at each evaluation. */
+const KIND_EXAMPLES = 8;
+
+/** Teacher-forced accuracy of one kind of training example ({@link kindAccuracy}). */
+export interface KindAccuracy {
+  kind: MixKind;
+  /**
+   * which targets were scored: `"answers"` (the loss-weighted answer tokens: copies of `repeat`,
+   * the sentence of `copy`), `"values"` (the digits of LongEval answers: the retrieval itself),
+   * or `"text"` (every token of `brown`)
+   */
+  scored: "answers" | "values" | "text";
+  /** fraction of scored targets that are the argmax */
+  accuracy: number;
+  /** mean negative log-likelihood of the scored targets (nats) */
+  nll: number;
+  /** scored targets */
+  n: number;
+}
+
+/**
+ * How well a model does each kind of example of a phase, teacher-forced: fresh examples from a
+ * stream seeded apart from training's, scored by the CPU runtime. It shows whether a phase does
+ * its job (copies for `repeat`, retrieved digits for LongEval) long before greedy LongEval
+ * accuracy moves.
+ */
+export async function kindAccuracy(
+  model: Model,
+  tokenizer: TextTokenizer,
+  corpus: Awaited<ReturnType<typeof loadBrownCorpus>>,
+  cfg: TrainConfig,
+  phase: Phase,
+  examples: number,
+): Promise<KindAccuracy[]> {
+  const engine = await fastEngine();
+  const V = model.config.vocabSize;
+  const isDigit = (id: number) => /^[0-9]$/.test(tokenizer.decode([id]));
+  const out: KindAccuracy[] = [];
+  for (const kind of MIX_KINDS) {
+    if (!(phase.mix[kind] > 0)) continue;
+    const kinds = { brown: 0, longeval: 0, multiQuery: 0, copy: 0, repeat: 0, [kind]: 1 };
+    const stream = new MixStream(
+      tokenizer,
+      {
+        ...mixConfigOf(cfg, phase),
+        kinds,
+      },
+      0x5eed ^ (cfg.seed * 7919),
+      corpus,
+    );
+    const scored = scoredTargets(kind);
+    let hit = 0, n = 0, nll = 0;
+    for (let e = 0; e < examples; e++) {
+      const ex = stream.next();
+      const logits = await forwardLogits(model, ex.tokens, engine);
+      for (const t of scoredPositions(ex, scored, cfg.loss.answerWeight, isDigit)) {
+        const off = t * V, target = ex.targets[t]!;
+        let mx = -Infinity;
+        for (let v = 0; v < V; v++) mx = Math.max(mx, logits[off + v]!);
+        let z = 0;
+        for (let v = 0; v < V; v++) z += Math.exp(logits[off + v]! - mx);
+        nll += mx + Math.log(z) - logits[off + target]!;
+        if (argmax(logits, off, V) === target) hit++;
+        n++;
+      }
+    }
+    out.push({ kind, scored, accuracy: n ? hit / n : 0, nll: n ? nll / n : 0, n });
+  }
+  return out;
+}
+
+/** What {@link kindAccuracy} scores for a kind of example. */
+export function scoredTargets(kind: MixKind): KindAccuracy["scored"] {
+  return kind === "brown"
+    ? "text"
+    : kind === "longeval" || kind === "multiQuery"
+    ? "values"
+    : "answers";
+}
+
+/**
+ * The positions of an example whose targets {@link kindAccuracy} scores: every weighted one
+ * (`"text"`), those weighted as answers (`"answers"`), or answer targets that are digits
+ * (`"values"`).
+ */
+export function scoredPositions(
+  ex: Example,
+  scored: KindAccuracy["scored"],
+  answerWeight: number,
+  isDigit: (id: number) => boolean,
+): number[] {
+  const out: number[] = [];
+  for (let t = 0; t < ex.targets.length; t++) {
+    const w = ex.weights[t]!;
+    if (w <= 0) continue;
+    if (scored !== "text" && w !== answerWeight) continue;
+    if (scored === "values" && !isDigit(ex.targets[t]!)) continue;
+    out.push(t);
+  }
+  return out;
+}
+
+/** Appends rows to a CSV file (header first when the file is new), atomically. */
+async function appendCsv(path: string, header: string, rows: string[]): Promise<void> {
+  let csv = `${header}\n`;
+  try {
+    csv = await Deno.readTextFile(path);
+  } catch { /* new file */ }
+  await writeFileAtomic(path, csv + rows.map((r) => `${r}\n`).join(""));
 }
 
 /** Held-out-vocabulary LongEval accuracy at the recipe's eval lengths, appended to eval.csv. */

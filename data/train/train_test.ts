@@ -7,8 +7,12 @@ import {
   cosineLr,
   exportCheckpoint,
   namedWeights,
+  scoredPositions,
+  scoredTargets,
   train,
 } from "./train.ts";
+import { MixStream } from "./mix.ts";
+import { byteLevelTokenizerJson, tokenizerFromJson } from "../../runtime/tokenizer.ts";
 import { loadModel } from "../../runtime/hf.ts";
 import { InputError } from "../../runtime/errors.ts";
 
@@ -192,4 +196,37 @@ Deno.test("the --quick recipe trains and its loss falls", async () => {
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("scoredPositions() picks the copies, the retrieved digits, or all text", () => {
+  const bytes = tokenizerFromJson(byteLevelTokenizerJson([]));
+  const isDigit = (id: number) => /^[0-9]$/.test(bytes.decode([id]));
+  const A = 2;
+  const base = { T: 700, lines: [2, 5] as [number, number], contextWeight: 0.5, answerWeight: A };
+  const only = (k: string) => ({
+    brown: 0,
+    longeval: 0,
+    multiQuery: 0,
+    copy: 0,
+    repeat: 0,
+    [k]: 1,
+  });
+  // LongEval with echoed answers: exactly the digits of each asked value, in order
+  const mq = new MixStream(bytes, { ...base, kinds: only("multiQuery"), answer: "echo" }, 5);
+  for (let i = 0; i < 5; i++) {
+    const ex = mq.next();
+    const pos = scoredPositions(ex, scoredTargets("multiQuery"), A, isDigit);
+    const text = bytes.decode(ex.targets.slice(0, ex.targets.indexOf(2)));
+    const answers = [...text.matchAll(/number\. line [a-z-]+: REGISTER_CONTENT is <(\d+)>\n/g)];
+    assert.equal(answers.length, ex.questions);
+    assert.equal(bytes.decode(pos.map((t) => ex.targets[t]!)), answers.map((m) => m[1]).join(""));
+  }
+  // repeat: every loss-weighted copy token
+  const rp = new MixStream(bytes, { ...base, T: 64, kinds: only("repeat") }, 5);
+  const ex = rp.next();
+  const pos = scoredPositions(ex, scoredTargets("repeat"), A, isDigit);
+  assert.ok(pos.length > 0);
+  assert.deepEqual(pos, [...ex.weights.keys()].filter((t) => ex.weights[t]! > 0));
+  assert.equal(scoredTargets("brown"), "text");
+  assert.equal(scoredTargets("copy"), "answers");
 });
