@@ -72,7 +72,8 @@ export function layerBlockInfluence(
       for (let j = 0; j <= i; j++) {
         const a = probs[row + j]!;
         if (a === 0) continue;
-        const e = (a / Math.max(MIN_REST, 1 - a)) * (grads[row + j]! - dot);
+        // E_ij = −A_ij / (1 − A_ij) · (G_ij − Σ_n G_in A_in): the first-order loss change
+        const e = -(a / Math.max(MIN_REST, 1 - a)) * (grads[row + j]! - dot);
         tiles[qb + Math.floor(j / block)]! += signed ? e : Math.abs(e);
       }
     }

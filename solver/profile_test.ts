@@ -73,6 +73,29 @@ Deno.test("E_ij predicts the loss change of dropping one attention entry", async
   }
   const rho = spearman(predicted, measured);
   assert.ok(rho > 0.9, `Spearman ${rho.toFixed(3)}`);
+  // the profiler's signed E (block 1) is this first-order change, sign included
+  const r2 = new Rng(11);
+  for (let k = 0; k < 40; k++) {
+    const l = r2.int(0, 1), h = r2.int(0, 3), i = r2.int(12, T - 1), j = r2.int(0, i);
+    const signed = layerBlockInfluence(probs[l]!, grads[l]!, T, 4, config.numKvHeads, 1, true);
+    const G = 4 / config.numKvHeads;
+    // the tile also holds the other query heads of the kv head: subtract theirs
+    let others = 0;
+    for (let hh = Math.floor(h / G) * G; hh < (Math.floor(h / G) + 1) * G; hh++) {
+      if (hh === h) continue;
+      const row = (hh * T + i) * T, A = probs[l]!, Gr = grads[l]!;
+      let dot = 0;
+      for (let n = 0; n <= i; n++) dot += Gr[row + n]! * A[row + n]!;
+      const a = A[row + j]!;
+      if (a !== 0) others += (-a / Math.max(1e-6, 1 - a)) * (Gr[row + j]! - dot);
+    }
+    const mine = signed[Math.floor(h / G)]![i * T + j]! - others;
+    assert.ok(
+      Math.abs(mine - predicted[k]!) <= 1e-5 * Math.max(1, Math.abs(predicted[k]!)) + 1e-9,
+      `signed E of entry ${k}: ${mine} vs ${predicted[k]}`,
+    );
+    assert.ok(Math.sign(mine) === Math.sign(measured[k]!) || Math.abs(measured[k]!) < 2e-4);
+  }
   // first order: close in value where the change is not tiny
   predicted.forEach((p, k) => {
     const m = measured[k]!;
