@@ -300,7 +300,10 @@ export async function runExperiment(exp: Experiment, opts: RunOptions): Promise<
       v: 1,
       fingerprint,
       density,
-      profile: exp.profile,
+      // the default influence is left out of the key, so plans cached before it existed still hit
+      profile: exp.profile.influence === "abs"
+        ? { ...exp.profile, influence: undefined }
+        : exp.profile,
       serving: Math.max(...exp.lengths),
       seed: exp.seed,
     });
@@ -323,6 +326,7 @@ export async function runExperiment(exp: Experiment, opts: RunOptions): Promise<
             samples: exp.profile.samples,
             block: exp.profile.block,
             sink: exp.profile.sink,
+            influence: exp.profile.influence,
             seed: exp.seed,
             ...MOA_VARIANTS[method],
           }, log)).plan;

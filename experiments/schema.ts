@@ -62,7 +62,17 @@ export interface ProfileSettings {
   block: number;
   /** Attention-sink tokens every sparse head keeps. @default 32 */
   sink: number;
+  /**
+   * How a rule's loss is estimated from E = ∂L/∂A with renormalisation: `abs` sums |E| over what
+   * it drops (the reference's); `signed` sums E itself, the first-order loss change. @default "abs"
+   */
+  influence: Influence;
 }
+
+/** Influence estimates of the profiler (see {@link ProfileSettings.influence}). */
+export const INFLUENCES = ["abs", "signed"] as const;
+/** An influence estimate. */
+export type Influence = (typeof INFLUENCES)[number];
 
 /**
  * LongEval settings: `cases` generated cases per length, or cases read from a LongChat-format
@@ -365,6 +375,7 @@ const PROFILE = {
   samples: positiveInt,
   block: positiveInt,
   sink: nonNegativeInt,
+  influence: readEnum(INFLUENCES),
 } satisfies Spec;
 
 const LONGEVAL = {
@@ -494,6 +505,7 @@ function readExperiment(s: Source): Experiment {
       samples: p.samples ?? 8,
       block: p.block ?? 32,
       sink: p.sink ?? 32,
+      influence: p.influence ?? "abs",
     },
     benchmarks,
     seed: g.seed ?? 0,

@@ -69,7 +69,7 @@ const VALID: Valid[] = [
         methods: ["dense"],
         densities: [1],
         lengths: [256, 512],
-        profile: { lengths: [256, 512], samples: 8, block: 32, sink: 32 },
+        profile: { lengths: [256, 512], samples: 8, block: 32, sink: 32, influence: "abs" },
         benchmarks: { longeval: { cases: 20 } },
         seed: 0,
         backend: "auto",
@@ -105,7 +105,13 @@ const VALID: Valid[] = [
         perplexity: { tokens: 4096 },
         throughput: { decode: 32, batch: 1 },
       });
-      assert.deepEqual(e.profile, { lengths: [128], samples: 8, block: 32, sink: 32 });
+      assert.deepEqual(e.profile, {
+        lengths: [128],
+        samples: 8,
+        block: 32,
+        sink: 32,
+        influence: "abs",
+      });
     },
   },
   {
@@ -546,7 +552,7 @@ Deno.test("loadExperiment() reads the example, full and minimal fixtures", async
       methods: ["dense", "moa", "streaming"],
       densities: [0.5, 0.25],
       lengths: [1024, 2048],
-      profile: { lengths: [1024, 2048], samples: 8, block: 32, sink: 32 },
+      profile: { lengths: [1024, 2048], samples: 8, block: 32, sink: 32, influence: "abs" },
       benchmarks: { longeval: { cases: 20 }, perplexity: { tokens: 4096 } },
       seed: 0,
       backend: "auto",
@@ -559,7 +565,7 @@ Deno.test("loadExperiment() reads the example, full and minimal fixtures", async
       methods: ["h2o", "dense", "moa"],
       densities: [1, 0.5, 0.125],
       lengths: [64, 128],
-      profile: { lengths: [32], samples: 2, block: 16, sink: 0 },
+      profile: { lengths: [32], samples: 2, block: 16, sink: 0, influence: "signed" },
       benchmarks: {
         longeval: { file: testdata("longeval/cases.jsonl"), limit: 5 },
         perplexity: { tokens: 512 },
@@ -578,7 +584,13 @@ Deno.test("loadExperiment() reads the example, full and minimal fixtures", async
   await t.step("the minimal file takes the defaults", async () => {
     const e = await loadExperiment(testdata("minimal.yaml"));
     assert.deepEqual(e.densities, [1]);
-    assert.deepEqual(e.profile, { lengths: [256], samples: 8, block: 32, sink: 32 });
+    assert.deepEqual(e.profile, {
+      lengths: [256],
+      samples: 8,
+      block: 32,
+      sink: 32,
+      influence: "abs",
+    });
     assert.deepEqual(e.benchmarks, { perplexity: { tokens: 4096 } });
   });
 });

@@ -17,11 +17,15 @@ const HELP = `moa plan: per-head sparse-attention rules for a density budget
 Usage: deno task plan --model DIR --density D [--out FILE] [--lengths 512,1024] [--serving N]
                       [--samples 8] [--block 32] [--sink 32] [--seed 0]
                       [--calibration model|reference|context] [--time-limit S]
+                      [--influence abs|signed]
 
 Calibrates on long-range prompts answered by the model itself, profiles every kv head's
 attention influence at each --lengths, solves the MILP for the Pareto set under the density
 budget at every profiled length and the serving length, picks the plan with the lowest loss at
 1.5× the longest profiled length, and writes it (default: plan-d<D>.json).
+
+--influence abs sums |E| over the attention a rule drops (the reference's estimate); signed sums
+E itself, the first-order loss change (deno task validity compares the two on a model).
 `;
 
 function numbers(name: string, v: string): number[] {
@@ -47,6 +51,7 @@ async function main(args: string[]): Promise<number> {
       seed: { type: "string", default: "0" },
       calibration: { type: "string", default: "model" },
       "time-limit": { type: "string", default: "60" },
+      influence: { type: "string", default: "abs" },
       help: { type: "boolean", short: "h", default: false },
     },
   });
@@ -84,6 +89,10 @@ async function main(args: string[]): Promise<number> {
       `--calibration: expected model, reference or context, got '${values.calibration}'`,
     );
   }
+  const influence = values.influence;
+  if (influence !== "abs" && influence !== "signed") {
+    throw new InputError(`--influence: expected abs or signed, got '${influence}'`);
+  }
   const dir = await resolveModelDir(values.model, "--model");
   const s = await openSession(dir, "cpu");
   const t0 = performance.now();
@@ -96,6 +105,7 @@ async function main(args: string[]): Promise<number> {
     sink,
     seed: Number(values.seed),
     calibration,
+    influence,
     timeLimit: Number(values["time-limit"]),
   }, (l) => console.error(l));
   const out = values.out ?? `plan-d${density}.json`;
