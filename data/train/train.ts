@@ -195,6 +195,7 @@ async function saveCheckpoint(
   weights: NamedWeight[],
   state: AdamState,
   info: Omit<CheckpointInfo, "file">,
+  keep: ReadonlySet<number>,
 ): Promise<void> {
   const tensors = weights.flatMap((w, k) => [
     { name: `param.${w.name}`, dtype: "F32" as const, shape: [w.data.length], data: w.data },
@@ -208,7 +209,7 @@ async function saveCheckpoint(
     previous = JSON.parse(await Deno.readTextFile(`${out}/latest.json`));
   } catch { /* first checkpoint */ }
   await writeFileAtomic(`${out}/latest.json`, JSON.stringify({ ...info, file }, null, 2) + "\n");
-  if (previous && previous.file !== file) {
+  if (previous && previous.file !== file && !keep.has(previous.step)) {
     await Deno.remove(`${out}/${previous.file}`).catch(() => {});
   }
 }
@@ -374,6 +375,9 @@ export async function train(cfg: TrainConfig, opts: TrainOptions): Promise<Train
     opts.brownDocuments === undefined ? {} : { documents: opts.brownDocuments },
   );
   const total = totalSteps(cfg);
+  // the state at the end of every phase is kept (a later phase can then be redone from it)
+  const phaseEnds = new Set<number>();
+  cfg.phases.reduce((at, p) => (phaseEnds.add(at + p.steps), at + p.steps), 0);
   const stopAt = Math.min(total, state.step + (opts.maxSteps ?? Infinity));
   const losses: number[] = [];
   const lossCsv = `${opts.out}/loss.csv`;
@@ -441,7 +445,7 @@ export async function train(cfg: TrainConfig, opts: TrainOptions): Promise<Train
       report.tokensPerS.toFixed(0),
     ].join(",") + "\n";
     const last = state.step === stopAt;
-    if (state.step % cfg.checkpointEvery === 0 || last) {
+    if (state.step % cfg.checkpointEvery === 0 || last || phaseEnds.has(state.step)) {
       await writeFileAtomic(lossCsv, csv);
       await saveCheckpoint(opts.out, weights, state, {
         step: state.step,
@@ -449,7 +453,7 @@ export async function train(cfg: TrainConfig, opts: TrainOptions): Promise<Train
         history: phaseHistory(cfg, state.step),
         tokens,
         seconds,
-      });
+      }, phaseEnds);
     }
     if (cfg.eval.cases > 0 && (state.step % cfg.evalEvery === 0 || state.step === total)) {
       await evaluate(model, tokenizer, cfg, state.step, opts.out, log);

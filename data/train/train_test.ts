@@ -106,6 +106,10 @@ Deno.test("train() lowers the loss and resumes to the very same weights", async 
           log: () => {},
         });
         assert.equal(r.steps, 7);
+        // the end of phase 0 (step 6) is checkpointed and kept; other superseded ones are not
+        const files = [...Deno.readDirSync(`${dir}/c`)].map((e) => e.name)
+          .filter((n) => n.startsWith("checkpoint-")).sort();
+        assert.deepEqual(files, ["checkpoint-000006.safetensors", "checkpoint-000007.safetensors"]);
         await assert.rejects(
           () => train(two(5, 192), { out: `${dir}/c`, brownDocuments: 4, log: () => {} }),
           (e: unknown) =>
