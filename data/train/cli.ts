@@ -10,7 +10,7 @@ import process from "node:process";
 import { parseArgs } from "node:util";
 import { InputError, runCli } from "../../runtime/errors.ts";
 import { loadTrainConfig, totalSteps } from "./config.ts";
-import { exportCheckpoint, probeCheckpoint, type StepReport, train } from "./train.ts";
+import { exportCheckpoint, probeCheckpoint, rewindTo, type StepReport, train } from "./train.ts";
 
 const HERE = new URL(".", import.meta.url).pathname;
 const ROOT = new URL("../..", import.meta.url).pathname;
@@ -18,7 +18,7 @@ const ROOT = new URL("../..", import.meta.url).pathname;
 const HELP = `moa train-tiny: train the embedded long-context model
 
 Usage: deno task train-tiny [--config FILE] [--out DIR] [--quick] [--max-steps N]
-       deno task train-tiny [--config FILE] [--out DIR] --export DIR | --probe [PHASE]
+       deno task train-tiny [--config FILE] [--out DIR] --export DIR | --probe [PHASE] | --rewind STEP
 
   --config FILE   training recipe (default data/train/moa-tiny.json; see data/train/config.ts)
   --quick         the small recipe data/train/quick.json (a few hundred steps, under a minute)
@@ -26,6 +26,8 @@ Usage: deno task train-tiny [--config FILE] [--out DIR] [--quick] [--max-steps N
                   checkpoints, loss.csv, eval.csv and, when done, model/ in the HF layout
   --max-steps N   stop after N steps of this invocation (run the recipe in pieces)
   --export DIR    write the latest checkpoint of --out as a Hugging Face folder and exit
+  --rewind STEP   resume the next run from the kept checkpoint of STEP (each phase's last step
+                  is kept), e.g. to redo later phases after editing them; exits
   --probe [PHASE] score the latest checkpoint of --out on fresh examples of each kind of a phase
                   (default: the phase it is in), teacher-forced: copies for repeat, the value
                   digits for LongEval, every token for brown; prints a table and exits
@@ -46,6 +48,7 @@ async function main(args: string[]): Promise<number> {
       "max-steps": { type: "string" },
       export: { type: "string" },
       probe: { type: "boolean", default: false },
+      rewind: { type: "string" },
       help: { type: "boolean", short: "h", default: false },
     },
   });
@@ -90,6 +93,15 @@ async function main(args: string[]): Promise<number> {
         }  ${k.n}`,
       );
     }
+    return 0;
+  }
+  if (values.rewind !== undefined) {
+    const step = Number(values.rewind);
+    if (!Number.isInteger(step) || step < 1) {
+      throw new InputError(`--rewind: expected a step number, got '${values.rewind}'`);
+    }
+    await rewindTo(out, step);
+    console.log(`${out}: the next run resumes from step ${step}`);
     return 0;
   }
   if (values.export) {

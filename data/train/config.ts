@@ -24,6 +24,13 @@ export interface Phase {
   repeatVocab?: number;
   /** how LongEval questions are answered: ` <VALUE>` (`"value"`, default) or the echoed line */
   answer?: AnswerStyle;
+  /**
+   * Scales the recipe's cosine learning rate during this phase, ramping up from 0 over the
+   * phase's first `warmup` steps (default 0: no ramp) to `lrScale` (default 1). A re-warm-up
+   * lets Adam's moments adapt to a new mix before full steps are taken.
+   */
+  lrScale?: number;
+  warmup?: number;
 }
 
 /** A whole training recipe. */
@@ -168,6 +175,8 @@ export function parseTrainConfig(json: unknown, file: string): TrainConfig {
     const ph = obj(file, at, p, ["steps", "T", "B", "lines", "mix"], [
       "repeatVocab",
       "answer",
+      "lrScale",
+      "warmup",
     ]);
     if ("answer" in ph && ph.answer !== "value" && ph.answer !== "echo") {
       throw new InputError(
@@ -209,6 +218,15 @@ export function parseTrainConfig(json: unknown, file: string): TrainConfig {
         }
         : {}),
       ...(ph.answer === "echo" ? { answer: "echo" as const } : {}),
+      ...("lrScale" in ph
+        ? { lrScale: num(file, `${at}.lrScale`, ph.lrScale, (n) => n > 0, "a positive number") }
+        : {}),
+      ...("warmup" in ph
+        ? {
+          warmup: num(file, `${at}.warmup`, ph.warmup, (n) =>
+            Number.isInteger(n) && n >= 0, "a non-negative integer"),
+        }
+        : {}),
     };
   });
   const ev = obj(file, "eval", o.eval, ["lengths", "cases"]);
@@ -291,12 +309,25 @@ export function totalSteps(c: TrainConfig): number {
   return c.phases.reduce((a, p) => a + p.steps, 0);
 }
 
-/** The phase that contains `step` (0-based) and the step's index within it. */
-export function phaseAt(c: TrainConfig, step: number): { phase: Phase; index: number } {
+/**
+ * The phase that contains `step` (0-based): the phase, its index, and how many of its steps
+ * precede `step`.
+ */
+export function phaseAt(
+  c: TrainConfig,
+  step: number,
+): { phase: Phase; index: number; within: number } {
   let s = step;
   for (const [index, phase] of c.phases.entries()) {
-    if (s < phase.steps) return { phase, index };
+    if (s < phase.steps) return { phase, index, within: s };
     s -= phase.steps;
   }
-  return { phase: c.phases.at(-1)!, index: c.phases.length - 1 };
+  const last = c.phases.at(-1)!;
+  return { phase: last, index: c.phases.length - 1, within: s + last.steps };
+}
+
+/** The factor a phase applies to the recipe's learning rate at its `within`-th step. */
+export function phaseLrFactor(phase: Phase, within: number): number {
+  const ramp = phase.warmup ? Math.min(1, (within + 1) / phase.warmup) : 1;
+  return (phase.lrScale ?? 1) * ramp;
 }

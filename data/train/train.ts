@@ -20,7 +20,7 @@ import {
   type MixKind,
   MixStream,
 } from "./mix.ts";
-import { type Phase, phaseAt, totalSteps, type TrainConfig } from "./config.ts";
+import { type Phase, phaseAt, phaseLrFactor, totalSteps, type TrainConfig } from "./config.ts";
 import { writeFileAtomic } from "../../runtime/atomic.ts";
 import { saveModel } from "../../runtime/hf.ts";
 import type { Model, ModelConfig } from "../../runtime/model.ts";
@@ -208,10 +208,48 @@ async function saveCheckpoint(
   try {
     previous = JSON.parse(await Deno.readTextFile(`${out}/latest.json`));
   } catch { /* first checkpoint */ }
-  await writeFileAtomic(`${out}/latest.json`, JSON.stringify({ ...info, file }, null, 2) + "\n");
+  const text = JSON.stringify({ ...info, file }, null, 2) + "\n";
+  await writeFileAtomic(`${out}/${infoFile(info.step)}`, text); // for --rewind
+  await writeFileAtomic(`${out}/latest.json`, text);
   if (previous && previous.file !== file && !keep.has(previous.step)) {
     await Deno.remove(`${out}/${previous.file}`).catch(() => {});
+    await Deno.remove(`${out}/${infoFile(previous.step)}`).catch(() => {});
   }
+}
+
+function infoFile(step: number): string {
+  return `checkpoint-${String(step).padStart(6, "0")}.json`;
+}
+
+/**
+ * Makes the kept checkpoint of `step` (the end of a phase, or the latest) the one training resumes
+ * from, and drops the evaluation rows past it; the loss curve is trimmed when training resumes.
+ * Later checkpoints stay until training overwrites them. Use it to redo later phases after
+ * editing them in the recipe.
+ * @throws InputError when no checkpoint of that step is kept in `out`
+ */
+export async function rewindTo(out: string, step: number): Promise<void> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(`${out}/${infoFile(step)}`);
+  } catch {
+    const kept = [...Deno.readDirSync(out)].map((e) => /^checkpoint-(\d+)\.json$/.exec(e.name))
+      .filter((m) => m !== null).map((m) => Number(m[1])).sort((a, b) => a - b);
+    throw new InputError(
+      `${out}: no kept checkpoint of step ${step}; kept: ${kept.join(", ") || "none"}`,
+    );
+  }
+  for (const csv of ["eval.csv", "kinds.csv"]) {
+    let rows: string[];
+    try {
+      rows = (await Deno.readTextFile(`${out}/${csv}`)).trimEnd().split("\n");
+    } catch {
+      continue;
+    }
+    const keep = rows.filter((r, i) => i === 0 || Number(r.split(",")[0]) <= step);
+    await writeFileAtomic(`${out}/${csv}`, keep.join("\n") + "\n");
+  }
+  await writeFileAtomic(`${out}/latest.json`, text);
 }
 
 /** A phase's settings and the number of its steps already run. */
@@ -394,7 +432,7 @@ export async function train(cfg: TrainConfig, opts: TrainOptions): Promise<Train
     ).join("\n") + "\n";
   while (state.step < stopAt) {
     const step = state.step;
-    const { phase, index } = phaseAt(cfg, step);
+    const { phase, index, within } = phaseAt(cfg, step);
     const batch = batchFor(tokenizer, corpus, cfg, phase, step);
     const t0 = performance.now();
     const params = paramsFromModel(model);
@@ -415,7 +453,7 @@ export async function train(cfg: TrainConfig, opts: TrainOptions): Promise<Train
       cfg.optimizer.warmup,
       total,
       cfg.optimizer.minLrRatio,
-    );
+    ) * phaseLrFactor(phase, within);
     adamwStep(weights, g, state, { ...cfg.optimizer, lr });
     const dt = (performance.now() - t0) / 1000;
     seconds += dt;

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { loadTrainConfig, parseTrainConfig, type TrainConfig } from "./config.ts";
+import { loadTrainConfig, parseTrainConfig, phaseLrFactor, type TrainConfig } from "./config.ts";
 import {
   type AdamState,
   adamwStep,
@@ -7,6 +7,7 @@ import {
   cosineLr,
   exportCheckpoint,
   namedWeights,
+  rewindTo,
   scoredPositions,
   scoredTargets,
   train,
@@ -108,8 +109,24 @@ Deno.test("train() lowers the loss and resumes to the very same weights", async 
         assert.equal(r.steps, 7);
         // the end of phase 0 (step 6) is checkpointed and kept; other superseded ones are not
         const files = [...Deno.readDirSync(`${dir}/c`)].map((e) => e.name)
-          .filter((n) => n.startsWith("checkpoint-")).sort();
+          .filter((n) => n.startsWith("checkpoint-") && n.endsWith(".safetensors")).sort();
         assert.deepEqual(files, ["checkpoint-000006.safetensors", "checkpoint-000007.safetensors"]);
+        // rewinding to the phase end and rerunning step 7 gives step 7's weights again
+        await rewindTo(`${dir}/c`, 6);
+        const again = await train(two(6, 192), {
+          out: `${dir}/c`,
+          brownDocuments: 4,
+          maxSteps: 1,
+          log: () => {},
+        });
+        assert.equal(again.steps, 7);
+        namedWeights(r.model).forEach((w, k) =>
+          assert.deepEqual(namedWeights(again.model)[k]!.data, w.data, w.name)
+        );
+        await assert.rejects(
+          () => rewindTo(`${dir}/c`, 5),
+          (e: unknown) => e instanceof InputError && /step 5; kept: 6, 7$/.test(e.message),
+        );
         await assert.rejects(
           () => train(two(5, 192), { out: `${dir}/c`, brownDocuments: 4, log: () => {} }),
           (e: unknown) =>
@@ -200,6 +217,27 @@ Deno.test("the --quick recipe trains and its loss falls", async () => {
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("phaseLrFactor() ramps a phase's learning rate up over its warm-up, then scales it", () => {
+  const cfg = tinyRecipe(10);
+  const phase = { ...cfg.phases[0]!, warmup: 4, lrScale: 0.5 };
+  assert.deepEqual([0, 1, 3, 4, 9].map((k) => phaseLrFactor(phase, k)), [
+    0.125,
+    0.25,
+    0.5,
+    0.5,
+    0.5,
+  ]);
+  assert.equal(phaseLrFactor(cfg.phases[0]!, 0), 1);
+  assert.throws(
+    () =>
+      parseTrainConfig({
+        ...JSON.parse(JSON.stringify(cfg)),
+        phases: [{ ...cfg.phases[0]!, warmup: -1 }],
+      }, "w.json"),
+    /w\.json: phases\[0\]\.warmup: expected a non-negative integer, got -1/,
+  );
 });
 
 Deno.test("scoredPositions() picks the copies, the retrieved digits, or all text", () => {
