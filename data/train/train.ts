@@ -493,8 +493,8 @@ export async function train(cfg: TrainConfig, opts: TrainOptions): Promise<Train
         seconds,
       }, phaseEnds);
     }
-    if (cfg.eval.cases > 0 && (state.step % cfg.evalEvery === 0 || state.step === total)) {
-      await evaluate(model, tokenizer, cfg, state.step, opts.out, log);
+    if (state.step % cfg.evalEvery === 0 || state.step === total) {
+      if (cfg.eval.cases > 0) await evaluate(model, tokenizer, cfg, state.step, opts.out, log);
       const phase = phaseAt(cfg, state.step - 1).phase;
       const kinds = await kindAccuracy(model, tokenizer, corpus, cfg, phase, KIND_EXAMPLES);
       await appendCsv(
