@@ -54,6 +54,8 @@ export interface ValidityPair {
   predictedToken: number;
   /** the token-level first-order loss change: Σ E (signed) over what the cache drops */
   predictedSigned: number;
+  /** the profiler's prediction with `influence: signed`: Σ E over the dropped tiles */
+  predictedBlockSigned: number;
   measured: number;
 }
 
@@ -75,7 +77,13 @@ export async function validityCheck(
   },
   onPair: (done: number) => void = () => {},
 ): Promise<
-  { pairs: ValidityPair[]; spearman: number; spearmanToken: number; spearmanSigned: number }
+  {
+    pairs: ValidityPair[];
+    spearman: number;
+    spearmanToken: number;
+    spearmanSigned: number;
+    spearmanBlockSigned: number;
+  }
 > {
   const config = runner.model.config;
   const { numLayers: L, numKvHeads: NKV } = config;
@@ -89,11 +97,13 @@ export async function validityCheck(
   const params = paramsFromModel(runner.model);
   const inf = await profileInfluence(config, params, samples, o.block);
   const tokenInf = await profileInfluence(config, params, samples, 1);
+  const blockSignedInf = await profileInfluence(config, params, samples, o.block, () => {}, true);
   const signedInf = await profileInfluence(config, params, samples, 1, () => {}, true).finally(
     () => disposeParams(params),
   );
   const rules = candidateRules([Math.floor(o.length / 2), o.length], 2 * o.length);
   const predicted = ruleLosses(inf, rules, o.sink);
+  const predictedBlockSigned = ruleLosses(blockSignedInf, rules, o.sink);
   const full = { sink: o.sink, alphas: grid(L, NKV, o.length), betas: grid(L, NKV, 1) };
   const base = await validationLoss(runner, full, samples);
   const rng = new Rng(o.seed);
@@ -123,6 +133,7 @@ export async function validityCheck(
         o.sink,
         signedInf.values[layer]![kvHead]!,
       ),
+      predictedBlockSigned: predictedBlockSigned[layer * NKV + kvHead]![r]!,
       measured,
     });
     onPair(k + 1);
@@ -132,6 +143,10 @@ export async function validityCheck(
     spearman: spearman(out.map((p) => p.predicted), out.map((p) => p.measured)),
     spearmanToken: spearman(out.map((p) => p.predictedToken), out.map((p) => p.measured)),
     spearmanSigned: spearman(out.map((p) => p.predictedSigned), out.map((p) => p.measured)),
+    spearmanBlockSigned: spearman(
+      out.map((p) => p.predictedBlockSigned),
+      out.map((p) => p.measured),
+    ),
   };
 }
 

@@ -63,10 +63,20 @@ async function main(args: string[]): Promise<number> {
   });
   if (values.out) await writeFileAtomic(values.out, csvFormat(r.pairs) + "\n");
   console.log(
-    `Spearman over ${r.pairs.length} (kv head, rule) pairs: ${r.spearman.toFixed(3)} for the ` +
-      `profiler's block prediction (Σ|E| over dropped tiles), ${r.spearmanToken.toFixed(3)} at ` +
-      `token level (Σ|E|, each query's own window), ${r.spearmanSigned.toFixed(3)} for the ` +
-      `signed first-order change (ΣE)`,
+    `Spearman of predicted vs measured loss over ${r.pairs.length} (kv head, rule) pairs:`,
+  );
+  console.log(
+    `  influence abs    (Σ|E| over dropped tiles, the reference's): ${r.spearman.toFixed(3)}`,
+  );
+  console.log(
+    `  influence signed (ΣE over dropped tiles):                   ${
+      r.spearmanBlockSigned.toFixed(3)
+    }`,
+  );
+  console.log(
+    `  token level, each query's own window: Σ|E| ${r.spearmanToken.toFixed(3)}, ΣE ${
+      r.spearmanSigned.toFixed(3)
+    }`,
   );
   return 0;
 }
