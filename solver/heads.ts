@@ -5,6 +5,11 @@
  * local; heads that reach back over a large share of the context are the long-range ones MoA
  * must keep wide.
  *
+ * {@link inductionScores} runs the standard copy test instead: random tokens repeated once, and
+ * for each head the attention mass on the previous token and on the token after the current
+ * token's earlier occurrence (an induction head's target). Retrieval needs induction heads that
+ * work over the whole vocabulary.
+ *
  * @module
  */
 import type { Engine } from "../runtime/cpu/engine.ts";
@@ -23,6 +28,15 @@ export interface HeadStats {
   sinkMass: number;
   /** Mean over queries of the context length i + 1 (to scale distances). */
   meanContext: number;
+  /** Mean over queries of A_i,i−1 (a previous-token head puts ~1 here). */
+  prevMass: number;
+  /**
+   * Mean over queries of Σ A_ij over keys j whose previous token equals token i (an induction
+   * head's target); NaN when the cache was given no tokens.
+   */
+  inductionMass: number;
+  /** Mean over queries of Σ A_ij over earlier keys j holding token i itself; NaN as above. */
+  duplicateMass: number;
 }
 
 /**
@@ -38,14 +52,23 @@ export class StatsKvCache implements KvCache {
     sink: Float64Array;
     context: Float64Array;
     queries: Float64Array;
+    prev: Float64Array;
+    induction: Float64Array;
+    duplicate: Float64Array;
   };
 
   /**
    * @param config the model shape
    * @param sinkTokens tokens counted as the "sink" @default 64
    * @param minQuery queries at earlier positions are not counted @default 0
+   * @param tokens the whole sequence that will pass through, for the induction mass
    */
-  constructor(readonly config: ModelConfig, readonly sinkTokens = 64, readonly minQuery = 0) {
+  constructor(
+    readonly config: ModelConfig,
+    readonly sinkTokens = 64,
+    readonly minQuery = 0,
+    readonly tokens?: ArrayLike<number>,
+  ) {
     this.#k = Array.from({ length: config.numLayers }, () => []);
     this.#v = Array.from({ length: config.numLayers }, () => []);
     const n = config.numLayers * config.numHeads;
@@ -54,6 +77,9 @@ export class StatsKvCache implements KvCache {
       sink: new Float64Array(n),
       context: new Float64Array(n),
       queries: new Float64Array(n),
+      prev: new Float64Array(n),
+      induction: new Float64Array(n),
+      duplicate: new Float64Array(n),
     };
   }
 
@@ -96,12 +122,15 @@ export class StatsKvCache implements KvCache {
         }
         softmaxRow(p, 0, n);
         out.fill(0, qo, qo + HS);
-        let dist = 0, sink = 0;
+        let dist = 0, sink = 0, ind = 0, dup = 0;
+        const tok = this.tokens, ti = tok?.[i];
         for (let j = 0; j < n; j++) {
           const a = p[j]!, vj = V[j]!;
           for (let d = 0; d < HS; d++) out[qo + d]! += a * vj[g + d]!;
           dist += a * (i - j);
           if (j < this.sinkTokens) sink += a;
+          if (tok && j > 0 && j < i && tok[j - 1] === ti) ind += a;
+          if (tok && j < i && tok[j] === ti) dup += a;
         }
         if (i >= this.minQuery) {
           const idx = layer * NH + h;
@@ -109,6 +138,9 @@ export class StatsKvCache implements KvCache {
           this.sums.sink[idx]! += sink;
           this.sums.context[idx]! += n;
           this.sums.queries[idx]! += 1;
+          this.sums.prev[idx]! += i > 0 ? p[i - 1]! : 0;
+          this.sums.induction[idx]! += ind;
+          this.sums.duplicate[idx]! += dup;
         }
       }
     }
@@ -132,16 +164,23 @@ export async function headStats(
 ): Promise<HeadStats[]> {
   const c = runner.model.config;
   const n = c.numLayers * c.numHeads;
-  const tot = {
-    distance: new Float64Array(n),
-    sink: new Float64Array(n),
-    context: new Float64Array(n),
-    queries: new Float64Array(n),
-  };
+  const keys = [
+    "distance",
+    "sink",
+    "context",
+    "queries",
+    "prev",
+    "induction",
+    "duplicate",
+  ] as const;
+  const tot = Object.fromEntries(keys.map((k) => [k, new Float64Array(n)])) as Record<
+    (typeof keys)[number],
+    Float64Array
+  >;
   for (const p of prompts) {
-    const cache = new StatsKvCache(c, opts.sinkTokens ?? 64, opts.minQuery ?? 0);
+    const cache = new StatsKvCache(c, opts.sinkTokens ?? 64, opts.minQuery ?? 0, p);
     await runner.step([{ cache, tokens: p }], "none");
-    for (const key of ["distance", "sink", "context", "queries"] as const) {
+    for (const key of keys) {
       for (let i = 0; i < n; i++) tot[key][i]! += cache.sums[key][i]!;
     }
   }
@@ -155,8 +194,56 @@ export async function headStats(
         meanDistance: tot.distance[i]! / q,
         sinkMass: tot.sink[i]! / q,
         meanContext: tot.context[i]! / q,
+        prevMass: tot.prev[i]! / q,
+        inductionMass: tot.induction[i]! / q,
+        duplicateMass: tot.duplicate[i]! / q,
       });
     }
   }
   return out;
+}
+
+/**
+ * The induction test: `sequences` of `[BOS, r, r]` with r = `span` tokens drawn uniformly from
+ * ids [first, first + vocab), scored on the second copy (where an induction head attends to the
+ * token after the current token's first occurrence, and copying predicts every next token).
+ * @returns per head stats (prevMass, inductionMass) over the second copies, and the model's
+ *   next-token accuracy there (the copies it gets right)
+ */
+export async function inductionScores(
+  runner: CpuModel,
+  o: {
+    span: number;
+    sequences: number;
+    vocab: number;
+    first?: number;
+    bos?: number;
+    seed?: number;
+  },
+): Promise<{ heads: HeadStats[]; copyAccuracy: number }> {
+  const first = o.first ?? 3;
+  let state = (o.seed ?? 0) * 2654435761 + 1;
+  const next = () => {
+    state = (state * 1103515245 + 12345) % 2147483648;
+    return state / 2147483648;
+  };
+  const prompts: number[][] = [];
+  for (let s = 0; s < o.sequences; s++) {
+    const r = Array.from({ length: o.span }, () => first + Math.floor(next() * o.vocab));
+    prompts.push([o.bos ?? 1, ...r, ...r]);
+  }
+  const heads = await headStats(runner, prompts, { sinkTokens: 1, minQuery: 1 + o.span });
+  let hit = 0, n = 0;
+  const V = runner.model.config.vocabSize;
+  for (const p of prompts) {
+    const cache = runner.newCache(p.length);
+    const logits = (await runner.step([{ cache, tokens: p }], "all"))[0]!;
+    for (let t = 1 + o.span; t < p.length - 1; t++) {
+      let best = 0;
+      for (let v = 1; v < V; v++) if (logits[t * V + v]! > logits[t * V + best]!) best = v;
+      if (best === p[t + 1]) hit++;
+      n++;
+    }
+  }
+  return { heads, copyAccuracy: hit / n };
 }

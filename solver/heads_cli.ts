@@ -14,16 +14,24 @@ import { writeFileAtomic } from "../runtime/atomic.ts";
 import { InputError, runCli } from "../runtime/errors.ts";
 import { textTable } from "../experiments/bench/cli.ts";
 import { openSession, promptTokens, resolveModelDir } from "../experiments/session.ts";
-import { headStats } from "./heads.ts";
+import { headStats, inductionScores } from "./heads.ts";
 
 const HELP = `moa heads: how far back each attention head looks
 
 Usage: deno task heads --model DIR [--length 1024] [--prompts 4] [--sink 64] [--out FILE.csv] [--json]
+                       [--induction-vocab V] [--induction-span 64]
 
 Runs K LongEval prompts of about N tokens (keys from the held-out word list) and reports, per
 layer and head, the mean attention distance in tokens (queries in the second half of the prompt)
 and the attention mass on the first --sink tokens. Local heads have small distances; long-range
 heads reach back over a large share of the context.
+
+Then the induction test: 8 sequences of random tokens (ids 3 … 3 + V − 1; default the whole
+vocabulary) repeated once; per head, the attention mass on the previous token, on the token
+after the current one's first occurrence (an induction head's target) and on that occurrence
+itself (a duplicate-token head's), over the second copies;
+and the share of the second copy the model predicts (copy accuracy). Retrieval needs heads that
+copy over the whole vocabulary.
 `;
 
 function positiveInt(name: string, v: string): number {
@@ -45,6 +53,8 @@ async function main(args: string[]): Promise<number> {
       out: { type: "string" },
       json: { type: "boolean", default: false },
       seed: { type: "string", default: "0" },
+      "induction-vocab": { type: "string" },
+      "induction-span": { type: "string", default: "64" },
       help: { type: "boolean", short: "h", default: false },
     },
   });
@@ -69,17 +79,42 @@ async function main(args: string[]): Promise<number> {
     sinkTokens,
     minQuery: Math.floor(length / 2),
   });
-  const rows = stats.map((s) => ({
+  const V = session.runner.model.config.vocabSize;
+  const vocab = values["induction-vocab"] === undefined
+    ? V - 3
+    : positiveInt("induction-vocab", values["induction-vocab"]);
+  if (vocab > V - 3) {
+    throw new InputError(
+      `--induction-vocab: at most ${V - 3} (the model's ordinary ids), got ${vocab}`,
+    );
+  }
+  const ind = await inductionScores(session.runner, {
+    span: positiveInt("induction-span", values["induction-span"]),
+    sequences: 8,
+    vocab,
+    seed: Number(values.seed),
+  });
+  const rows = stats.map((s, i) => ({
     layer: s.layer,
     head: s.head,
     mean_distance: +s.meanDistance.toFixed(2),
     distance_share: +(s.meanDistance / s.meanContext).toFixed(4),
     sink_mass: +s.sinkMass.toFixed(4),
     mean_context: +s.meanContext.toFixed(1),
+    prev_token_mass: +ind.heads[i]!.prevMass.toFixed(4),
+    induction_mass: +ind.heads[i]!.inductionMass.toFixed(4),
+    duplicate_mass: +ind.heads[i]!.duplicateMass.toFixed(4),
   }));
   if (values.out) await writeFileAtomic(values.out, csvFormat(rows) + "\n");
   if (values.json) console.log(JSON.stringify(rows));
-  else console.log(textTable(rows));
+  else {
+    console.log(textTable(rows));
+    console.log(
+      `copy accuracy on repeated random tokens (alphabet ${vocab}): ${
+        ind.copyAccuracy.toFixed(3)
+      } (prev_token_mass and induction_mass are measured there)`,
+    );
+  }
   return 0;
 }
 

@@ -3,7 +3,7 @@ import { CpuModel } from "../runtime/cpu/forward.ts";
 import { maxAbsDiff } from "../runtime/cpu/_reference.ts";
 import { randomModel, tinyConfig } from "../runtime/random_model.ts";
 import { Rng } from "../runtime/rng.ts";
-import { headStats, StatsKvCache } from "./heads.ts";
+import { headStats, inductionScores, StatsKvCache } from "./heads.ts";
 
 const config = tinyConfig({ numLayers: 2, numHeads: 4, numKvHeads: 2 });
 const rng = new Rng(2);
@@ -33,6 +33,41 @@ Deno.test("headStats() gives the closed form for uniform attention", async () =>
     );
     assert.ok(Math.abs(s.sinkMass - wantSink) < 1e-5, `sink ${s.sinkMass} vs ${wantSink}`);
     assert.ok(Math.abs(s.meanContext - 125.5) < 1e-9);
+  }
+});
+
+Deno.test("headStats() induction and previous-token mass: closed form for uniform attention", async () => {
+  // a prompt with a repeated half, so that keys after earlier occurrences exist
+  const r = Array.from({ length: 40 }, () => rng.int(3, 30));
+  const p = [1, ...r, ...r];
+  const model = randomModel(config, 4, 8);
+  for (const l of model.weights.layers) l.wq.fill(0);
+  const stats = await headStats(new CpuModel(model), [p], { minQuery: 41 });
+  let wantPrev = 0, wantInd = 0, wantDup = 0, q = 0;
+  for (let i = 41; i < p.length; i++) {
+    let matches = 0, dups = 0;
+    for (let j = 1; j < i; j++) if (p[j - 1] === p[i]) matches++;
+    for (let j = 0; j < i; j++) if (p[j] === p[i]) dups++;
+    wantPrev += 1 / (i + 1);
+    wantInd += matches / (i + 1);
+    wantDup += dups / (i + 1);
+    q++;
+  }
+  for (const st of stats) {
+    assert.ok(Math.abs(st.prevMass - wantPrev / q) < 1e-6, `prev ${st.prevMass}`);
+    assert.ok(Math.abs(st.inductionMass - wantInd / q) < 1e-6, `induction ${st.inductionMass}`);
+    assert.ok(Math.abs(st.duplicateMass - wantDup / q) < 1e-6, `duplicate ${st.duplicateMass}`);
+  }
+});
+
+Deno.test("inductionScores() is seeded and bounded, and a random model does not copy", async () => {
+  const runner = new CpuModel(randomModel(config, 4, 8));
+  const o = { span: 20, sequences: 2, vocab: 50, seed: 3 };
+  const a = await inductionScores(runner, o), b = await inductionScores(runner, o);
+  assert.deepEqual(a, b, "seeded");
+  assert.ok(a.copyAccuracy >= 0 && a.copyAccuracy <= 0.2, `random model copies ${a.copyAccuracy}`);
+  for (const h of a.heads) {
+    assert.ok(h.prevMass > 0 && h.prevMass < 1 && h.inductionMass > 0 && h.inductionMass < 1);
   }
 });
 
