@@ -44,6 +44,8 @@ export interface TrainConfig {
     intermediate: number;
     maxPositions: number;
     ropeTheta: number;
+    /** one matrix for the input embedding and the output head (`tie_word_embeddings`) */
+    tieEmbeddings?: boolean;
   };
   tokenizer: { vocabSize: number };
   optimizer: {
@@ -133,7 +135,14 @@ export function parseTrainConfig(json: unknown, file: string): TrainConfig {
     "intermediate",
     "maxPositions",
     "ropeTheta",
-  ]);
+  ], ["tieEmbeddings"]);
+  if ("tieEmbeddings" in m && typeof m.tieEmbeddings !== "boolean") {
+    throw new InputError(
+      `${file}: model.tieEmbeddings: expected true or false, got ${
+        JSON.stringify(m.tieEmbeddings)
+      }`,
+    );
+  }
   const model = {
     hidden: posInt(file, "model.hidden", m.hidden),
     layers: posInt(file, "model.layers", m.layers),
@@ -142,6 +151,8 @@ export function parseTrainConfig(json: unknown, file: string): TrainConfig {
     intermediate: posInt(file, "model.intermediate", m.intermediate),
     maxPositions: posInt(file, "model.maxPositions", m.maxPositions),
     ropeTheta: num(file, "model.ropeTheta", m.ropeTheta, (n) => n > 0, "a positive number"),
+    // only when set, so the hash of recipes without it is unchanged
+    ...(m.tieEmbeddings === true ? { tieEmbeddings: true } : {}),
   };
   if (model.hidden % model.heads !== 0 || (model.hidden / model.heads) % 2 !== 0) {
     throw new InputError(

@@ -90,11 +90,12 @@ export function modelConfigOf(c: TrainConfig, vocab: number): ModelConfig {
     ropeTheta: m.ropeTheta,
     bosTokenId: 1,
     eosTokenIds: [2],
+    tieWordEmbeddings: m.tieEmbeddings === true,
   });
 }
 
 /**
- * Initial weights: N(0, 0.02) everywhere (GPT-2), embeddings scaled by a further 0.02, output
+ * Initial weights: N(0, 0.02) everywhere (GPT-2), embeddings included, output
  * projections (o_proj, down_proj) scaled by 1/sqrt(2L) so the residual stream starts near the
  * embeddings, norms at 1.
  *
@@ -105,6 +106,7 @@ export function modelConfigOf(c: TrainConfig, vocab: number): ModelConfig {
 export function initialModel(config: ModelConfig, seed: number): Model {
   const m = randomModel(config, seed);
   const s = 1 / Math.sqrt(2 * config.numLayers);
+  // randomModel draws embeddings from N(0, 1): scale them to N(0, 0.02) (tied or not)
   for (let i = 0; i < m.weights.embed.length; i++) m.weights.embed[i]! *= 0.02;
   for (const l of m.weights.layers) {
     l.inputNorm.fill(1);

@@ -272,3 +272,31 @@ Deno.test("scoredPositions() picks the copies, the retrieved digits, or all text
   assert.equal(scoredTargets("brown"), "text");
   assert.equal(scoredTargets("copy"), "answers");
 });
+
+Deno.test("a recipe with tied embeddings trains one matrix and saves tie_word_embeddings", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const base = tinyRecipe(6);
+    const cfg = parseTrainConfig({
+      ...JSON.parse(JSON.stringify(base)),
+      model: { ...base.model, tieEmbeddings: true },
+    }, "tied.json");
+    const r = await train(cfg, { out: `${dir}/t`, brownDocuments: 4, log: () => {} });
+    assert.ok(r.done);
+    assert.equal(r.model.weights.lmHead, r.model.weights.embed, "one array");
+    assert.ok(!namedWeights(r.model).some((w) => w.name === "lm_head.weight"));
+    const loaded = await loadModel(`${dir}/t/model`);
+    assert.equal(loaded.config.tieWordEmbeddings, true);
+    assert.deepEqual(loaded.weights.embed, r.model.weights.embed);
+    assert.throws(
+      () =>
+        parseTrainConfig({
+          ...JSON.parse(JSON.stringify(base)),
+          model: { ...base.model, tieEmbeddings: "yes" },
+        }, "tied.json"),
+      /tied\.json: model\.tieEmbeddings: expected true or false, got "yes"/,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
