@@ -15,7 +15,8 @@
 import type { Engine } from "../runtime/cpu/engine.ts";
 import type { CpuModel } from "../runtime/cpu/forward.ts";
 import type { KvCache } from "../runtime/cpu/kv_cache.ts";
-import { softmaxRow } from "../runtime/cpu/ops.ts";
+import { argmax, softmaxRow } from "../runtime/cpu/ops.ts";
+import { Rng } from "../runtime/rng.ts";
 import type { ModelConfig } from "../runtime/model.ts";
 
 /** Statistics of one head, averaged over the queries of the prompts seen. */
@@ -222,14 +223,10 @@ export async function inductionScores(
   },
 ): Promise<{ heads: HeadStats[]; copyAccuracy: number }> {
   const first = o.first ?? 3;
-  let state = (o.seed ?? 0) * 2654435761 + 1;
-  const next = () => {
-    state = (state * 1103515245 + 12345) % 2147483648;
-    return state / 2147483648;
-  };
+  const rng = new Rng(o.seed ?? 0);
   const prompts: number[][] = [];
   for (let s = 0; s < o.sequences; s++) {
-    const r = Array.from({ length: o.span }, () => first + Math.floor(next() * o.vocab));
+    const r = Array.from({ length: o.span }, () => rng.int(first, first + o.vocab - 1));
     prompts.push([o.bos ?? 1, ...r, ...r]);
   }
   const heads = await headStats(runner, prompts, { sinkTokens: 1, minQuery: 1 + o.span });
@@ -239,9 +236,7 @@ export async function inductionScores(
     const cache = runner.newCache(p.length);
     const logits = (await runner.step([{ cache, tokens: p }], "all"))[0]!;
     for (let t = 1 + o.span; t < p.length - 1; t++) {
-      let best = 0;
-      for (let v = 1; v < V; v++) if (logits[t * V + v]! > logits[t * V + best]!) best = v;
-      if (best === p[t + 1]) hit++;
+      if (argmax(logits, t * V, V) === p[t + 1]) hit++;
       n++;
     }
   }

@@ -1,22 +1,11 @@
 import assert from "node:assert/strict";
 import { CpuModel, forwardLogits } from "../runtime/cpu/forward.ts";
 import { randomModel, tinyConfig } from "../runtime/random_model.ts";
-import { byteLevelTokenizerJson, tokenizerFromJson } from "../runtime/tokenizer.ts";
+import { byteModel } from "./_test_model.ts";
 import { makePlan, validationLoss } from "./pipeline.ts";
 import { ruleDensity } from "./rules.ts";
 
-/** A small random model with the byte-level tokenizer (LongEval prompts need ~600 tokens). */
-const config = tinyConfig({
-  vocabSize: 320,
-  numLayers: 2,
-  numHeads: 4,
-  numKvHeads: 2,
-  hiddenSize: 32,
-  headDim: 8,
-  intermediateSize: 48,
-});
-const runner = new CpuModel(randomModel(config, 3, 10));
-const tok = tokenizerFromJson(byteLevelTokenizerJson([]));
+const { runner, tok } = byteModel();
 
 Deno.test("makePlan() runs calibrate → profile → optimize → validate within the budget", async () => {
   const settings = {

@@ -1,8 +1,6 @@
 import assert from "node:assert/strict";
 import { spearman, validityCheck } from "./validity.ts";
-import { CpuModel } from "../runtime/cpu/forward.ts";
-import { randomModel, tinyConfig } from "../runtime/random_model.ts";
-import { byteLevelTokenizerJson, tokenizerFromJson } from "../runtime/tokenizer.ts";
+import { byteModel } from "./_test_model.ts";
 import { candidateRules } from "./rules.ts";
 
 Deno.test("spearman() is 1 for any increasing relation, -1 for a decreasing one, and handles ties", () => {
@@ -13,17 +11,7 @@ Deno.test("spearman() is 1 for any increasing relation, -1 for a decreasing one,
 });
 
 Deno.test("validityCheck() measures every pair and correlates what it returns", async () => {
-  const config = tinyConfig({
-    vocabSize: 320,
-    numLayers: 2,
-    numHeads: 4,
-    numKvHeads: 2,
-    hiddenSize: 32,
-    headDim: 8,
-    intermediateSize: 48,
-  });
-  const runner = new CpuModel(randomModel(config, 3, 10));
-  const tok = tokenizerFromJson(byteLevelTokenizerJson([]));
+  const { runner, tok } = byteModel();
   const o = { length: 640, samples: 1, pairs: 10, block: 64, sink: 64, seed: 2 };
   const r = await validityCheck(runner, tok, o);
   assert.equal(r.pairs.length, 10);

@@ -35,7 +35,7 @@ import {
   paramsFromModel,
 } from "../../runtime/autodiff/jax_model.ts";
 import { CpuModel, forwardLogits } from "../../runtime/cpu/forward.ts";
-import { argmax } from "../../runtime/cpu/ops.ts";
+import { argmax, logSoftmaxAt } from "../../runtime/cpu/ops.ts";
 import { fastEngine } from "../../runtime/cpu/engine.ts";
 import { cpuMethod, runLongEval } from "../../experiments/benchmarks.ts";
 import { hashOf, stableStringify } from "../../experiments/cache.ts";
@@ -686,11 +686,7 @@ export async function kindAccuracy(
       const logits = await forwardLogits(model, ex.tokens, engine);
       for (const t of scoredPositions(ex, scored, cfg.loss.answerWeight, isDigit)) {
         const off = t * V, target = ex.targets[t]!;
-        let mx = -Infinity;
-        for (let v = 0; v < V; v++) mx = Math.max(mx, logits[off + v]!);
-        let z = 0;
-        for (let v = 0; v < V; v++) z += Math.exp(logits[off + v]! - mx);
-        nll += mx + Math.log(z) - logits[off + target]!;
+        nll -= logSoftmaxAt(logits, off, V, target);
         if (argmax(logits, off, V) === target) hit++;
         n++;
       }
@@ -763,7 +759,7 @@ async function evaluate(
     device: "cpu",
   };
   const parts: string[] = [];
-  let rows = "";
+  const rows: string[] = [];
   for (const length of cfg.eval.lengths) {
     const cases = generateCases({
       count: cfg.eval.cases,
@@ -780,12 +776,8 @@ async function evaluate(
     );
     const acc = metrics.find((m) => m.metric === "accuracy")!.value;
     parts.push(`${length}: ${acc.toFixed(2)}`);
-    rows += `${step},${length},${acc},${cases.length}\n`;
+    rows.push(`${step},${length},${acc},${cases.length}`);
   }
-  let csv = "step,length,accuracy,n\n";
-  try {
-    csv = await Deno.readTextFile(`${out}/eval.csv`);
-  } catch { /* first evaluation */ }
-  await writeFileAtomic(`${out}/eval.csv`, csv + rows);
+  await appendCsv(`${out}/eval.csv`, "step,length,accuracy,n", rows);
   log(`step ${step}: held-out LongEval accuracy ${parts.join(", ")}`);
 }
