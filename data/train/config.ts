@@ -24,6 +24,8 @@ export interface Phase {
   repeatVocab?: number;
   /** how LongEval questions are answered: ` <VALUE>` (`"value"`, default) or the echoed line */
   answer?: AnswerStyle;
+  /** loss weight of LongEval answer values in this phase (default `loss.answerWeight`) */
+  valueWeight?: number;
   /**
    * Scales the recipe's cosine learning rate during this phase, ramping up from 0 over the
    * phase's first `warmup` steps (default 0: no ramp) to `lrScale` (default 1). A re-warm-up
@@ -57,6 +59,12 @@ export interface TrainConfig {
     beta2: number;
     eps: number;
     clip: number;
+    /**
+     * Steps at which the cosine schedule starts again (warm-up, then decay to the end of its
+     * cycle): a recipe extended after it finished restarts at its old end, so the steps already
+     * run keep the schedule they were trained with. Default: one cycle over all the phases.
+     */
+    restarts?: number[];
   };
   /** Loss weights of context and answer tokens in task examples. */
   loss: { contextWeight: number; answerWeight: number };
@@ -174,7 +182,7 @@ export function parseTrainConfig(json: unknown, file: string): TrainConfig {
     "beta2",
     "eps",
     "clip",
-  ]);
+  ], ["restarts"]);
   const unit = (p: string, v: unknown) =>
     num(file, p, v, (n) => n >= 0 && n < 1, "a number in [0, 1)");
   const l = obj(file, "loss", o.loss, ["contextWeight", "answerWeight"]);
@@ -186,6 +194,7 @@ export function parseTrainConfig(json: unknown, file: string): TrainConfig {
     const ph = obj(file, at, p, ["steps", "T", "B", "lines", "mix"], [
       "repeatVocab",
       "answer",
+      "valueWeight",
       "lrScale",
       "warmup",
     ]);
@@ -229,6 +238,9 @@ export function parseTrainConfig(json: unknown, file: string): TrainConfig {
         }
         : {}),
       ...(ph.answer === "echo" ? { answer: "echo" as const } : {}),
+      ...("valueWeight" in ph
+        ? { valueWeight: nonNeg(file, `${at}.valueWeight`, ph.valueWeight) }
+        : {}),
       ...("lrScale" in ph
         ? { lrScale: num(file, `${at}.lrScale`, ph.lrScale, (n) => n > 0, "a positive number") }
         : {}),
@@ -277,6 +289,7 @@ export function parseTrainConfig(json: unknown, file: string): TrainConfig {
       beta2: unit("optimizer.beta2", op.beta2),
       eps: num(file, "optimizer.eps", op.eps, (n) => n > 0, "a positive number"),
       clip: num(file, "optimizer.clip", op.clip, (n) => n > 0, "a positive number"),
+      ...("restarts" in op ? { restarts: restartsOf(file, op.restarts, phases) } : {}),
     },
     loss: {
       contextWeight: nonNeg(file, "loss.contextWeight", l.contextWeight),
@@ -313,6 +326,22 @@ export async function loadTrainConfig(path: string): Promise<TrainConfig> {
     throw new InputError(`${path}: invalid JSON: ${e instanceof Error ? e.message : e}`);
   }
   return parseTrainConfig(json, path);
+}
+
+function restartsOf(file: string, v: unknown, phases: Phase[]): number[] {
+  const total = phases.reduce((a, p) => a + p.steps, 0);
+  if (
+    !Array.isArray(v) ||
+    v.some((s, i) =>
+      !Number.isInteger(s) || s <= 0 || s >= total || (i > 0 && s <= (v[i - 1] as number))
+    )
+  ) {
+    throw new InputError(
+      `${file}: optimizer.restarts: expected increasing steps between 1 and ${total - 1} ` +
+        `(the recipe's last step), got ${JSON.stringify(v)}`,
+    );
+  }
+  return v as number[];
 }
 
 /** Total optimizer steps of a recipe. */

@@ -112,6 +112,12 @@ export interface MixConfig {
   /** loss weight of answer tokens, e.g. 1 */
   answerWeight: number;
   /**
+   * loss weight of the value (digits and closing `>` and newline) of a LongEval answer; default
+   * `answerWeight`. The value's first digit is the retrieval itself, and with echoed answers it
+   * is one target among a dozen easy ones, so a phase may weight it up.
+   */
+  valueWeight?: number;
+  /**
    * How `longeval` and `multiQuery` questions are answered: `"value"` (default) with
    * ` <VALUE>`; `"echo"` by restating the asked record line, ` line {key}: REGISTER_CONTENT is
    * <VALUE>` (see the module doc)
@@ -500,15 +506,15 @@ class LongEvalTokens {
 
   /** An answer with its newline: ` <value>\n`, or ` line {key}: REGISTER_CONTENT is <value>\n`. */
   answer(line: RecordLine, style: AnswerStyle): Int32Array {
+    return concat(this.answerParts(line, style));
+  }
+
+  /** {@link answer} as `[restated line before the value (empty unless echo), value + newline]`. */
+  answerParts(line: RecordLine, style: AnswerStyle): [Int32Array, Int32Array] {
+    const value = concat([this.value(line.value), this.nl]);
     return style === "echo"
-      ? concat([
-        this.#spaceLine,
-        this.key(line.key),
-        this.#lineMid,
-        this.value(line.value),
-        this.nl,
-      ])
-      : concat([this.value(line.value), this.nl]);
+      ? [concat([this.#spaceLine, this.key(line.key), this.#lineMid]), value]
+      : [new Int32Array(0), value];
   }
 
   #questionPieces(key: string): Int32Array {
@@ -617,7 +623,8 @@ function checkConfig(c: MixConfig, hasCorpus: boolean): void {
   if (c.answer !== undefined && c.answer !== "value" && c.answer !== "echo") {
     throw bad("answer", c.answer, '"value" or "echo"');
   }
-  for (const k of ["contextWeight", "answerWeight"] as const) {
+  for (const k of ["contextWeight", "answerWeight", "valueWeight"] as const) {
+    if (c[k] === undefined) continue;
     if (typeof c[k] !== "number" || !Number.isFinite(c[k]) || c[k] < 0) {
       throw bad(k, c[k], "a finite number >= 0");
     }
@@ -804,7 +811,13 @@ export class MixStream {
 
   #longEval(multi: boolean): Example {
     const { T, lines: [lo, hi], contextWeight, answerWeight } = this.#config;
+    const valueWeight = this.#config.valueWeight ?? answerWeight;
     const style = this.#config.answer ?? "value";
+    const pushAnswer = (line: RecordLine) => {
+      const [lead, value] = le.answerParts(line, style);
+      b.push(lead, answerWeight);
+      b.push(value, valueWeight);
+    };
     const size = T + 1;
     const le = this.#le;
     const maxKeys = TRAIN_WORDS.adjectives.length * TRAIN_WORDS.nouns.length;
@@ -853,7 +866,7 @@ export class MixStream {
     const b = new SequenceBuilder(size);
     b.push([BOS_ID], 0);
     b.push(prompt, contextWeight);
-    b.push(le.answer(asked, style), answerWeight);
+    pushAnswer(asked);
     let questions = 1;
     const kept = new Set(record);
     for (const line of others) {
@@ -861,7 +874,7 @@ export class MixStream {
       const q = le.question(line.key);
       if (q.length + le.answerLength(line, style) > b.room) break;
       b.push(q, contextWeight);
-      b.push(le.answer(line, style), answerWeight);
+      pushAnswer(line);
       questions++;
     }
     return b.finish(multi ? "multiQuery" : "longeval", record.length, questions);

@@ -139,6 +139,19 @@ export function cosineLr(
 }
 
 /**
+ * The recipe's learning rate at `step` (0-based), before the phase's factor: {@link cosineLr}
+ * over the cycle that contains `step` (cycles start at 0 and at each `optimizer.restarts`).
+ */
+export function scheduleLr(cfg: TrainConfig, step: number): number {
+  const o = cfg.optimizer;
+  const starts = [0, ...(o.restarts ?? [])];
+  let c = starts.length - 1;
+  while (starts[c]! > step) c--;
+  const start = starts[c]!, end = starts[c + 1] ?? totalSteps(cfg);
+  return cosineLr(step - start, o.lr, o.warmup, end - start, o.minLrRatio);
+}
+
+/**
  * Scales gradients in place so their global L2 norm is at most `maxNorm`.
  * @returns the norm before clipping
  */
@@ -262,6 +275,7 @@ interface PhaseDone {
   mix: Partial<Phase["mix"]>;
   repeatVocab?: number;
   answer?: "echo";
+  valueWeight?: number;
   done: number;
 }
 
@@ -281,6 +295,7 @@ export function phaseHistory(cfg: TrainConfig, steps: number): PhaseDone[] {
       mix: repeat ? p.mix : rest,
       ...(p.repeatVocab ? { repeatVocab: p.repeatVocab } : {}),
       ...(p.answer === "echo" ? { answer: p.answer } : {}),
+      ...(p.valueWeight !== undefined ? { valueWeight: p.valueWeight } : {}),
       done,
     });
     left -= done;
@@ -449,13 +464,7 @@ export async function train(cfg: TrainConfig, opts: TrainOptions): Promise<Train
     const g = namedWeights(await modelFromParams(config, grads)).map((w) => w.data);
     disposeParams(grads);
     const gradNorm = clipGlobalNorm(g, cfg.optimizer.clip);
-    const lr = cosineLr(
-      step,
-      cfg.optimizer.lr,
-      cfg.optimizer.warmup,
-      total,
-      cfg.optimizer.minLrRatio,
-    ) * phaseLrFactor(phase, within);
+    const lr = scheduleLr(cfg, step) * phaseLrFactor(phase, within);
     adamwStep(weights, g, state, { ...cfg.optimizer, lr });
     const dt = (performance.now() - t0) / 1000;
     seconds += dt;
@@ -624,6 +633,7 @@ function mixConfigOf(cfg: TrainConfig, phase: Phase): MixConfig {
     lines: phase.lines,
     ...(phase.repeatVocab ? { repeatVocab: phase.repeatVocab } : {}),
     ...(phase.answer ? { answer: phase.answer } : {}),
+    ...(phase.valueWeight !== undefined ? { valueWeight: phase.valueWeight } : {}),
     contextWeight: cfg.loss.contextWeight,
     answerWeight: cfg.loss.answerWeight,
   };
@@ -637,10 +647,11 @@ export interface KindAccuracy {
   kind: MixKind;
   /**
    * which targets were scored: `"answers"` (the loss-weighted answer tokens: copies of `repeat`,
-   * the sentence of `copy`), `"values"` (the digits of LongEval answers: the retrieval itself),
-   * or `"text"` (every token of `brown`)
+   * the sentence of `copy`), `"values"` (the digits of LongEval answers), `"first"` (the first
+   * digit of each LongEval answer: the retrieval itself, which greedy decoding must get right
+   * unaided), or `"text"` (every token of `brown`)
    */
-  scored: "answers" | "values" | "text";
+  scored: Scored;
   /** fraction of scored targets that are the argmax */
   accuracy: number;
   /** mean negative log-likelihood of the scored targets (nats) */
@@ -648,6 +659,9 @@ export interface KindAccuracy {
   /** scored targets */
   n: number;
 }
+
+/** Which targets of an example {@link kindAccuracy} scores. */
+export type Scored = "answers" | "values" | "first" | "text";
 
 /**
  * How well a model does each kind of example of a phase, teacher-forced: fresh examples from a
@@ -666,62 +680,65 @@ export async function kindAccuracy(
   const engine = await fastEngine();
   const V = model.config.vocabSize;
   const isDigit = (id: number) => /^[0-9]$/.test(tokenizer.decode([id]));
+  const mix = mixConfigOf(cfg, phase);
+  const answerWeights = [mix.answerWeight, mix.valueWeight ?? mix.answerWeight];
   const out: KindAccuracy[] = [];
   for (const kind of MIX_KINDS) {
     if (!(phase.mix[kind] > 0)) continue;
     const kinds = { brown: 0, longeval: 0, multiQuery: 0, copy: 0, repeat: 0, [kind]: 1 };
-    const stream = new MixStream(
-      tokenizer,
-      {
-        ...mixConfigOf(cfg, phase),
-        kinds,
-      },
-      0x5eed ^ (cfg.seed * 7919),
-      corpus,
-    );
-    const scored = scoredTargets(kind);
-    let hit = 0, n = 0, nll = 0;
+    const stream = new MixStream(tokenizer, { ...mix, kinds }, 0x5eed ^ (cfg.seed * 7919), corpus);
+    const scoredKinds = scoredTargets(kind);
+    const tally = scoredKinds.map(() => ({ hit: 0, n: 0, nll: 0 }));
     for (let e = 0; e < examples; e++) {
       const ex = stream.next();
       const logits = await forwardLogits(model, ex.tokens, engine);
-      for (const t of scoredPositions(ex, scored, cfg.loss.answerWeight, isDigit)) {
-        const off = t * V, target = ex.targets[t]!;
-        nll -= logSoftmaxAt(logits, off, V, target);
-        if (argmax(logits, off, V) === target) hit++;
-        n++;
-      }
+      scoredKinds.forEach((scored, i) => {
+        const c = tally[i]!;
+        for (const t of scoredPositions(ex, scored, answerWeights, isDigit)) {
+          const off = t * V, target = ex.targets[t]!;
+          c.nll -= logSoftmaxAt(logits, off, V, target);
+          if (argmax(logits, off, V) === target) c.hit++;
+          c.n++;
+        }
+      });
     }
-    out.push({ kind, scored, accuracy: n ? hit / n : 0, nll: n ? nll / n : 0, n });
+    scoredKinds.forEach((scored, i) => {
+      const { hit, n, nll } = tally[i]!;
+      out.push({ kind, scored, accuracy: n ? hit / n : 0, nll: n ? nll / n : 0, n });
+    });
   }
   return out;
 }
 
-/** What {@link kindAccuracy} scores for a kind of example. */
-export function scoredTargets(kind: MixKind): KindAccuracy["scored"] {
+/** What {@link kindAccuracy} scores for a kind of example (LongEval: all digits, then first). */
+export function scoredTargets(kind: MixKind): Scored[] {
   return kind === "brown"
-    ? "text"
+    ? ["text"]
     : kind === "longeval" || kind === "multiQuery"
-    ? "values"
-    : "answers";
+    ? ["values", "first"]
+    : ["answers"];
 }
 
 /**
  * The positions of an example whose targets {@link kindAccuracy} scores: every weighted one
- * (`"text"`), those weighted as answers (`"answers"`), or answer targets that are digits
- * (`"values"`).
+ * (`"text"`), those weighted as answers (`"answers"`: a weight in `answerWeights`), answer
+ * targets that are digits (`"values"`), or only the first of each run of them (`"first"`).
  */
 export function scoredPositions(
   ex: Example,
-  scored: KindAccuracy["scored"],
-  answerWeight: number,
+  scored: Scored,
+  answerWeights: readonly number[],
   isDigit: (id: number) => boolean,
 ): number[] {
   const out: number[] = [];
   for (let t = 0; t < ex.targets.length; t++) {
     const w = ex.weights[t]!;
     if (w <= 0) continue;
-    if (scored !== "text" && w !== answerWeight) continue;
-    if (scored === "values" && !isDigit(ex.targets[t]!)) continue;
+    if (scored !== "text" && !answerWeights.includes(w)) continue;
+    if (scored === "values" || scored === "first") {
+      if (!isDigit(ex.targets[t]!)) continue;
+      if (scored === "first" && t > 0 && isDigit(ex.targets[t - 1]!)) continue;
+    }
     out.push(t);
   }
   return out;

@@ -8,6 +8,7 @@ import {
   exportCheckpoint,
   namedWeights,
   rewindTo,
+  scheduleLr,
   scoredPositions,
   scoredTargets,
   train,
@@ -204,6 +205,27 @@ Deno.test("parseTrainConfig() names the field it rejects", () => {
   bad((c) => (c.model.kvHeads = 3), /model\.kvHeads: 3 must divide heads 2/);
   bad((c) => (c.optimizer.lrr = 1), /optimizer\.lrr: unknown field/);
   bad((c) => (c.phases[0].lines = [3, 2]), /phases\[0\]\.lines: min 3 exceeds max 2/);
+  bad((c) => (c.phases[0].valueWeight = -1), /phases\[0\]\.valueWeight: expected .*got -1/);
+  bad(
+    (c) => (c.optimizer.restarts = [5]),
+    /optimizer\.restarts: expected increasing steps between 1 and 4 .*got \[5\]/,
+  );
+  bad((c) => (c.optimizer.restarts = [3, 2]), /optimizer\.restarts: .*got \[3,2\]/);
+});
+
+Deno.test("scheduleLr() restarts the cosine at each optimizer.restarts step", () => {
+  const base = tinyRecipe(10); // warm-up 5, lr 0.01, min ratio 0.1
+  const one = { ...base, phases: [{ ...base.phases[0]!, steps: 110 }] };
+  const two = { ...one, optimizer: { ...one.optimizer, restarts: [60] } };
+  for (const step of [0, 4, 30, 59]) {
+    // before the restart, the first cycle is a whole schedule over 60 steps
+    assert.ok(Math.abs(scheduleLr(two, step) - cosineLr(step, 0.01, 5, 60, 0.1)) < 1e-15);
+    assert.equal(scheduleLr(one, step), cosineLr(step, 0.01, 5, 110, 0.1));
+  }
+  // after it: warm-up from 0 again, then decay to the recipe's end
+  assert.ok(Math.abs(scheduleLr(two, 60) - 0.01 / 5) < 1e-15);
+  assert.ok(Math.abs(scheduleLr(two, 64) - 0.01) < 1e-15);
+  assert.ok(Math.abs(scheduleLr(two, 110) - 0.001) < 1e-15);
 });
 
 Deno.test("the --quick recipe trains and its loss falls", async () => {
@@ -240,10 +262,10 @@ Deno.test("phaseLrFactor() ramps a phase's learning rate up over its warm-up, th
   );
 });
 
-Deno.test("scoredPositions() picks the copies, the retrieved digits, or all text", () => {
+Deno.test("scoredPositions() picks the copies, the retrieved digits, their first, or all text", () => {
   const bytes = tokenizerFromJson(byteLevelTokenizerJson([]));
   const isDigit = (id: number) => /^[0-9]$/.test(bytes.decode([id]));
-  const A = 2;
+  const A = 2, Vw = 3;
   const base = { T: 700, lines: [2, 5] as [number, number], contextWeight: 0.5, answerWeight: A };
   const only = (k: string) => ({
     brown: 0,
@@ -253,24 +275,39 @@ Deno.test("scoredPositions() picks the copies, the retrieved digits, or all text
     repeat: 0,
     [k]: 1,
   });
-  // LongEval with echoed answers: exactly the digits of each asked value, in order
-  const mq = new MixStream(bytes, { ...base, kinds: only("multiQuery"), answer: "echo" }, 5);
+  assert.deepEqual(scoredTargets("multiQuery"), ["values", "first"]);
+  // LongEval with echoed answers and weighted-up values: exactly the digits of each asked value,
+  // in order, and their first digits
+  const mq = new MixStream(
+    bytes,
+    { ...base, kinds: only("multiQuery"), answer: "echo", valueWeight: Vw },
+    5,
+  );
   for (let i = 0; i < 5; i++) {
     const ex = mq.next();
-    const pos = scoredPositions(ex, scoredTargets("multiQuery"), A, isDigit);
+    const digits = (scored: "values" | "first") =>
+      bytes.decode(scoredPositions(ex, scored, [A, Vw], isDigit).map((t) => ex.targets[t]!));
     const text = bytes.decode(ex.targets.slice(0, ex.targets.indexOf(2)));
     const answers = [...text.matchAll(/number\. line [a-z-]+: REGISTER_CONTENT is <(\d+)>\n/g)];
     assert.equal(answers.length, ex.questions);
-    assert.equal(bytes.decode(pos.map((t) => ex.targets[t]!)), answers.map((m) => m[1]).join(""));
+    assert.equal(digits("values"), answers.map((m) => m[1]).join(""));
+    assert.equal(digits("first"), answers.map((m) => m[1]![0]).join(""));
+    // the restated line keeps the answer weight; the value and its closing take valueWeight
+    const firstDigit = scoredPositions(ex, "first", [A, Vw], isDigit)[0]!;
+    assert.equal(ex.weights[firstDigit], Vw);
+    assert.equal(bytes.decode([ex.targets[firstDigit - 3]!]), "s"); // "is", then " <"
+    assert.deepEqual([...ex.weights.slice(firstDigit - 3, firstDigit)], [A, Vw, Vw]);
+    // a value weight outside the answer weights is not scored
+    assert.deepEqual(scoredPositions(ex, "values", [A], isDigit), []);
   }
   // repeat: every loss-weighted copy token
   const rp = new MixStream(bytes, { ...base, T: 64, kinds: only("repeat") }, 5);
   const ex = rp.next();
-  const pos = scoredPositions(ex, scoredTargets("repeat"), A, isDigit);
+  const pos = scoredPositions(ex, "answers", [A], isDigit);
   assert.ok(pos.length > 0);
   assert.deepEqual(pos, [...ex.weights.keys()].filter((t) => ex.weights[t]! > 0));
-  assert.equal(scoredTargets("brown"), "text");
-  assert.equal(scoredTargets("copy"), "answers");
+  assert.deepEqual(scoredTargets("brown"), ["text"]);
+  assert.deepEqual(scoredTargets("copy"), ["answers"]);
 });
 
 Deno.test("a recipe with tied embeddings trains one matrix and saves tie_word_embeddings", async () => {
