@@ -19,7 +19,14 @@ export interface Phase {
   /** LongEval record lines [min, max] (capped to fit T). */
   lines: [number, number];
   /** Relative weights of the example kinds. */
-  mix: { brown: number; longeval: number; multiQuery: number; copy: number; repeat: number };
+  mix: {
+    brown: number;
+    longeval: number;
+    multiQuery: number;
+    copy: number;
+    repeat: number;
+    recall: number;
+  };
   /** `repeat` examples draw their tokens from the first this many ordinary ids (default: all) */
   repeatVocab?: number;
   /** how LongEval questions are answered: ` <VALUE>` (`"value"`, default) or the echoed line */
@@ -214,6 +221,7 @@ export function parseTrainConfig(json: unknown, file: string): TrainConfig {
     if (lo > hi) throw new InputError(`${file}: ${at}.lines: min ${lo} exceeds max ${hi}`);
     const mx = obj(file, `${at}.mix`, ph.mix, ["brown", "longeval", "multiQuery", "copy"], [
       "repeat",
+      "recall",
     ]);
     const mix = {
       brown: nonNeg(file, `${at}.mix.brown`, mx.brown),
@@ -221,8 +229,9 @@ export function parseTrainConfig(json: unknown, file: string): TrainConfig {
       multiQuery: nonNeg(file, `${at}.mix.multiQuery`, mx.multiQuery),
       copy: nonNeg(file, `${at}.mix.copy`, mx.copy),
       repeat: "repeat" in mx ? nonNeg(file, `${at}.mix.repeat`, mx.repeat) : 0,
+      recall: "recall" in mx ? nonNeg(file, `${at}.mix.recall`, mx.recall) : 0,
     };
-    if (mix.brown + mix.longeval + mix.multiQuery + mix.copy + mix.repeat <= 0) {
+    if (Object.values(mix).reduce((a, w) => a + w, 0) <= 0) {
       throw new InputError(`${file}: ${at}.mix: at least one weight must be positive`);
     }
     return {

@@ -22,6 +22,12 @@
  *   induction head (find the earlier occurrence of the current token, copy what followed) can
  *   predict them, so this kind grows the copying circuit retrieval needs, early and cheaply.
  *
+ * - `recall`: `[BOS]`, LongEval record lines (`line {key}: REGISTER_CONTENT is <VALUE>\n`, keys
+ *   from {@link TRAIN_WORDS}) filling at most half the example, then the same lines again in
+ *   fresh random orders until the example is full; only the values of the repeated lines carry
+ *   answer loss (`valueWeight`). It is LongEval's retrieval with nothing else around it (no
+ *   header, no question), a dozen lookups per example instead of one.
+ *
  * Token layout: the prompt is tokenized the way the LongEval benchmark tokenizes it (one
  * `encode` of the whole prompt text after BOS); answers are appended as `encode(" <VALUE>")`
  * followed by `encode("\n")`, so the model learns to end an answer with the newline token that
@@ -65,10 +71,17 @@ export const COPY_MIN_SENTENCE_CHARS = 20;
 export const COPY_MAX_SENTENCE_CHARS = 400;
 
 /** The kinds of training example. */
-export type MixKind = "brown" | "longeval" | "multiQuery" | "copy" | "repeat";
+export type MixKind = "brown" | "longeval" | "multiQuery" | "copy" | "repeat" | "recall";
 
 /** Every kind, in the order used for sampling. */
-export const MIX_KINDS: readonly MixKind[] = ["brown", "longeval", "multiQuery", "copy", "repeat"];
+export const MIX_KINDS: readonly MixKind[] = [
+  "brown",
+  "longeval",
+  "multiQuery",
+  "copy",
+  "repeat",
+  "recall",
+];
 
 /** Token ids below this are special (`<unk>`, `<s>`, `</s>`) and never drawn for `repeat`. */
 const FIRST_ORDINARY_ID = 3;
@@ -95,8 +108,15 @@ export interface Example {
 export interface MixConfig {
   /** positions per example */
   T: number;
-  /** relative weights of the kinds (≥ 0, not all 0; `repeat` defaults to 0) */
-  kinds: { brown: number; longeval: number; multiQuery: number; copy: number; repeat?: number };
+  /** relative weights of the kinds (≥ 0, not all 0; `repeat` and `recall` default to 0) */
+  kinds: {
+    brown: number;
+    longeval: number;
+    multiQuery: number;
+    copy: number;
+    repeat?: number;
+    recall?: number;
+  };
   /**
    * `[min, max]` record lines of `longeval` and `multiQuery` examples, drawn uniformly; the
    * count is further capped so the example fits `T` (never below 1)
@@ -517,6 +537,14 @@ class LongEvalTokens {
       : [new Int32Array(0), value];
   }
 
+  /** A record line as `[line head, key and ": REGISTER_CONTENT is", " <value>" and newline]`. */
+  lineParts(line: RecordLine): [Int32Array, Int32Array] {
+    return [
+      concat([this.#lineHead, this.key(line.key), this.#lineMid]),
+      concat([this.value(line.value), this.nl]),
+    ];
+  }
+
   #questionPieces(key: string): Int32Array {
     return concat([this.#qHead, this.key(key), this.#qTail]);
   }
@@ -593,7 +621,7 @@ function checkConfig(c: MixConfig, hasCorpus: boolean): void {
   }
   let total = 0;
   for (const k of MIX_KINDS) {
-    const w = c.kinds[k] ?? (k === "repeat" ? 0 : undefined);
+    const w = c.kinds[k] ?? (k === "repeat" || k === "recall" ? 0 : undefined);
     if (typeof w !== "number" || !Number.isFinite(w) || w < 0) {
       throw bad(`kinds.${k}`, w, "a finite number >= 0");
     }
@@ -753,6 +781,8 @@ export class MixStream {
         return this.#copy();
       case "repeat":
         return this.#repeat();
+      case "recall":
+        return this.#recall();
     }
   }
 
@@ -913,6 +943,43 @@ export class MixStream {
       b.push(span.subarray(1), answerWeight);
     }
     return b.finish("repeat", 0, 0);
+  }
+
+  #recall(): Example {
+    const { T, lines: [lo, hi], contextWeight, answerWeight } = this.#config;
+    const valueWeight = this.#config.valueWeight ?? answerWeight;
+    const maxKeys = TRAIN_WORDS.adjectives.length * TRAIN_WORDS.nouns.length;
+    const want = Math.min(this.#rng.int(lo, hi), maxKeys);
+    const b = new SequenceBuilder(T + 1);
+    b.push([BOS_ID], 0);
+    // the record: up to `want` lines in at most half of the example, so each can be recalled
+    const used = new Set<string>();
+    const record: [Int32Array, Int32Array][] = [];
+    let recordLength = 0;
+    while (record.length < want) {
+      const line = { key: this.#drawKey(used), value: this.#rng.int(MIN_VALUE, MAX_VALUE) };
+      const parts = this.#le.lineParts(line);
+      const n = parts[0].length + parts[1].length;
+      if (recordLength + n > Math.floor(T / 2)) break;
+      record.push(parts);
+      recordLength += n;
+    }
+    if (record.length === 0) {
+      throw new RangeError(`MixConfig.T: ${T} is too small for a recall example`);
+    }
+    for (const [head, value] of record) b.push(concat([head, value]), contextWeight);
+    // the recalls: the record's lines again, in fresh random orders, while they fit
+    let recalls = 0;
+    for (;;) {
+      for (const [head, value] of this.#rng.shuffle(record)) {
+        if (head.length + value.length > b.room) {
+          return b.finish("recall", record.length, recalls);
+        }
+        b.push(head, contextWeight);
+        b.push(value, valueWeight);
+        recalls++;
+      }
+    }
   }
 
   #copy(): Example {

@@ -372,7 +372,7 @@ Deno.test("MixStream draws", async (t) => {
   });
 
   await t.step("kinds in proportion to their weights", async () => {
-    const kinds = { brown: 1, longeval: 2, multiQuery: 1, copy: 0.5, repeat: 0.5 };
+    const kinds = { brown: 1, longeval: 2, multiQuery: 1, copy: 0.5, repeat: 0.5, recall: 1 };
     const s = await stream({ kinds }, 3);
     const counts: Record<string, number> = {
       brown: 0,
@@ -380,10 +380,11 @@ Deno.test("MixStream draws", async (t) => {
       multiQuery: 0,
       copy: 0,
       repeat: 0,
+      recall: 0,
     };
     for (let i = 0; i < 500; i++) counts[s.next().kind]!++;
     for (const k of MIX_KINDS) {
-      const expected = kinds[k] / 5;
+      const expected = kinds[k] / 6;
       // binomial sd at n = 500 is at most 0.023; allow about 3 sd
       assert.ok(Math.abs(counts[k]! / 500 - expected) < 0.07, `${k}: ${counts[k]} of 500`);
     }
@@ -420,6 +421,45 @@ Deno.test("MixStream draws", async (t) => {
         }
         assert.ok(weighted > 100, `only ${weighted} weighted targets`);
         for (const id of ex.tokens.subarray(1)) assert.ok(id >= 3 || id === EOS_ID);
+      }
+    },
+  );
+
+  await t.step(
+    "recall: record lines, then the same lines again; loss on the recalled values",
+    async () => {
+      const V = 3;
+      const s = await stream({
+        T: 400,
+        lines: [3, 30],
+        valueWeight: V,
+        kinds: { brown: 0, longeval: 0, multiQuery: 0, copy: 0, recall: 1 },
+      });
+      for (let i = 0; i < 10; i++) {
+        const ex = s.next();
+        assert.equal(ex.kind, "recall");
+        assert.equal(ex.tokens[0], BOS_ID);
+        const end = ex.tokens.indexOf(EOS_ID);
+        const text = bytes.decode(ex.tokens.subarray(1, end < 0 ? undefined : end));
+        const lines = [...text.matchAll(/line ([a-z]+-[a-z]+): REGISTER_CONTENT is <(\d+)>\n/g)];
+        assert.equal(
+          lines.map((m) => m[0]).join(""),
+          text.slice(0, lines.at(-1)!.index + lines.at(-1)![0].length),
+        );
+        const record = lines.slice(0, ex.lines), recalls = lines.slice(ex.lines);
+        assert.ok(
+          ex.lines >= 3 && recalls.length >= ex.lines,
+          `${ex.lines} lines, ${recalls.length} recalls`,
+        );
+        assert.equal(ex.questions, recalls.length);
+        const values = new Map(record.map((m) => [m[1], m[2]]));
+        assert.equal(values.size, record.length, "distinct keys");
+        for (const m of recalls) assert.equal(m[2], values.get(m[1]!), `value of ${m[1]}`);
+        // each recalled value " <digits>>\n" carries V; nothing else but context weight or 0
+        const vw = [...ex.weights].filter((w) => w === V).length;
+        const valueChars = recalls.reduce((a, m) => a + m[2]!.length + 4, 0);
+        assert.equal(vw, valueChars);
+        for (const w of ex.weights) assert.ok(w === V || w === C || w === 0, `weight ${w}`);
       }
     },
   );

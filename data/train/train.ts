@@ -286,13 +286,16 @@ export function phaseHistory(cfg: TrainConfig, steps: number): PhaseDone[] {
   for (const p of cfg.phases) {
     if (left <= 0) break;
     const done = Math.min(left, p.steps);
-    // a zero `repeat` weight is left out, so histories written before the kind existed match
-    const { repeat, ...rest } = p.mix;
+    // zero `repeat` and `recall` weights are left out, so histories written before those kinds
+    // existed match
+    const mix: Partial<Phase["mix"]> = { ...p.mix };
+    if (!mix.repeat) delete mix.repeat;
+    if (!mix.recall) delete mix.recall;
     out.push({
       T: p.T,
       B: p.B,
       lines: p.lines,
-      mix: repeat ? p.mix : rest,
+      mix,
       ...(p.repeatVocab ? { repeatVocab: p.repeatVocab } : {}),
       ...(p.answer === "echo" ? { answer: p.answer } : {}),
       ...(p.valueWeight !== undefined ? { valueWeight: p.valueWeight } : {}),
@@ -685,7 +688,15 @@ export async function kindAccuracy(
   const out: KindAccuracy[] = [];
   for (const kind of MIX_KINDS) {
     if (!(phase.mix[kind] > 0)) continue;
-    const kinds = { brown: 0, longeval: 0, multiQuery: 0, copy: 0, repeat: 0, [kind]: 1 };
+    const kinds = {
+      brown: 0,
+      longeval: 0,
+      multiQuery: 0,
+      copy: 0,
+      repeat: 0,
+      recall: 0,
+      [kind]: 1,
+    };
     const stream = new MixStream(tokenizer, { ...mix, kinds }, 0x5eed ^ (cfg.seed * 7919), corpus);
     const scoredKinds = scoredTargets(kind);
     const tally = scoredKinds.map(() => ({ hit: 0, n: 0, nll: 0 }));
@@ -714,7 +725,7 @@ export async function kindAccuracy(
 export function scoredTargets(kind: MixKind): Scored[] {
   return kind === "brown"
     ? ["text"]
-    : kind === "longeval" || kind === "multiQuery"
+    : kind === "longeval" || kind === "multiQuery" || kind === "recall"
     ? ["values", "first"]
     : ["answers"];
 }
