@@ -71,6 +71,9 @@ function subsets(n: number, k: number): number[][] {
   return out;
 }
 
+/** Multipliers beyond this many times their natural scale mean the dual has diverged. */
+const DIVERGED = 1e12;
+
 /**
  * Solves the problem for one objective weighting by Lagrangian relaxation of its constraints.
  *
@@ -491,10 +494,20 @@ export async function solveLagrange(
       let a = c0[k]! - w, b = c0[k]! + w;
       if (!Number.isFinite(hi[k]!)) b = Math.min(b, 0);
       if (!Number.isFinite(lo[k]!)) a = Math.max(a, 0);
+      // multipliers this far out mean the dual is unbounded: the constraints cannot all be met
+      // at once. Stop here (value NaN ends the bundle loop); the exact solver then says so.
+      if (Math.max(Math.abs(a), Math.abs(b)) > DIVERGED * Math.max(up[k]!, 1)) {
+        return { at: c0, value: NaN };
+      }
       lines.push(` ${f(a)} <= u${k} <= ${f(b)}`);
     }
     lines.push("End", "");
-    const model = highs.createModel({ format: "lp", data: lines.join("\n") });
+    let model: ReturnType<typeof highs.createModel>;
+    try {
+      model = highs.createModel({ format: "lp", data: lines.join("\n") });
+    } catch {
+      return { at: c0, value: NaN }; // numbers HiGHS cannot read: treat as diverged
+    }
     try {
       model.options.set({ output_flag: false });
       model.run();

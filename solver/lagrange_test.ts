@@ -69,3 +69,24 @@ Deno.test("solveMilp() on a distinct-limited problem returns a feasible plan and
     `${s.objective} vs ${exact.objective}, gap ${s.gap}`,
   );
 });
+
+Deno.test("solveLagrange() on an infeasible problem reports no plan instead of failing", async () => {
+  // each constraint alone can be met, not both: the loss bound needs every head on its
+  // lowest-loss (densest) rule, the density window forbids that. The dual is unbounded and its
+  // multipliers grow without limit (they once reached 1e21 and broke HiGHS's LP reader).
+  const p = randomProblem(3, 3, 5, 7, 2);
+  const loss = p.objectives[0]!;
+  const least = loss.reduce((a, row) => a + Math.min(...row), 0);
+  const infeasible: Problem = {
+    ...p,
+    constraints: [...p.constraints, {
+      name: "loss",
+      coef: loss,
+      lower: -Infinity,
+      upper: least * 1.0001,
+    }],
+  };
+  const r = await solveLagrange(infeasible, loss, { gap: 0, timeLimit: 10 });
+  assert.equal(r.choice, null);
+  assert.equal(r.primal, Infinity);
+});
