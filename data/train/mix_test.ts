@@ -374,14 +374,7 @@ Deno.test("MixStream draws", async (t) => {
   await t.step("kinds in proportion to their weights", async () => {
     const kinds = { brown: 1, longeval: 2, multiQuery: 1, copy: 0.5, repeat: 0.5, recall: 1 };
     const s = await stream({ kinds }, 3);
-    const counts: Record<string, number> = {
-      brown: 0,
-      longeval: 0,
-      multiQuery: 0,
-      copy: 0,
-      repeat: 0,
-      recall: 0,
-    };
+    const counts: Record<string, number> = Object.fromEntries(MIX_KINDS.map((k) => [k, 0]));
     for (let i = 0; i < 500; i++) counts[s.next().kind]!++;
     for (const k of MIX_KINDS) {
       const expected = kinds[k] / 6;

@@ -688,15 +688,8 @@ export async function kindAccuracy(
   const out: KindAccuracy[] = [];
   for (const kind of MIX_KINDS) {
     if (!(phase.mix[kind] > 0)) continue;
-    const kinds = {
-      brown: 0,
-      longeval: 0,
-      multiQuery: 0,
-      copy: 0,
-      repeat: 0,
-      recall: 0,
-      [kind]: 1,
-    };
+    // only this kind (`repeat` and `recall` default to 0)
+    const kinds = { brown: 0, longeval: 0, multiQuery: 0, copy: 0, [kind]: 1 };
     const stream = new MixStream(tokenizer, { ...mix, kinds }, 0x5eed ^ (cfg.seed * 7919), corpus);
     const scoredKinds = scoredTargets(kind);
     const tally = scoredKinds.map(() => ({ hit: 0, n: 0, nll: 0 }));
