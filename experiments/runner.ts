@@ -27,7 +27,14 @@ import {
   runThroughput,
 } from "./benchmarks.ts";
 import { type AttentionMethod, cacheFactory, streamingRules } from "../runtime/cpu/methods.ts";
-import { makePlan, type PlanSettings } from "../solver/pipeline.ts";
+import {
+  loadInfluence,
+  makePlan,
+  type PlanSettings,
+  type ProfileCache,
+  type StoredInfluence,
+  storeInfluence,
+} from "../solver/pipeline.ts";
 import { type Plan, writePlan } from "../solver/plan.ts";
 import { type Row, writeMetricsCsv } from "./csv.ts";
 import { createProgress, type Progress } from "./progress.ts";
@@ -307,6 +314,17 @@ export async function runExperiment(exp: Experiment, opts: RunOptions): Promise<
       serving: Math.max(...exp.lengths),
       seed: exp.seed,
     });
+  // each length's profile is shared by every density, search space and method that asks for it
+  const profileCache: ProfileCache = async (key, compute) => {
+    if (opts.noCache) return await compute();
+    const k = await hashOf({ stage: "profile", v: 1, fingerprint, ...key });
+    const { value } = await store.getOrCompute<StoredInfluence>(
+      "profile",
+      k,
+      async () => storeInfluence(await compute()),
+    );
+    return loadInfluence(value);
+  };
   const plans = new Map<string, Promise<Plan>>();
   const planFor = (
     s: Session,
@@ -319,17 +337,24 @@ export async function runExperiment(exp: Experiment, opts: RunOptions): Promise<
       p = (async () => {
         const key = await planKey(method, density);
         const make = async () =>
-          (await makePlan(s.runner, s.tokenizer, exp.model, {
-            density,
-            lengths: exp.profile.lengths,
-            servingLength: Math.max(...exp.lengths),
-            samples: exp.profile.samples,
-            block: exp.profile.block,
-            sink: exp.profile.sink,
-            influence: exp.profile.influence,
-            seed: exp.seed,
-            ...MOA_VARIANTS[method],
-          }, log)).plan;
+          (await makePlan(
+            s.runner,
+            s.tokenizer,
+            exp.model,
+            {
+              density,
+              lengths: exp.profile.lengths,
+              servingLength: Math.max(...exp.lengths),
+              samples: exp.profile.samples,
+              block: exp.profile.block,
+              sink: exp.profile.sink,
+              influence: exp.profile.influence,
+              seed: exp.seed,
+              ...MOA_VARIANTS[method],
+            },
+            log,
+            profileCache,
+          )).plan;
         const plan = opts.noCache
           ? await make()
           : (await store.getOrCompute("plan", key, make)).value;

@@ -4,6 +4,7 @@ import { Rng } from "../runtime/rng.ts";
 import {
   densityProblem,
   densityProblemFromRules,
+  dropSlackLimit,
   evaluate,
   paretoSet,
   type Problem,
@@ -351,4 +352,21 @@ Deno.test("paretoSet()", async (t) => {
       assert.equal(new Set(got.map((s) => s.choice.join(","))).size, got.length);
     }
   });
+});
+
+Deno.test("dropSlackLimit() removes a distinct-rules limit only when no layer can exceed it", () => {
+  const base: Problem = {
+    groups: 4,
+    choices: 3,
+    objectives: [[[0, 1, 2], [0, 1, 2], [2, 1, 0], [2, 1, 0]]],
+    constraints: [],
+  };
+  // two heads per layer, limit 2: any assignment has at most 2 distinct rules in a layer
+  const slack = { ...base, maxDistinctPerLayer: { layerOfHead: [0, 0, 1, 1], limit: 2 } };
+  assert.equal(dropSlackLimit(slack).maxDistinctPerLayer, undefined);
+  assert.deepEqual(dropSlackLimit(slack).objectives, base.objectives);
+  // three heads in layer 0, limit 2: three distinct rules are possible there, so it stays
+  const binding = { ...base, maxDistinctPerLayer: { layerOfHead: [0, 0, 0, 1], limit: 2 } };
+  assert.deepEqual(dropSlackLimit(binding), binding);
+  assert.equal(dropSlackLimit(base), base);
 });

@@ -5,13 +5,23 @@
  * @module
  */
 import { buildCalibration, type CalibrationKind } from "../data/calibration.ts";
-import { disposeParams, initJax, paramsFromModel } from "../runtime/autodiff/jax_model.ts";
+import {
+  disposeParams,
+  initJax,
+  type Params,
+  paramsFromModel,
+} from "../runtime/autodiff/jax_model.ts";
 import type { CpuModel } from "../runtime/cpu/forward.ts";
 import { MoaKvCache } from "../runtime/cpu/sparse_cache.ts";
 import type { TextTokenizer } from "../runtime/tokenizer.ts";
 import { densityProblemFromRules, paretoSet, type Solution } from "./milp.ts";
 import { type Plan, planFromChoice } from "./plan.ts";
-import { type CalibrationSample, profileInfluence, ruleLosses } from "./profile.ts";
+import {
+  type BlockInfluence,
+  type CalibrationSample,
+  profileInfluence,
+  ruleLosses,
+} from "./profile.ts";
 import { candidateRules, type Rule } from "./rules.ts";
 
 /** What a plan is made from. */
@@ -43,6 +53,31 @@ export interface PlanSettings {
    * one static window for every head. @default "elastic"
    */
   search?: PlanSearch;
+}
+
+/**
+ * Where `makePlan` keeps the profile of each length (calibrate + profile are most of a plan's
+ * time, and every density, search space and method of an experiment shares them). `key` holds
+ * everything the profile depends on besides the model, which the store adds.
+ */
+export type ProfileCache = (
+  key: Record<string, unknown>,
+  compute: () => Promise<BlockInfluence>,
+) => Promise<BlockInfluence>;
+
+/** A block influence as JSON (its typed arrays as plain arrays), for a {@link ProfileCache}. */
+export interface StoredInfluence extends Omit<BlockInfluence, "values"> {
+  values: number[][][];
+}
+
+/** {@link BlockInfluence} → JSON-ready form. */
+export function storeInfluence(inf: BlockInfluence): StoredInfluence {
+  return { ...inf, values: inf.values.map((l) => l.map((v) => Array.from(v))) };
+}
+
+/** JSON form → {@link BlockInfluence}. */
+export function loadInfluence(s: StoredInfluence): BlockInfluence {
+  return { ...s, values: s.values.map((l) => l.map((v) => Float64Array.from(v))) };
 }
 
 /** Search spaces of `makePlan`, from the most constrained to MoA's. */
@@ -90,6 +125,7 @@ export async function validationLoss(
  * @param tok its tokenizer
  * @param modelName recorded in the plan
  * @param log progress lines
+ * @param cache keeps each length's profile (default: none, everything is computed)
  */
 export async function makePlan(
   runner: CpuModel,
@@ -97,13 +133,12 @@ export async function makePlan(
   modelName: string,
   s: PlanSettings,
   log: (line: string) => void = () => {},
+  cache: ProfileCache = (_key, compute) => compute(),
 ): Promise<PlanResult> {
   const config = runner.model.config;
   const NKV = config.numKvHeads;
   const lengths = [...s.lengths].sort((a, b) => a - b);
   const kind = s.calibration ?? "model";
-  await initJax("wasm");
-  const params = paramsFromModel(runner.model);
   const search = s.search ?? "elastic";
   const allRules: Rule[] = candidateRules(lengths, s.servingLength);
   // static windows (β = 0) get small spans too, one block at a time up to the grid's step (so low
@@ -117,22 +152,30 @@ export async function makePlan(
   };
   const rules = search === "elastic" ? allRules : staticRules();
   const losses: number[][][] = [];
+  let params: Params | null = null;
   try {
     for (const N of lengths) {
-      log(`calibrate: ${s.samples} samples of ${N} tokens (${kind} responses)`);
-      const samples = await buildCalibration(runner, tok, {
-        length: N,
-        samples: s.samples,
-        seed: s.seed,
-        kind,
-      });
-      log(`profile: attention influence at ${N} tokens, block ${s.block}`);
       const signed = s.influence === "signed";
-      const inf = await profileInfluence(config, params, samples, s.block, () => {}, signed);
+      const key = { length: N, samples: s.samples, seed: s.seed, kind, block: s.block, signed };
+      const inf = await cache(key, async () => {
+        log(`calibrate: ${s.samples} samples of ${N} tokens (${kind} responses)`);
+        const samples = await buildCalibration(runner, tok, {
+          length: N,
+          samples: s.samples,
+          seed: s.seed,
+          kind,
+        });
+        log(`profile: attention influence at ${N} tokens, block ${s.block}`);
+        if (!params) {
+          await initJax("wasm");
+          params = paramsFromModel(runner.model);
+        }
+        return await profileInfluence(config, params, samples, s.block, () => {}, signed);
+      });
       losses.push(ruleLosses(inf, rules, s.sink));
     }
   } finally {
-    disposeParams(params);
+    if (params) disposeParams(params);
   }
   // heads tied together choose together: their losses add up (groups are equal in size, so the
   // mean density over groups is the mean over heads)

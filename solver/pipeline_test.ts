@@ -2,7 +2,13 @@ import assert from "node:assert/strict";
 import { CpuModel, forwardLogits } from "../runtime/cpu/forward.ts";
 import { randomModel, tinyConfig } from "../runtime/random_model.ts";
 import { byteModel } from "./_test_model.ts";
-import { makePlan, validationLoss } from "./pipeline.ts";
+import {
+  loadInfluence,
+  makePlan,
+  type ProfileCache,
+  storeInfluence,
+  validationLoss,
+} from "./pipeline.ts";
 import { ruleDensity } from "./rules.ts";
 
 const { runner, tok } = byteModel();
@@ -85,4 +91,35 @@ Deno.test("makePlan() ablation searches tie heads as asked and use static window
   l.forEach((row) => assert.equal(new Set(row).size, 1, "layer: one window per layer"));
   const h = await rules("head");
   assert.equal(h.length, 2);
+});
+
+Deno.test("makePlan() profiles each length once through its cache, and plans as without it", async () => {
+  const base = {
+    density: 0.5,
+    lengths: [640, 704],
+    servingLength: 768,
+    samples: 1,
+    block: 64,
+    sink: 64,
+    seed: 3,
+    timeLimit: 20,
+  };
+  const stored = new Map<string, string>();
+  let computed = 0;
+  const cache: ProfileCache = async (key, compute) => {
+    const k = JSON.stringify(key);
+    if (!stored.has(k)) {
+      computed++;
+      stored.set(k, JSON.stringify(storeInfluence(await compute())));
+    }
+    return loadInfluence(JSON.parse(stored.get(k)!));
+  };
+  await makePlan(runner, tok, "tiny", base, () => {}, cache);
+  assert.equal(computed, 2, "one profile per length");
+  const again = await makePlan(runner, tok, "tiny", { ...base, density: 0.4 }, () => {}, cache);
+  assert.equal(computed, 2, "a second density profiles nothing");
+  const fresh = await makePlan(runner, tok, "tiny", { ...base, density: 0.4 });
+  assert.deepEqual([again.plan.alphas, again.plan.betas], [fresh.plan.alphas, fresh.plan.betas]);
+  await makePlan(runner, tok, "tiny", { ...base, calibration: "context" }, () => {}, cache);
+  assert.equal(computed, 4, "another calibration is another profile");
 });
