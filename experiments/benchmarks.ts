@@ -176,7 +176,10 @@ export async function runLongEval(
 
 /**
  * Perplexity over `total` tokens of `text`, in windows of `length` tokens each scored from an
- * empty cache.
+ * empty cache, fed `chunk` tokens per step. The chunk matters only to a cache that evicts
+ * between steps (H2O): its queries see the keys kept so far plus their own chunk, so a chunk
+ * far below the budget scores what an evicting cache keeps, where one chunk per window would
+ * score dense attention.
  * @returns `perplexity` and `nll` (mean negative log-likelihood, nats) rows
  */
 export async function runPerplexity(
@@ -186,6 +189,7 @@ export async function runPerplexity(
   total: number,
   newCache: CacheFactory,
   tick: Tick,
+  chunk = 1024,
 ): Promise<Metric[]> {
   const ids = s.tokenizer.encode(text);
   const windows = Math.max(1, Math.ceil(total / length));
@@ -200,7 +204,7 @@ export async function runPerplexity(
   for (let w = 0; w < windows; w++) {
     const start = Math.min(w * stride, ids.length - length - 1);
     const window = ids.slice(start, start + length + 1);
-    const lp = await tokenLogProbs(s.runner, window, 1024, newCache(window.length));
+    const lp = await tokenLogProbs(s.runner, window, chunk, newCache(window.length));
     for (const x of lp) lps.push(x);
     tick(w + 1, windows);
   }

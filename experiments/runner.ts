@@ -74,6 +74,15 @@ export function isMoa(m: Method): m is MoaMethod {
 /** Longest profiled length the WebAssembly profiler can hold (measured: 1.2 GB at 2048). */
 export const MAX_PROFILE_LENGTH = 2048;
 
+/**
+ * Tokens per step when scoring perplexity. H2O evicts between steps, so it is fed a block at a
+ * time: every query then sees at most the budget plus 31 keys, as its decoding would (one chunk
+ * per window would be dense attention). The other caches give the same result at any chunk.
+ */
+function pplChunk(c: { method: string }): number {
+  return c.method === "h2o" ? 32 : 1024;
+}
+
 /** Bump when a change alters what a cell measures, so old cached cells are not reused. */
 const CELL_VERSION = 1;
 
@@ -294,6 +303,8 @@ export async function runExperiment(exp: Experiment, opts: RunOptions): Promise<
       length: c.length,
       benchmark: c.benchmark,
       settings: exp.benchmarks[c.benchmark],
+      // absent (so old cells still hit) unless the chunk differs from the original 1,024
+      chunk: c.benchmark === "perplexity" && pplChunk(c) !== 1024 ? pplChunk(c) : undefined,
       cases: c.benchmark === "longeval" ? await casesKey(c.length) : null,
       plan: isMoa(c.method) ? await planKey(c.method, c.density) : null,
       seed: exp.seed,
@@ -525,6 +536,7 @@ async function runCell(
           exp.benchmarks.perplexity!.tokens,
           newCache,
           tick,
+          pplChunk(c),
         ),
         backend: "cpu",
       };

@@ -278,6 +278,36 @@ Deno.test("H2oKvCache with a budget of the whole length reproduces dense logits"
   }
 });
 
+Deno.test("H2oKvCache fed in chunks: each query sees the keys kept before its chunk and the chunk", async () => {
+  // how perplexity scores H2O (a chunk at a time, evicting in between): checked against the
+  // naive masked forward with the kept sets read from the cache before each chunk
+  const N = 160, chunk = 16;
+  const ids = tokens(N, config.vocabSize, 11);
+  const cache = new H2oKvCache(config, { density: 0.25, length: N, recent: 8 });
+  const keptBefore: Set<number>[][][] = [];
+  const got = new Float32Array(N * config.vocabSize);
+  for (let at = 0; at < N; at += chunk) {
+    keptBefore.push(
+      Array.from({ length: config.numLayers }, (_, l) =>
+        Array.from(
+          { length: config.numKvHeads },
+          (_, g) => new Set(cache.kept(l, g).map((e) => e.position)),
+        )),
+    );
+    const logits = (await runner.step([{ cache, tokens: ids.slice(at, at + chunk) }], "all"))[0]!;
+    got.set(logits, at * config.vocabSize);
+  }
+  const want = maskedLogits(model, ids, (l, g, i, j) => {
+    const c = Math.floor(i / chunk);
+    return j >= c * chunk || keptBefore[c]![l]![g]!.has(j);
+  });
+  const d = maxAbsDiff(got, want);
+  assert.ok(d <= 1e-4, `max |diff| ${d}`);
+  // and it is not dense attention: past the budget the logits differ
+  const dense = await forwardLogits(model, ids);
+  assert.ok(maxAbsDiff(got, dense) > 1e-3, "eviction changed nothing");
+});
+
 Deno.test("H2oKvCache keeps at most its budget, always with the recent tokens", async (t) => {
   const ids = tokens(120, config.vocabSize, 5);
   const cache = new H2oKvCache(config, { density: 0.25, length: 120, recent: 10 });
