@@ -315,7 +315,9 @@ export async function runExperiment(exp: Experiment, opts: RunOptions): Promise<
     hashOf({
       method,
       stage: "plan",
-      v: 1,
+      // 2: rule losses charge each query block's band at its own length (`elastic` band);
+      // 3: Pareto plans compared at every profiled length too
+      v: 3,
       fingerprint,
       density,
       // the default influence is left out of the key, so plans cached before it existed still hit

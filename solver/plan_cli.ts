@@ -21,8 +21,9 @@ Usage: deno task plan --model DIR --density D [--out FILE] [--lengths 512,1024] 
 
 Calibrates on long-range prompts answered by the model itself, profiles every kv head's
 attention influence at each --lengths, solves the MILP for the Pareto set under the density
-budget at every profiled length and the serving length, picks the plan with the lowest loss at
-1.5× the longest profiled length, and writes it (default: plan-d<D>.json).
+budget at every profiled length and the serving length, picks the plan with the lowest mean loss
+over the profiled lengths and 1.5× the longest (at most the serving length), and writes it
+(default: plan-d<D>.json).
 
 --influence abs sums |E| over the attention a rule drops (the reference's estimate); signed sums
 E itself, the first-order loss change (deno task validity compares the two on a model).

@@ -16,7 +16,7 @@
  */
 import { attentionGradsByLayer, type Params } from "../runtime/autodiff/jax_model.ts";
 import type { ModelConfig } from "../runtime/model.ts";
-import { droppedInfluence, type Rule } from "./rules.ts";
+import { type BandMode, droppedInfluence, type Rule } from "./rules.ts";
 
 /** One calibration sequence: next-token targets and the loss weight of each position. */
 export interface CalibrationSample {
@@ -123,16 +123,19 @@ export async function profileInfluence(
 
 /**
  * The estimated loss increase of every rule for every kv head at the influence's length.
+ * @param mode each query block's band at its own length (default, as the caches apply rules) or
+ *   at the full length (the reference's static prefill band); see `droppedBlocks`
  * @returns [layer·NKV + g][rule]
  */
 export function ruleLosses(
   influence: BlockInfluence,
   rules: readonly Rule[],
   sink: number,
+  mode: BandMode = "elastic",
 ): number[][] {
   return influence.values.flatMap((heads) =>
     heads.map((tiles) =>
-      rules.map((r) => droppedInfluence(r, influence.length, sink, influence.block, tiles))
+      rules.map((r) => droppedInfluence(r, influence.length, sink, influence.block, tiles, mode))
     )
   );
 }

@@ -195,30 +195,52 @@ export interface BlockMask {
 }
 
 /**
+ * How a profiled band follows the length: `static` gives every query block the band of the full
+ * length N, as the reference's block-sparse prefill does; `elastic` gives query block qb the band
+ * of its own length n_q = min(N, (qb + 1)·block), as this project's caches apply a rule (query i
+ * keeps a window of S(i + 1)), so a rule with α < 0, whose early queries keep only the sink and
+ * their own block, is charged for what it drops there.
+ */
+export type BandMode = "static" | "elastic";
+
+/** Band width in blocks of query block qb under a band mode. */
+function bandOf(rule: Rule, n: number, block: number, qb: number, mode: BandMode): number {
+  return bandBlocks(rule, mode === "static" ? n : Math.min(n, (qb + 1) * block), block);
+}
+
+/**
  * The causal (query block, key block) pairs a rule drops at length N, with the reference's
  * layout: every query block keeps the first ⌈sink/block⌉ key blocks and a band of
- * w = max(1, ⌊S(N)/block⌋) blocks ending at its diagonal block; the rest below the diagonal is
- * dropped. Profiling's loss of the rule is the sum of block influence over these pairs.
+ * w = max(1, ⌊S/block⌋) blocks ending at its diagonal block; the rest below the diagonal is
+ * dropped. S is S(N) for every query block (`static`, the reference) or S at the query block's
+ * own length (`elastic`, the default: what the caches do). Profiling's loss of the rule is the
+ * sum of block influence over these pairs.
  *
  * @param rule the rule
  * @param n sequence length
  * @param sink tokens always kept at the start
  * @param block block size in tokens
+ * @param mode the band of every query block at N, or at its own length
  * @returns the dropped pairs as a row-major nb × nb mask
  *
- * @example
  * ```ts
  * import { droppedBlocks } from "./rules.ts";
  * const m = droppedBlocks({ alpha: 128, beta: 0 }, 512, 64, 64); // 8 blocks, band 2, sink 1
  * console.log(m.dropped.reduce((a, b) => a + b, 0)); // 15 of the 36 causal pairs
  * ```
  */
-export function droppedBlocks(rule: Rule, n: number, sink: number, block: number): BlockMask {
+export function droppedBlocks(
+  rule: Rule,
+  n: number,
+  sink: number,
+  block: number,
+  mode: BandMode = "elastic",
+): BlockMask {
   const nb = Math.ceil(n / block);
-  const w = bandBlocks(rule, n, block);
   const sinkBlocks = Math.ceil(sink / block);
   const dropped = new Uint8Array(nb * nb);
   for (let qb = 0; qb < nb; qb++) {
+    const w = bandOf(rule, n, block, qb, mode);
     for (let kb = sinkBlocks; kb <= qb - w; kb++) dropped[qb * nb + kb] = 1;
   }
   return { numBlocks: nb, dropped };
@@ -232,9 +254,9 @@ export function droppedBlocks(rule: Rule, n: number, sink: number, block: number
  * @param sink tokens always kept at the start
  * @param block block size in tokens
  * @param influence row-major nb × nb block influence, nb = ⌈n / block⌉ // (nb, nb)
+ * @param mode the band of every query block at N, or at its own length
  * @returns the estimated loss increase of the rule at length n
  *
- * @example
  * ```ts
  * import { droppedInfluence } from "./rules.ts";
  * const ones = new Float64Array(8 * 8).fill(1);
@@ -247,6 +269,7 @@ export function droppedInfluence(
   sink: number,
   block: number,
   influence: ArrayLike<number>,
+  mode: BandMode = "elastic",
 ): number {
   const nb = Math.ceil(n / block);
   if (influence.length !== nb * nb) {
@@ -254,10 +277,10 @@ export function droppedInfluence(
       `droppedInfluence: influence has ${influence.length} entries, expected ${nb}×${nb}`,
     );
   }
-  const w = bandBlocks(rule, n, block);
   const sinkBlocks = Math.ceil(sink / block);
   let sum = 0;
   for (let qb = 0; qb < nb; qb++) {
+    const w = bandOf(rule, n, block, qb, mode);
     for (let kb = sinkBlocks; kb <= qb - w; kb++) sum += influence[qb * nb + kb]!;
   }
   return sum;

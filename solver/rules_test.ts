@@ -155,7 +155,8 @@ Deno.test("droppedBlocks()", async (t) => {
     const r = { alpha: -256, beta: 0.5 };
     assert.equal(bandBlocks(r, 1024, 64), 4);
     assert.equal(bandBlocks(r, 2048, 64), 12);
-    const count = (n: number) => droppedBlocks(r, n, 64, 64).dropped.reduce((a, b) => a + b, 0);
+    const count = (n: number) =>
+      droppedBlocks(r, n, 64, 64, "static").dropped.reduce((a, b) => a + b, 0);
     // Σ over query blocks of max(0, qb − w + 1 − 1)
     const formula = (nb: number, w: number) => {
       let s = 0;
@@ -166,15 +167,44 @@ Deno.test("droppedBlocks()", async (t) => {
     assert.equal(count(2048), formula(32, 12));
   });
 
+  await t.step("elastic: each query block's band is the rule's span at its own length", () => {
+    const r = { alpha: -256, beta: 0.5 };
+    // query block q ends at length 64(q + 1): span max(0, −256 + 32(q + 1)), band ≥ 1 block
+    const formula = (nb: number) => {
+      let s = 0;
+      for (let q = 0; q < nb; q++) {
+        const w = Math.max(1, Math.floor(Math.max(0, -256 + 32 * (q + 1)) / 64));
+        s += Math.max(0, q - w);
+      }
+      return s;
+    };
+    for (const n of [1024, 2048]) {
+      const m = droppedBlocks(r, n, 64, 64, "elastic");
+      assert.equal(m.dropped.reduce((a, b) => a + b, 0), formula(n / 64));
+      // the default, and never less than the static band drops for a rule that grows with n
+      assert.deepEqual(droppedBlocks(r, n, 64, 64), m);
+      const st = droppedBlocks(r, n, 64, 64, "static").dropped;
+      st.forEach((d, k) => assert.ok(m.dropped[k]! >= d, `pair ${k}`));
+    }
+    // a static window is the same in both modes once its band fits
+    const fixed = { alpha: 128, beta: 0 };
+    assert.deepEqual(
+      droppedBlocks(fixed, 512, 64, 64, "elastic").dropped.slice(2 * 8),
+      droppedBlocks(fixed, 512, 64, 64, "static").dropped.slice(2 * 8),
+    );
+  });
+
   await t.step("droppedInfluence() sums influence over exactly the dropped pairs", () => {
     const n = 640;
     const nb = 10;
     const influence = Float64Array.from({ length: nb * nb }, (_, k) => (k * 37) % 11 + 0.5);
     for (const r of candidateRules([128, 256], 640)) {
-      const m = droppedBlocks(r, n, 64, 64);
-      let want = 0;
-      m.dropped.forEach((d, k) => (want += d * influence[k]!));
-      assert.ok(Math.abs(droppedInfluence(r, n, 64, 64, influence) - want) < 1e-9);
+      for (const mode of ["static", "elastic"] as const) {
+        const m = droppedBlocks(r, n, 64, 64, mode);
+        let want = 0;
+        m.dropped.forEach((d, k) => (want += d * influence[k]!));
+        assert.ok(Math.abs(droppedInfluence(r, n, 64, 64, influence, mode) - want) < 1e-9);
+      }
     }
     assert.throws(() => droppedInfluence({ alpha: 64, beta: 0 }, n, 64, 64, [1, 2]), RangeError);
   });

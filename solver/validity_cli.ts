@@ -15,12 +15,14 @@ import { validityCheck } from "./validity.ts";
 
 const HELP = `moa validity: does profiling predict the real loss increase of a rule?
 
-Usage: deno task validity --model DIR [--length 512] [--pairs 100] [--samples 4] [--block 32]
+Usage: deno task validity --model DIR [--length 512] [--pairs 100] [--samples 12] [--block 32]
                           [--sink 32] [--seed 0] [--out FILE.csv]
 
 Applies one elastic rule to one kv head (all others dense) for random pairs, measures the loss
 increase on calibration samples, and prints the Spearman correlation with the prediction
-(target ≥ 0.8 on moa-tiny).
+(target ≥ 0.8 on moa-tiny). Fewer samples rank poorly: on moa-tiny at 512 tokens the token-level
+Σ|E| ranked at 0.26 with 4 samples and 0.92 with 12 (each sample asks about one LongEval line, so
+a few samples say little about which lines a rule loses).
 `;
 
 async function main(args: string[]): Promise<number> {
@@ -30,7 +32,7 @@ async function main(args: string[]): Promise<number> {
       model: { type: "string" },
       length: { type: "string", default: "512" },
       pairs: { type: "string", default: "100" },
-      samples: { type: "string", default: "4" },
+      samples: { type: "string", default: "12" },
       block: { type: "string", default: "32" },
       sink: { type: "string", default: "32" },
       seed: { type: "string", default: "0" },
@@ -66,7 +68,10 @@ async function main(args: string[]): Promise<number> {
     `Spearman of predicted vs measured loss over ${r.pairs.length} (kv head, rule) pairs:`,
   );
   console.log(
-    `  influence abs    (Σ|E| over dropped tiles, the reference's): ${r.spearman.toFixed(3)}`,
+    `  influence abs    (Σ|E| over dropped tiles, the profiler's):  ${r.spearman.toFixed(3)}`,
+  );
+  console.log(
+    `  the same with the reference's static band:                  ${r.spearmanStatic.toFixed(3)}`,
   );
   console.log(
     `  influence signed (ΣE over dropped tiles):                   ${
