@@ -316,9 +316,9 @@ export async function runExperiment(exp: Experiment, opts: RunOptions): Promise<
       method,
       stage: "plan",
       // 2: rule losses charge each query block's band at its own length (`elastic` band);
-      // 3: Pareto plans compared at every profiled length too; 4: elastic rules include the
-      // static windows of the `head` search
-      v: 4,
+      // 2–3: Pareto plans compared at every profiled length too; 4: elastic rules include the
+      // static windows of the `head` search; 5: back to the reference's static band
+      v: 5,
       fingerprint,
       density,
       // the default influence is left out of the key, so plans cached before it existed still hit

@@ -123,15 +123,15 @@ export async function profileInfluence(
 
 /**
  * The estimated loss increase of every rule for every kv head at the influence's length.
- * @param mode each query block's band at its own length (default, as the caches apply rules) or
- *   at the full length (the reference's static prefill band); see `droppedBlocks`
+ * @param mode every query block's band at the full length (default, the reference's static band)
+ *   or at the block's own length (as the caches apply rules); see `droppedBlocks`
  * @returns [layer·NKV + g][rule]
  */
 export function ruleLosses(
   influence: BlockInfluence,
   rules: readonly Rule[],
   sink: number,
-  mode: BandMode = "elastic",
+  mode: BandMode = "static",
 ): number[][] {
   return influence.values.flatMap((heads) =>
     heads.map((tiles) =>

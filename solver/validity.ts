@@ -48,10 +48,10 @@ export interface ValidityPair {
   kvHead: number;
   alpha: number;
   beta: number;
-  /** the profiler's prediction: influence of the dropped tiles (each query block's own band) */
+  /** the profiler's prediction: influence of the dropped tiles (the reference's static band) */
   predicted: number;
-  /** the same with the reference's static band (every query block at the full length) */
-  predictedStatic: number;
+  /** the same with each query block's band at its own length (`elastic`) */
+  predictedElastic: number;
   /** the same at token level with each query's own window, as the cache applies it */
   predictedToken: number;
   /** the token-level first-order loss change: Σ E (signed) over what the cache drops */
@@ -82,7 +82,7 @@ export async function validityCheck(
   {
     pairs: ValidityPair[];
     spearman: number;
-    spearmanStatic: number;
+    spearmanElastic: number;
     spearmanToken: number;
     spearmanSigned: number;
     spearmanBlockSigned: number;
@@ -106,7 +106,7 @@ export async function validityCheck(
   );
   const rules = candidateRules([Math.floor(o.length / 2), o.length], 2 * o.length);
   const predicted = ruleLosses(inf, rules, o.sink);
-  const predictedStatic = ruleLosses(inf, rules, o.sink, "static");
+  const predictedElastic = ruleLosses(inf, rules, o.sink, "elastic");
   const predictedBlockSigned = ruleLosses(blockSignedInf, rules, o.sink);
   const full = { sink: o.sink, alphas: grid(L, NKV, o.length), betas: grid(L, NKV, 1) };
   const base = await validationLoss(runner, full, samples);
@@ -125,7 +125,7 @@ export async function validityCheck(
       alpha: rule.alpha,
       beta: rule.beta,
       predicted: predicted[layer * NKV + kvHead]![r]!,
-      predictedStatic: predictedStatic[layer * NKV + kvHead]![r]!,
+      predictedElastic: predictedElastic[layer * NKV + kvHead]![r]!,
       predictedToken: droppedTokenInfluence(
         rule,
         o.length,
@@ -146,7 +146,7 @@ export async function validityCheck(
   return {
     pairs: out,
     spearman: spearman(out.map((p) => p.predicted), out.map((p) => p.measured)),
-    spearmanStatic: spearman(out.map((p) => p.predictedStatic), out.map((p) => p.measured)),
+    spearmanElastic: spearman(out.map((p) => p.predictedElastic), out.map((p) => p.measured)),
     spearmanToken: spearman(out.map((p) => p.predictedToken), out.map((p) => p.measured)),
     spearmanSigned: spearman(out.map((p) => p.predictedSigned), out.map((p) => p.measured)),
     spearmanBlockSigned: spearman(

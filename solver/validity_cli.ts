@@ -71,7 +71,7 @@ async function main(args: string[]): Promise<number> {
     `  influence abs    (Σ|E| over dropped tiles, the profiler's):  ${r.spearman.toFixed(3)}`,
   );
   console.log(
-    `  the same with the reference's static band:                  ${r.spearmanStatic.toFixed(3)}`,
+    `  the same with each query block's band at its own length:    ${r.spearmanElastic.toFixed(3)}`,
   );
   console.log(
     `  influence signed (ΣE over dropped tiles):                   ${
