@@ -27,6 +27,17 @@
  * console.log(rows.length); // 0: a dry run lists the cells and writes nothing
  * ```
  *
+ * @example Make a MoA plan for a density (the chain behind `deno task plan`)
+ * ```ts ignore
+ * import { CpuModel, fastEngine, loadModel, loadTokenizer, makePlan, writePlan } from "./mod.ts";
+ * const dir = new URL("./data/models/moa-tiny", import.meta.url).pathname;
+ * const runner = new CpuModel(await loadModel(dir), await fastEngine());
+ * const { plan } = await makePlan(runner, await loadTokenizer(dir), "moa-tiny", {
+ *   density: 0.5, lengths: [512, 1024], servingLength: 2048, samples: 4, block: 32, sink: 32, seed: 0,
+ * });
+ * await writePlan("plan-d0.5.json", plan); // alphas/betas per layer and kv head, as the reference
+ * ```
+ *
  * @module
  */
 
@@ -80,6 +91,45 @@ export {
   TsEngine,
   tsEngine,
 } from "./runtime/cpu/engine.ts";
+
+// the MoA chain: calibrate → profile → optimise → validate → plan
+export { buildCalibration, type CalibrationKind } from "./data/calibration.ts";
+export {
+  type BlockInfluence,
+  type CalibrationSample,
+  profileInfluence,
+  ruleLosses,
+} from "./solver/profile.ts";
+export {
+  type BandMode,
+  candidateRules,
+  droppedBlocks,
+  type Rule,
+  ruleDensity,
+  ruleKeeps,
+} from "./solver/rules.ts";
+export {
+  densityProblemFromRules,
+  paretoSet,
+  type Problem,
+  type Solution,
+  solveMilp,
+} from "./solver/milp.ts";
+export {
+  makePlan,
+  type PlanResult,
+  type PlanSettings,
+  type ProfileCache,
+  validationLoss,
+} from "./solver/pipeline.ts";
+export {
+  exportReferencePlan,
+  importReferencePlan,
+  type Plan,
+  readPlan,
+  writePlan,
+} from "./solver/plan.ts";
+export { validityCheck } from "./solver/validity.ts";
 
 // ONNX export (independent check and dense baseline)
 export { exportOnnx } from "./runtime/onnx/export.ts";
