@@ -26,7 +26,12 @@ import {
   runPerplexity,
   runThroughput,
 } from "./benchmarks.ts";
-import { type AttentionMethod, cacheFactory, streamingRules } from "../runtime/cpu/methods.ts";
+import {
+  type AttentionMethod,
+  cacheFactory,
+  scoringChunk,
+  streamingRules,
+} from "../runtime/cpu/methods.ts";
 import {
   loadInfluence,
   makePlan,
@@ -74,13 +79,9 @@ export function isMoa(m: Method): m is MoaMethod {
 /** Longest profiled length the WebAssembly profiler can hold (measured: 1.2 GB at 2048). */
 export const MAX_PROFILE_LENGTH = 2048;
 
-/**
- * Tokens per step when scoring perplexity. H2O evicts between steps, so it is fed a block at a
- * time: every query then sees at most the budget plus 31 keys, as its decoding would (one chunk
- * per window would be dense attention). The other caches give the same result at any chunk.
- */
-function pplChunk(c: { method: string }): number {
-  return c.method === "h2o" ? 32 : 1024;
+/** Tokens per perplexity step of a cell's method (`scoringChunk`). */
+function pplChunk(c: Cell): number {
+  return scoringChunk(isMoa(c.method) ? "moa" : c.method as AttentionMethod);
 }
 
 /** Bump when a change alters what a cell measures, so old cached cells are not reused. */
@@ -315,9 +316,8 @@ export async function runExperiment(exp: Experiment, opts: RunOptions): Promise<
     hashOf({
       method,
       stage: "plan",
-      // 2: rule losses charge each query block's band at its own length (`elastic` band);
-      // 2–3: Pareto plans compared at every profiled length too; 4: elastic rules include the
-      // static windows of the `head` search; 5: back to the reference's static band
+      // 5: Pareto plans compared at every profiled length, and MoA's candidates include the
+      // `head` search's static windows (2–4 were intermediate versions of this session)
       v: 5,
       fingerprint,
       density,

@@ -38,6 +38,16 @@ export function streamingRules(config: ModelConfig, density: number, sink: numbe
 }
 
 /**
+ * Tokens per step when scoring a whole text with a method's cache (perplexity). H2O evicts
+ * between steps, so it is fed a block at a time: every query then sees at most the budget plus
+ * 31 keys, as its decoding would (one step per window would be dense attention). The other
+ * caches apply their rule per query and give the same result at any step size.
+ */
+export function scoringChunk(method: AttentionMethod): number {
+  return method === "h2o" ? 32 : 1024;
+}
+
+/**
  * The cache factory of a method.
  * @throws RangeError for moa without a plan
  */
