@@ -327,6 +327,8 @@ export function summarize(results: { c: LongEvalCase; correct: boolean }[]): Lon
 }
 
 const LINE_KEY = /^line ([^:\s]+):/;
+/** A whole record line: key and value (the newline is optional). */
+const LINE = /^line ([^:\s]+): REGISTER_CONTENT is <(-?\d+)>\n?$/;
 
 function describe(v: unknown): string {
   return v === undefined ? "nothing" : JSON.stringify(v);
@@ -347,19 +349,29 @@ function stemOf(path: string): string {
 }
 
 /**
- * Reads LongEval cases in the LongChat JSONL format: one object per line with `prompt` (string)
- * and `expected_number` (integer or numeric string), and optionally `correct_line`, `num_lines`,
- * `token_size`, `random_idx` (`[lineIndex, ...]`), plus this project's `id` and `target_length`.
- * Blank lines are skipped.
+ * Reads LongEval cases in the LongChat JSONL format: one object per line with `prompt` (string,
+ * taken exactly as written, trailing space included) and `expected_number` (integer or numeric
+ * string). It reads both layouts (DESIGN.md §5.2):
+ *
+ * - LongChat's published test files, with exactly `random_idx` = `[key, lineIndex]` (for example
+ *   `["torpid-kid", 7]`), `expected_number`, `num_lines`, `token_size` (LLaMA tokens there),
+ *   `correct_line`, `prompt` and `prompt_length` (-1);
+ * - the files this project wrote before, with `random_idx` = `[lineIndex, ...]` and its own `id`
+ *   and `target_length`.
+ *
+ * Every field but `prompt` and `expected_number` is optional; when the key is given twice (in
+ * `random_idx` and in `correct_line`) both must agree, and `correct_line`'s value must equal
+ * `expected_number`. Blank lines are skipped. A case without `id` is named `{file stem}-{index}`.
  *
  * @param path the .jsonl file
  * @returns the cases in file order
  * @throws {InputError} naming `path:line:` (and the column for a JSON syntax error) when the
- *   file is missing, a line is not a JSON object, a field has the wrong type, or there are no cases
+ *   file is missing, a line is not a JSON object, a field has the wrong type, fields disagree,
+ *   or there are no cases
  * @example
  * ```ts ignore
  * import { readLongEvalJsonl } from "./longeval.ts";
- * const cases = await readLongEvalJsonl("data/longeval/testdata/longchat_sample.jsonl");
+ * const cases = await readLongEvalJsonl("data/longeval/testdata/longchat_layout.jsonl");
  * ```
  */
 export async function readLongEvalJsonl(path: string): Promise<LongEvalCase[]> {
@@ -427,31 +439,69 @@ export async function readLongEvalJsonl(path: string): Promise<LongEvalCase[]> {
     const tokens = intField("token_size", 0);
     const targetLength = intField("target_length", 1);
 
-    let lineIndex: number | null = null;
-    const rawIdx = opt("random_idx");
-    if (rawIdx !== undefined) {
-      const first = Array.isArray(rawIdx) ? rawIdx[0] : undefined;
-      if (typeof first !== "number" || !Number.isSafeInteger(first) || first < 0) {
-        throw new InputError(
-          `${at} random_idx: expected an array starting with a line index >= 0, ` +
-            `got ${describe(rawIdx)}`,
-        );
-      }
-      lineIndex = first;
-    }
-    if (lineIndex !== null && numLines !== null && lineIndex >= numLines) {
+    const promptLength = opt("prompt_length");
+    if (
+      promptLength !== undefined &&
+      (typeof promptLength !== "number" || !Number.isSafeInteger(promptLength) || promptLength < -1)
+    ) {
       throw new InputError(
-        `${at} random_idx[0]: expected a line index below num_lines ${numLines}, got ${lineIndex}`,
+        `${at} prompt_length: expected an integer >= -1, got ${describe(promptLength)}`,
       );
     }
 
-    let key: string | null = null;
+    // random_idx: [key, lineIndex] in LongChat's files, [lineIndex, ...] in this project's older ones
+    let lineIndex: number | null = null;
+    let idxKey: string | null = null;
+    const rawIdx = opt("random_idx");
+    if (rawIdx !== undefined) {
+      const isIndex = (v: unknown): v is number =>
+        typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
+      const a = Array.isArray(rawIdx) ? rawIdx : null;
+      if (
+        a !== null && a.length === 2 && typeof a[0] === "string" && a[0] !== "" && isIndex(a[1])
+      ) {
+        idxKey = a[0];
+        lineIndex = a[1];
+      } else if (a !== null && isIndex(a[0])) {
+        lineIndex = a[0];
+      } else {
+        throw new InputError(
+          `${at} random_idx: expected [key, line index >= 0] (LongChat's layout) or ` +
+            `[line index >= 0, ...], got ${describe(rawIdx)}`,
+        );
+      }
+    }
+    const idxAt = idxKey === null ? "random_idx[0]" : "random_idx[1]";
+    if (lineIndex !== null && numLines !== null && lineIndex >= numLines) {
+      throw new InputError(
+        `${at} ${idxAt}: expected a line index below num_lines ${numLines}, got ${lineIndex}`,
+      );
+    }
+
+    let key: string | null = idxKey;
     const correctLine = opt("correct_line");
     if (correctLine !== undefined) {
       if (typeof correctLine !== "string") {
         throw new InputError(`${at} correct_line: expected a string, got ${describe(correctLine)}`);
       }
-      key = LINE_KEY.exec(correctLine)?.[1] ?? null;
+      const m = LINE.exec(correctLine);
+      if (m !== null) {
+        const [, lineKey, value] = m as unknown as [string, string, string];
+        if (idxKey !== null && lineKey !== idxKey) {
+          throw new InputError(
+            `${at} correct_line: names key ${JSON.stringify(lineKey)} but random_idx[0] is ` +
+              `${JSON.stringify(idxKey)}`,
+          );
+        }
+        if (Number(value) !== expected) {
+          throw new InputError(
+            `${at} correct_line: holds the value ${value} but expected_number is ${expected}`,
+          );
+        }
+        key = lineKey;
+      } else {
+        key ??= LINE_KEY.exec(correctLine)?.[1] ?? null;
+      }
     }
 
     const rawId = opt("id");
@@ -480,9 +530,13 @@ export async function readLongEvalJsonl(path: string): Promise<LongEvalCase[]> {
 }
 
 /**
- * Writes cases in the LongChat JSONL format ({@link readLongEvalJsonl} reads it back unchanged),
- * atomically: to a temporary file in the same folder, then renamed over `path`. Fields that are
- * null are left out.
+ * Writes cases in the layout of LongChat's published test files (DESIGN.md §5.2), atomically: to
+ * a temporary file in the same folder, then renamed over `path`. Each line holds, in this order,
+ * `random_idx` (`[key, lineIndex]`), `expected_number`, `num_lines`, `token_size` (the case's
+ * `tokens`: this model's tokens, not LLaMA's), `correct_line`, `prompt` (as is) and
+ * `prompt_length` (-1, as in LongChat's files). A field whose value the case does not know is left
+ * out. {@link readLongEvalJsonl} reads the file back to the same cases, except that `id` becomes
+ * `{file stem}-{index}` and `targetLength` null (the published layout has no place for them).
  *
  * @param path the .jsonl file to write (its folder is created if missing)
  * @param cases the cases
@@ -497,12 +551,14 @@ export async function readLongEvalJsonl(path: string): Promise<LongEvalCase[]> {
 export async function writeLongEvalJsonl(path: string, cases: LongEvalCase[]): Promise<void> {
   let text = "";
   for (const c of cases) {
-    const o: Record<string, unknown> = { id: c.id, prompt: c.prompt, expected_number: c.expected };
-    if (c.key !== null) o.correct_line = formatLine(c.key, c.expected);
+    const o: Record<string, unknown> = {};
+    if (c.key !== null && c.lineIndex !== null) o.random_idx = [c.key, c.lineIndex];
+    o.expected_number = c.expected;
     if (c.numLines !== null) o.num_lines = c.numLines;
-    if (c.lineIndex !== null) o.random_idx = [c.lineIndex];
     if (c.tokens !== null) o.token_size = c.tokens;
-    if (c.targetLength !== null) o.target_length = c.targetLength;
+    if (c.key !== null) o.correct_line = formatLine(c.key, c.expected);
+    o.prompt = c.prompt;
+    o.prompt_length = -1;
     text += JSON.stringify(o) + "\n";
   }
   await writeFileAtomic(path, text);

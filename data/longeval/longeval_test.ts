@@ -20,6 +20,22 @@ const QUESTION_RE =
   /\nNow the record is over\. Tell me what is the <REGISTER_CONTENT> in line ([a-z]+-[a-z]+)\? I need the number\.$/;
 const LINE_RE = /^line ([a-z]+-[a-z]+): REGISTER_CONTENT is <(\d+)>$/;
 
+/** The fields of LongChat's published test files, in their order. */
+const PUBLISHED_FIELDS = [
+  "random_idx",
+  "expected_number",
+  "num_lines",
+  "token_size",
+  "correct_line",
+  "prompt",
+  "prompt_length",
+];
+/** A line and the question of LongChat's published files, trailing space included. */
+const PUBLISHED_LINE = "line torpid-kid: REGISTER_CONTENT is <2416>\n";
+const publishedQuestion = (key: string) =>
+  `\nNow the record is over. Tell me what is the <REGISTER_CONTENT> in line ${key}? I need the number. `;
+const PUBLISHED_QUESTION = publishedQuestion("torpid-kid");
+
 const charTokens = (s: string) => Math.ceil(s.length / 4);
 const wordTokens = (s: string) => s.split(/\s+/).filter((w) => w !== "").length;
 
@@ -287,7 +303,7 @@ Deno.test("summarize() gives overall and per-decile accuracy", async (t) => {
 Deno.test("readLongEvalJsonl() and writeLongEvalJsonl() handle the LongChat format", async (t) => {
   const dir = await Deno.makeTempDir({ prefix: "longeval_test_" });
   try {
-    await t.step("generated cases round-trip unchanged", async () => {
+    await t.step("generated cases round-trip, but for id and targetLength", async () => {
       const cases = generateCases({
         count: 5,
         targetLength: 500,
@@ -296,20 +312,94 @@ Deno.test("readLongEvalJsonl() and writeLongEvalJsonl() handle the LongChat form
       });
       const path = `${dir}/sub/cases.jsonl`;
       await writeLongEvalJsonl(path, cases);
-      assert.deepEqual(await readLongEvalJsonl(path), cases);
+      assert.deepEqual(
+        await readLongEvalJsonl(path),
+        cases.map((c, i) => ({ ...c, id: `cases-${i}`, targetLength: null })),
+      );
       assert.deepEqual([...Deno.readDirSync(`${dir}/sub`)].map((e) => e.name), ["cases.jsonl"]);
     });
-    await t.step("the file holds LongChat field names", async () => {
+    await t.step("the file holds exactly LongChat's published fields, in its order", async () => {
       const [c] = generateCases({ count: 1, targetLength: 300, seed: 9, countTokens: charTokens });
       const path = `${dir}/one.jsonl`;
       await writeLongEvalJsonl(path, [c!]);
       const o = JSON.parse(await Deno.readTextFile(path));
-      assert.equal(o.prompt, c!.prompt);
+      assert.deepEqual(Object.keys(o), PUBLISHED_FIELDS);
+      assert.deepEqual(o.random_idx, [c!.key, c!.lineIndex]);
       assert.equal(o.expected_number, c!.expected);
-      assert.equal(o.correct_line, `line ${c!.key}: REGISTER_CONTENT is <${c!.expected}>\n`);
       assert.equal(o.num_lines, c!.numLines);
-      assert.deepEqual(o.random_idx, [c!.lineIndex]);
       assert.equal(o.token_size, c!.tokens);
+      assert.equal(o.correct_line, `line ${c!.key}: REGISTER_CONTENT is <${c!.expected}>\n`);
+      assert.equal(o.prompt, c!.prompt);
+      assert.equal(o.prompt_length, -1);
+    });
+    await t.step("a line in LongChat's published layout reads as it is", async () => {
+      const lines = ["line plain-cup: REGISTER_CONTENT is <11>\n", PUBLISHED_LINE];
+      const prompt = EXPECTED_HEADER + lines.join("") + PUBLISHED_QUESTION;
+      const path = `${dir}/200_lines.jsonl`;
+      await Deno.writeTextFile(
+        path,
+        // the published field order, written out by hand
+        `{"random_idx": ["torpid-kid", 1], "expected_number": 2416, "num_lines": 2, ` +
+          `"token_size": 4803, "correct_line": ${JSON.stringify(PUBLISHED_LINE)}, ` +
+          `"prompt": ${JSON.stringify(prompt)}, "prompt_length": -1}\n`,
+      );
+      const [c, ...rest] = await readLongEvalJsonl(path);
+      assert.equal(rest.length, 0);
+      assert.deepEqual(c, {
+        id: "200_lines-0",
+        prompt,
+        expected: 2416,
+        key: "torpid-kid",
+        lineIndex: 1,
+        numLines: 2,
+        decile: 5,
+        targetLength: null,
+        tokens: 4803,
+      });
+      assert.ok(c!.prompt.endsWith("I need the number. "), "the trailing space is kept");
+    });
+    await t.step("random_idx's key is enough without correct_line", async () => {
+      const path = `${dir}/nokey.jsonl`;
+      await Deno.writeTextFile(
+        path,
+        JSON.stringify({ random_idx: ["Early-resolve", 0], expected_number: 3, prompt: "p " }) +
+          "\n",
+      );
+      const [c] = await readLongEvalJsonl(path);
+      assert.equal(c!.key, "Early-resolve");
+      assert.equal(c!.lineIndex, 0);
+      assert.equal(c!.prompt, "p ");
+    });
+    // testdata/longchat_layout.jsonl: generateCases({ count: 10, targetLength: 512, seed: 12 }) with
+    // moa-tiny's token count (BOS included), written by writeLongEvalJsonl
+    await t.step("the fixture in the published layout is consistent with its prompts", async () => {
+      const path = new URL("./testdata/longchat_layout.jsonl", import.meta.url).pathname;
+      const rows = (await Deno.readTextFile(path)).trimEnd().split("\n").map((l) => JSON.parse(l));
+      const cases = await readLongEvalJsonl(path);
+      assert.equal(cases.length, rows.length);
+      assert.ok(cases.length >= 10, `${cases.length} cases`);
+      const deciles = new Set<number>();
+      for (const [i, c] of cases.entries()) {
+        assert.deepEqual(Object.keys(rows[i]), PUBLISHED_FIELDS, `line ${i + 1}`);
+        const question = publishedQuestion(c.key!);
+        assert.ok(c.prompt.startsWith(EXPECTED_HEADER), `line ${i + 1}: header`);
+        assert.ok(c.prompt.endsWith(question), `line ${i + 1}: question, trailing space included`);
+        const body = c.prompt.slice(EXPECTED_HEADER.length, c.prompt.length - question.length);
+        const lines = body.split("\n").slice(0, -1).map((l) => {
+          const m = /^line (\S+): REGISTER_CONTENT is <(\d+)>$/.exec(l);
+          assert.ok(m !== null, `line ${i + 1}: a record line ${JSON.stringify(l)}`);
+          return { key: m[1]!, value: Number(m[2]) };
+        });
+        assert.equal(lines.length, c.numLines);
+        assert.deepEqual(lines[c.lineIndex!], { key: c.key, value: c.expected });
+        assert.equal(
+          rows[i].correct_line,
+          PUBLISHED_LINE.replace("torpid-kid", c.key!)
+            .replace("2416", String(c.expected)),
+        );
+        deciles.add(c.decile!);
+      }
+      assert.equal(deciles.size, 10, "the asked lines cover every decile");
     });
     await t.step(
       "the sample file reads with keys, positions and a numeric-string value",
@@ -391,7 +481,34 @@ Deno.test("readLongEvalJsonl() and writeLongEvalJsonl() handle the LongChat form
       [
         "a bad random_idx",
         '{"prompt": "a", "expected_number": 1, "random_idx": "x"}\n',
-        /bad\.jsonl:1: random_idx: expected an array starting with a line index >= 0, got "x"$/,
+        /bad\.jsonl:1: random_idx: expected \[key, line index >= 0\] \(LongChat's layout\) or \[line index >= 0, \.\.\.\], got "x"$/,
+      ],
+      [
+        "a random_idx with a key but a negative line index",
+        '{"prompt": "a", "expected_number": 1, "random_idx": ["red-fox", -1]}\n',
+        /bad\.jsonl:1: random_idx: expected \[key, .*got \["red-fox",-1\]$/,
+      ],
+      [
+        "a published random_idx past num_lines",
+        '{"prompt": "a", "expected_number": 1, "random_idx": ["red-fox", 5], "num_lines": 5}\n',
+        /bad\.jsonl:1: random_idx\[1\]: expected a line index below num_lines 5, got 5$/,
+      ],
+      [
+        "a random_idx key that disagrees with correct_line",
+        '{"prompt": "a", "expected_number": 7, "random_idx": ["red-fox", 0], ' +
+        '"correct_line": "line blue-fox: REGISTER_CONTENT is <7>\\n"}\n',
+        /bad\.jsonl:1: correct_line: names key "blue-fox" but random_idx\[0\] is "red-fox"$/,
+      ],
+      [
+        "a correct_line whose value is not expected_number",
+        '{"prompt": "a", "expected_number": 7, ' +
+        '"correct_line": "line blue-fox: REGISTER_CONTENT is <8>\\n"}\n',
+        /bad\.jsonl:1: correct_line: holds the value 8 but expected_number is 7$/,
+      ],
+      [
+        "a prompt_length that is not an integer",
+        '{"prompt": "a", "expected_number": 1, "prompt_length": "-1"}\n',
+        /bad\.jsonl:1: prompt_length: expected an integer >= -1, got "-1"$/,
       ],
       [
         "a random_idx past num_lines",
