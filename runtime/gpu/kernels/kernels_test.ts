@@ -2,7 +2,8 @@
  * Every GPU kernel against its CPU twin on seeded random inputs. Tolerances: |gpu − cpu| ≤
  * atol + rtol·|cpu| with the values stated per case (f32 storage: float32 rounding of sums of
  * different order; f16 storage: the CPU twin reads the same f16-rounded values). Skipped when
- * there is no WebGPU adapter.
+ * there is no WebGPU adapter; f16 steps are ignored, saying why, on an adapter without
+ * `shader-f16`.
  */
 import assert from "node:assert/strict";
 import { Rng } from "../../rng.ts";
@@ -15,6 +16,7 @@ import {
   storage,
   writeBuffer,
 } from "../device.ts";
+import { storageStep } from "../_testing.ts";
 import { type KernelConfig, runOps } from "./_op.ts";
 import { embedOp, rmsnormOp, ropeOp, ropeTable, swigluOp } from "./elementwise.ts";
 import { matmulOp } from "./matmul.ts";
@@ -117,8 +119,7 @@ Deno.test({
     ]] as const
   ) {
     for (const type of ["f32", "f16"] as const) {
-      if (type === "f16" && !gpu.f16) continue;
-      await t.step(`M=${M} N=${N} K=${K} ${type}`, async () => {
+      await t.step(storageStep(gpu, [type], `M=${M} N=${N} K=${K} ${type}`, async () => {
         const rng = new Rng(M * 1000 + N);
         const k = { ...K32, weights: type };
         const x = randn(rng, M * K),
@@ -147,7 +148,7 @@ Deno.test({
           ),
         ]);
         assertClose(await read(y, M * N), want, 1e-4, 1e-4, "y");
-      });
+      }));
     }
   }
 });
@@ -267,8 +268,7 @@ Deno.test(
     ];
     for (const [name, plan] of plans) {
       for (const kv of ["f32", "f16"] as const) {
-        if (kv === "f16" && !gpu.f16) continue;
-        await t.step(`${name}, ${kv} cache`, async () => {
+        await t.step(storageStep(gpu, [kv], `${name}, ${kv} cache`, async () => {
           const rng = new Rng(7);
           const L = 1, N = 150, steps = 12, chunk = 64, maxLength = N + steps;
           const cpuPlan = plan ?? { sink: 0, alphas: [[maxLength, maxLength]], betas: [[0, 0]] };
@@ -376,7 +376,7 @@ Deno.test(
             ]);
             assertClose(await read(outBuf, NH * HS), want, 2e-5, 2e-5, `decode at ${p}`);
           }
-        });
+        }));
       }
     }
   },
