@@ -27,11 +27,27 @@ export interface MethodSpec {
 }
 
 /**
- * StreamingLLM at a density: every kv head keeps `sink` tokens and a window of
- * density·n − sink recent ones (α = −sink, β = density), so the cache holds density·n tokens
- * at every length n ≥ sink / density.
+ * StreamingLLM at a density, the project's one definition of it (DESIGN.md §4.1): every kv head
+ * keeps `sink` tokens and a window of density·n − sink recent ones (α = −sink, β = density), so
+ * the cache holds density·n tokens at every length n ≥ sink / density, the sink inside.
+ *
+ * @param config the model's shape
+ * @param density share of the KV cache kept, in (0, 1]
+ * @param sink leading tokens every head keeps
+ * @returns the same rule for every (layer, kv head)
+ * @throws {RangeError} when `density` is outside (0, 1]
+ * @example
+ * ```ts
+ * import { streamingRules } from "./methods.ts";
+ * import { tinyConfig } from "../random_model.ts";
+ * const plan = streamingRules(tinyConfig(), 0.5, 4);
+ * console.assert(plan.alphas[0]![0] === -4 && plan.betas[0]![0] === 0.5);
+ * ```
  */
 export function streamingRules(config: ModelConfig, density: number, sink: number): SparsePlan {
+  if (!(density > 0 && density <= 1)) {
+    throw new RangeError(`streamingRules(): density is ${density}; expected a number in (0, 1]`);
+  }
   const grid = (v: number) =>
     Array.from({ length: config.numLayers }, () => new Array<number>(config.numKvHeads).fill(v));
   return { sink, alphas: grid(-sink), betas: grid(density) };

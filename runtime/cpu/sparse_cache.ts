@@ -1,6 +1,6 @@
 /**
  * Sparse key/value caches for the CPU backend: MoA's per-head elastic sink + sliding window
- * (`MoaKvCache`), its uniform special case StreamingLLM (`StreamingKvCache`), and the
+ * (`MoaKvCache`, which also runs StreamingLLM through `streamingRules` in methods.ts), and the
  * heavy-hitter baseline H2O (`H2oKvCache`). Each is a drop-in `KvCache`: `CpuModel.step` runs
  * them unchanged.
  *
@@ -41,29 +41,6 @@ export interface SparsePlan {
  */
 export function elasticSpan(alpha: number, beta: number, n: number): number {
   return Math.min(n, Math.max(0, alpha + beta * n));
-}
-
-/**
- * The StreamingLLM plan at a density: every head keeps `sink` tokens plus a window of
- * density · n (α = 0, β = density), as in the MoA reference's baseline.
- *
- * @param config the model's shape
- * @param density share of the length each window spans, in [0, 1]
- * @param sink leading tokens kept
- * @returns a uniform plan
- *
- * @example
- * ```ts
- * import { streamingPlan } from "./sparse_cache.ts";
- * import { tinyConfig } from "../random_model.ts";
- * console.log(streamingPlan(tinyConfig(), 0.5, 4).betas[0]); // [0.5, 0.5]
- * ```
- */
-export function streamingPlan(config: ModelConfig, density: number, sink: number): SparsePlan {
-  if (!(density >= 0 && density <= 1)) {
-    throw new RangeError(`streamingPlan(): density is ${density}; expected a number in [0, 1]`);
-  }
-  return uniformPlan(config, 0, density, sink);
 }
 
 /**
@@ -503,22 +480,6 @@ export class MoaKvCache implements KvCache {
 
   commit(T: number): void {
     this.#length += T;
-  }
-}
-
-/**
- * StreamingLLM: a MoA cache whose every head keeps `sink` tokens plus a window of density · n
- * (see `streamingPlan`).
- */
-export class StreamingKvCache extends MoaKvCache {
-  /**
-   * @param config the model's shape
-   * @param density share of the length each window spans
-   * @param sink leading tokens kept
-   * @param maxLength the longest sequence served; sizes the rings
-   */
-  constructor(config: ModelConfig, density: number, sink: number, maxLength: number) {
-    super(config, streamingPlan(config, density, sink), maxLength);
   }
 }
 

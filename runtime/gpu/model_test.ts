@@ -12,7 +12,7 @@ import { assertClose } from "./kernels/kernels_test.ts";
 import { forwardLogits } from "../cpu/forward.ts";
 import { CpuModel } from "../cpu/forward.ts";
 import { generateGreedy } from "../cpu/generate.ts";
-import { cacheFactory } from "../cpu/methods.ts";
+import { cacheFactory, streamingRules } from "../cpu/methods.ts";
 import type { SparsePlan } from "../cpu/sparse_cache.ts";
 import { randomModel, tinyConfig } from "../random_model.ts";
 import { loadModel } from "../hf.ts";
@@ -100,7 +100,7 @@ Deno.test(
         sink: 16,
         plan: gridPlan(c.numLayers, c.numKvHeads),
       }],
-      ["streaming 50%", { sink: 8, alphas: grid(c, -8), betas: grid(c, 0.5) }, {
+      ["streaming 50%", streamingRules(c, 0.5, 8), {
         method: "streaming",
         density: 0.5,
         sink: 8,
@@ -122,10 +122,6 @@ Deno.test(
     g.destroy();
   },
 );
-
-function grid(c: { numLayers: number; numKvHeads: number }, v: number): number[][] {
-  return Array.from({ length: c.numLayers }, () => new Array<number>(c.numKvHeads).fill(v));
-}
 
 Deno.test(
   { name: "GpuSession stops at a stop token, keeps it, and drops the overshoot", ignore },
