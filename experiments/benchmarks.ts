@@ -6,7 +6,12 @@
  */
 import { type LongEvalCase, scoreAnswer, summarize } from "../data/longeval/longeval.ts";
 import { generateGreedy, perplexity, tokenLogProbs } from "../runtime/cpu/generate.ts";
-import type { CacheFactory } from "../runtime/cpu/methods.ts";
+import {
+  type CacheFactory,
+  cacheFactory,
+  type MethodSpec,
+  streamingRules,
+} from "../runtime/cpu/methods.ts";
 import type { CpuModel } from "../runtime/cpu/forward.ts";
 import type { SparsePlan } from "../runtime/cpu/sparse_cache.ts";
 import type { GpuModel } from "../runtime/gpu/model.ts";
@@ -114,6 +119,27 @@ export function gpuMethod(model: GpuModel, plan: SparsePlan | null): MethodRunne
       }
     },
   };
+}
+
+/**
+ * The runner of a method in a session, shared by the experiment runner and `deno task longeval`:
+ * on the GPU when the session has one and the method has a GPU cache (dense, moa and its
+ * variants, streaming), else on the CPU with the method's cache. H2O has no GPU cache.
+ *
+ * @param s the loaded model
+ * @param spec the method, its density, sink and (for moa) plan
+ * @returns the runner; its `backend` says where it runs
+ * @throws {RangeError} for moa without a plan, or a density outside (0, 1] for streaming
+ */
+export function sessionMethod(s: Session, spec: MethodSpec): MethodRunner {
+  if (s.gpu && spec.method !== "h2o") {
+    if (spec.method === "dense") return gpuMethod(s.gpu, null);
+    if (spec.method === "streaming") {
+      return gpuMethod(s.gpu, streamingRules(s.runner.model.config, spec.density, spec.sink));
+    }
+    if (spec.plan) return gpuMethod(s.gpu, spec.plan);
+  }
+  return cpuMethod(s.runner, cacheFactory(s.runner, spec));
 }
 
 /** One measurement. */

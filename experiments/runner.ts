@@ -18,20 +18,13 @@ import { loadTokenizer } from "../runtime/tokenizer.ts";
 import { InputError } from "../runtime/errors.ts";
 import { ArtifactStore, hashOf } from "./cache.ts";
 import {
-  cpuMethod,
-  gpuMethod,
-  type MethodRunner,
   type Metric,
   runLongEval,
   runPerplexity,
   runThroughput,
+  sessionMethod,
 } from "./benchmarks.ts";
-import {
-  type AttentionMethod,
-  cacheFactory,
-  scoringChunk,
-  streamingRules,
-} from "../runtime/cpu/methods.ts";
+import { type AttentionMethod, cacheFactory, scoringChunk } from "../runtime/cpu/methods.ts";
 import {
   loadInfluence,
   makePlan,
@@ -516,13 +509,14 @@ async function runCell(
   casesKey: string,
   tick: (done: number, total: number) => void,
 ): Promise<{ metrics: Metric[]; backend: string }> {
-  const newCache = cacheFactory(s.runner, {
+  const spec = {
     method: isMoa(c.method) ? "moa" : c.method as AttentionMethod,
     density: c.density,
     sink: exp.profile.sink,
     ...(plan ? { plan } : {}),
-  });
-  const method = methodRunner(s, c.method, c.density, exp.profile.sink, plan, newCache);
+  };
+  const newCache = cacheFactory(s.runner, spec);
+  const method = sessionMethod(s, spec);
   switch (c.benchmark) {
     case "longeval": {
       const cases = fileCases
@@ -551,27 +545,6 @@ async function runCell(
       };
     }
   }
-}
-
-/**
- * The runner for a cell's method: the GPU when the session has one and the method has a GPU
- * cache (dense, moa and its variants, streaming), else the CPU.
- */
-function methodRunner(
-  s: Session,
-  method: string,
-  density: number,
-  sink: number,
-  plan: Plan | undefined,
-  newCache: ReturnType<typeof cacheFactory>,
-): MethodRunner {
-  if (s.gpu && method !== "h2o") {
-    const config = s.runner.model.config;
-    if (method === "dense") return gpuMethod(s.gpu, null);
-    if (method === "streaming") return gpuMethod(s.gpu, streamingRules(config, density, sink));
-    if (plan) return gpuMethod(s.gpu, plan);
-  }
-  return cpuMethod(s.runner, newCache);
 }
 
 async function cachedCases(

@@ -14,18 +14,13 @@
 import { parseArgs } from "node:util";
 import { InputError, runCli } from "../../runtime/errors.ts";
 import { type LongEvalCase, readLongEvalJsonl } from "./longeval.ts";
-import { cpuMethod, runLongEval } from "../../experiments/benchmarks.ts";
+import { runLongEval, sessionMethod } from "../../experiments/benchmarks.ts";
 import { type Plan, readPlan } from "../../solver/plan.ts";
-import { type CacheFactory, cacheFactory as methodCache } from "../../runtime/cpu/methods.ts";
+import type { MethodSpec } from "../../runtime/cpu/methods.ts";
 import { createProgress } from "../../experiments/progress.ts";
 import { availableMethods, isMoa, UNAVAILABLE_METHODS } from "../../experiments/runner.ts";
 import { type Backend, BACKENDS, type Method, METHODS } from "../../experiments/schema.ts";
-import {
-  openSession,
-  promptTokens,
-  resolveModelDir,
-  type Session,
-} from "../../experiments/session.ts";
+import { openSession, promptTokens, resolveModelDir } from "../../experiments/session.ts";
 
 /** One line pointing at the full help, appended to usage errors. */
 const USAGE_HINT = "usage: deno task longeval --model DIR --cases FILE.jsonl [options]; " +
@@ -48,8 +43,9 @@ Options:
   --plan FILE        a MoA plan (JSON); sparse methods only
   --density D        KV-cache density in (0, 1]; sparse methods only (dense always uses 1)
   --limit N          evaluate only the first N cases
-  --backend B        ${BACKENDS.join(" | ")} (default auto)
-  --json             print one JSON object: {model, method, density, n, accuracy,
+  --backend B        ${BACKENDS.join(" | ")} (default auto); webgpu runs dense, moa and
+                     streaming on the GPU (h2o has no GPU cache: cpu or auto)
+  --json             print one JSON object: {model, method, density, backend, n, accuracy,
                      by_decile: [{decile, accuracy, n}], prompt_tokens_mean, seconds}
   -h, --help         show this help
 
@@ -82,6 +78,8 @@ export interface LongEvalReport {
   method: Method;
   /** the KV-cache density the method ran at (1 for dense) */
   density: number;
+  /** where the answers were generated */
+  backend: "cpu" | "webgpu";
   /** number of cases evaluated */
   n: number;
   /** fraction of cases answered correctly */
@@ -235,10 +233,16 @@ async function readPlanOption(path: string): Promise<Plan> {
 const DEFAULT_SINK = 32;
 
 /**
- * Rejects `--density` and `--plan` where the method has no use for them.
- * @throws {InputError} when either is given with the dense method
+ * Rejects `--density` and `--plan` where the method has no use for them, and `--backend webgpu`
+ * for a method without a GPU cache.
+ * @throws {InputError} when either is given with the dense method, or h2o is asked on webgpu
  */
 function checkMethodOptions(a: LongEvalArgs): void {
+  if (a.backend === "webgpu" && a.method === "h2o") {
+    throw new InputError(
+      "--backend webgpu: h2o has no GPU cache and runs on the CPU only; use --backend cpu or auto",
+    );
+  }
   if (isMoa(a.method) && a.plan === null) {
     throw new InputError("--plan: required with --method moa (make one with deno task plan)");
   }
@@ -254,28 +258,13 @@ function checkMethodOptions(a: LongEvalArgs): void {
   }
 }
 
-/**
- * The KV cache of a method. Only dense exists today; `parseLongEvalArgs` rejects the others
- * (see UNAVAILABLE_METHODS), and each sparse method adds its branch here when it lands.
- */
-function cacheFactory(
-  s: Session,
-  a: LongEvalArgs,
-  plan: Plan | null,
-): { newCache: CacheFactory; density: number } {
-  if (a.method === "dense") {
-    return {
-      newCache: methodCache(s.runner, { method: "dense", density: 1, sink: 0 }),
-      density: 1,
-    };
-  }
+/** The method with its settings, as `sessionMethod` (experiments/benchmarks.ts) builds it. */
+function methodSpec(a: LongEvalArgs, plan: Plan | null): MethodSpec {
+  if (a.method === "dense") return { method: "dense", density: 1, sink: 0 };
   if (a.method === "streaming" || a.method === "h2o") {
     if (a.density === null) throw new InputError(`--density: required with --method ${a.method}`);
     const sink = a.method === "streaming" ? DEFAULT_SINK : 0;
-    return {
-      newCache: methodCache(s.runner, { method: a.method, density: a.density, sink }),
-      density: a.density,
-    };
+    return { method: a.method, density: a.density, sink };
   }
   if (isMoa(a.method)) {
     if (plan === null) {
@@ -286,15 +275,7 @@ function cacheFactory(
         `--density: ${a.density} differs from the plan's density ${plan.density}; leave it out`,
       );
     }
-    return {
-      newCache: methodCache(s.runner, {
-        method: "moa",
-        density: plan.density,
-        sink: plan.sink,
-        plan,
-      }),
-      density: plan.density,
-    };
+    return { method: "moa", density: plan.density, sink: plan.sink, plan };
   }
   throw new InputError(
     `--method: '${a.method}' has no KV cache in the LongEval command yet; available: ${
@@ -334,8 +315,12 @@ export async function evaluate(
   const dir = await resolveModelDir(a.model, "--model");
   let cases: LongEvalCase[] = await readLongEvalJsonl(a.cases);
   if (a.limit !== null) cases = cases.slice(0, a.limit);
+  const spec = methodSpec(a, plan);
   const s = await openSession(dir, a.backend, log);
-  const { newCache, density } = cacheFactory(s, a, plan);
+  const method = sessionMethod(s, spec);
+  if (method.backend !== s.backend) {
+    log(`notice: ${a.method} has no GPU cache; generating on the CPU`);
+  }
 
   const maxPos = s.runner.model.config.maxPositionEmbeddings;
   const tooLong = cases.filter((c) => promptTokens(s, c.prompt).length > maxPos);
@@ -346,18 +331,13 @@ export async function evaluate(
     );
   }
 
-  const label = `longeval ${cases.length} cases, ${a.method}`;
+  const label = `longeval ${cases.length} cases, ${a.method} on ${method.backend}`;
   const progress = createProgress(1, { write: log });
   progress.start(label);
   const t0 = performance.now();
   let metrics;
   try {
-    metrics = await runLongEval(
-      s,
-      cases,
-      cpuMethod(s.runner, newCache),
-      (d, t) => progress.update(d, t),
-    );
+    metrics = await runLongEval(s, cases, method, (d, t) => progress.update(d, t));
     const seconds = (performance.now() - t0) / 1000;
     const acc = metrics.find((m) => m.metric === "accuracy");
     progress.finish(`accuracy=${acc ? +acc.value.toPrecision(4) : "?"}`);
@@ -372,7 +352,8 @@ export async function evaluate(
     return {
       model: a.model,
       method: a.method,
-      density,
+      density: spec.density,
+      backend: method.backend,
       n,
       accuracy,
       by_decile: byDecile,
@@ -393,7 +374,7 @@ export async function evaluate(
  * ```ts
  * import { formatSummary } from "./cli.ts";
  * const text = formatSummary({
- *   model: "m", method: "dense", density: 1, n: 2, accuracy: 0.5,
+ *   model: "m", method: "dense", density: 1, backend: "cpu", n: 2, accuracy: 0.5,
  *   by_decile: [{ decile: 0, accuracy: 0.5, n: 2 }], prompt_tokens_mean: 700, seconds: 1.5,
  * });
  * console.assert(text.includes("accuracy 0.5000 (1 of 2 cases)"));
@@ -402,7 +383,7 @@ export async function evaluate(
 export function formatSummary(r: LongEvalReport): string {
   const correct = Math.round(r.accuracy * r.n);
   const lines = [
-    `LongEval lines: ${r.model}, ${r.method} (density ${r.density})`,
+    `LongEval lines: ${r.model}, ${r.method} (density ${r.density}) on ${r.backend}`,
     `accuracy ${r.accuracy.toFixed(4)} (${correct} of ${r.n} cases); ` +
     `mean prompt ${r.prompt_tokens_mean.toFixed(1)} tokens; ${r.seconds.toFixed(1)} s`,
   ];

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import {
   generateCases,
   type LongEvalCase,
+  readLongEvalJsonl,
   scoreAnswer,
   summarize,
   writeLongEvalJsonl,
@@ -18,8 +19,11 @@ import { CpuModel } from "../../runtime/cpu/forward.ts";
 import { fastEngine } from "../../runtime/cpu/engine.ts";
 import { generateGreedy } from "../../runtime/cpu/generate.ts";
 import { ANSWER_TOKENS } from "../../experiments/benchmarks.ts";
+import { hasGpu } from "../../runtime/gpu/device.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
+/** Whether a WebGPU adapter is here (the `--backend webgpu` step is ignored without one). */
+const gpuHere = await hasGpu();
 
 /** Runs `data/longeval/cli.ts` with `args`; returns exit code, stdout and stderr. */
 async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
@@ -129,6 +133,7 @@ Deno.test("deno task longeval scores a model's answers like generateGreedy + sco
       const got = JSON.parse(lines[0]!);
       assert.deepEqual(Object.keys(got).sort(), [
         "accuracy",
+        "backend",
         "by_decile",
         "density",
         "method",
@@ -140,6 +145,7 @@ Deno.test("deno task longeval scores a model's answers like generateGreedy + sco
       assert.equal(got.model, modelDir);
       assert.equal(got.method, "dense");
       assert.equal(got.density, 1);
+      assert.equal(got.backend, "cpu");
       assert.equal(got.n, 3);
       assert.equal(got.accuracy, want.accuracy);
       assert.deepEqual(got.by_decile, want.byDecile);
@@ -185,6 +191,25 @@ Deno.test("deno task longeval scores a model's answers like generateGreedy + sco
       assert.equal(JSON.parse(stdout).accuracy, 0);
     });
 
+    await t.step({
+      name: "--backend webgpu generates on the GPU and scores as the CPU does",
+      ignore: !gpuHere,
+      fn: async () => {
+        for (const [file, n] of [[mixedFile, 3], [`${tmp}/right.jsonl`, 3]] as const) {
+          const want = await reference(r, await readLongEvalJsonl(file));
+          const args = ["--model", modelDir, "--cases", file, "--json", "--backend", "webgpu"];
+          const { code, stdout, stderr } = await cli(...args);
+          assert.equal(code, 0, stderr);
+          const got = JSON.parse(stdout);
+          assert.equal(got.backend, "webgpu");
+          assert.equal(got.n, n);
+          assert.equal(got.accuracy, want.accuracy);
+          assert.deepEqual(got.by_decile, want.byDecile);
+          assert.match(stderr, /dense on webgpu/);
+        }
+      },
+    });
+
     await t.step("without --json it prints a readable summary", async () => {
       const file = `${tmp}/right.jsonl`;
       const { code, stdout, stderr } = await cli("--model", modelDir, "--cases", file);
@@ -214,6 +239,13 @@ Deno.test("deno task longeval scores a model's answers like generateGreedy + sco
       await fails(
         ["--model", `${tmp}/nope`, "--cases", mixedFile],
         `'${tmp}/nope' is not a Hugging Face model folder`,
+      );
+    });
+
+    await t.step("--backend webgpu with h2o is refused before anything loads", async () => {
+      await fails(
+        [...base, "--method", "h2o", "--density", "0.5", "--backend", "webgpu"],
+        "--backend webgpu: h2o has no GPU cache",
       );
     });
 
