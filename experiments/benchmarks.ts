@@ -155,9 +155,10 @@ export type Tick = (done: number, total: number) => void;
 
 /**
  * Most tokens an answer may take: room to restate the asked line before the value, as moa-tiny
- * does (` line {key}: REGISTER_CONTENT is <VALUE>`, 15–25 tokens with its tokenizer).
+ * does (`line {key}: REGISTER_CONTENT is <VALUE>`, 15–35 tokens with its tokenizer: a key of
+ * digits and mixed case takes one token per character).
  */
-export const ANSWER_TOKENS = 32;
+export const ANSWER_TOKENS = 48;
 /** Prompts generated together in one ragged batch. */
 const LONGEVAL_BATCH = 4;
 

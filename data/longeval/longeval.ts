@@ -66,19 +66,20 @@ export function formatLine(key: string, value: number): string {
 }
 
 /**
- * The question that closes a prompt.
+ * The question that closes a prompt, exactly as in LongChat's published test files: it ends
+ * with one space after "I need the number." (a model answers the prompt as it is).
  *
  * @param key the asked line's key
- * @returns the question text, starting with a newline
+ * @returns the question text, starting with a newline and ending with a space
  * @example
  * ```ts
  * import { formatQuestion } from "./longeval.ts";
- * console.assert(formatQuestion("red-fox").endsWith("in line red-fox? I need the number."));
+ * console.assert(formatQuestion("red-fox").endsWith("in line red-fox? I need the number. "));
  * ```
  */
 export function formatQuestion(key: string): string {
   return `\nNow the record is over. Tell me what is the <REGISTER_CONTENT> in line ${key}? ` +
-    "I need the number.";
+    "I need the number. ";
 }
 
 /** Options of {@link generateCases}. */
@@ -96,6 +97,11 @@ export interface GenerateOptions {
    * @default ALL_WORDS (every adjective and noun of words.ts)
    */
   words?: WordLists;
+  /**
+   * draws one key (for example {@link evalKey} of `keys.ts`); when given, `words` is ignored
+   * and keys are drawn until distinct
+   */
+  drawKey?: (rng: Rng) => string;
 }
 
 /**
@@ -120,26 +126,27 @@ class CasePool {
   readonly u: number;
   readonly maxLines: number;
   readonly #rng: Rng;
-  readonly #words: WordLists;
+  readonly #draw: (rng: Rng) => string;
   readonly #used = new Set<string>();
   readonly #lines: string[] = [];
 
-  constructor(rng: Rng, words: WordLists) {
+  constructor(rng: Rng, draw: (rng: Rng) => string, maxLines: number) {
     this.#rng = rng;
-    this.#words = words;
-    this.maxLines = words.adjectives.length * words.nouns.length;
+    this.#draw = draw;
+    this.maxLines = maxLines;
     this.u = rng.next();
     this.askedKey = this.#drawKey();
     this.askedValue = rng.int(MIN_VALUE, MAX_VALUE);
   }
 
   #drawKey(): string {
-    for (;;) {
-      const key = `${this.#rng.pick(this.#words.adjectives)}-${this.#rng.pick(this.#words.nouns)}`;
+    for (let tries = 0;; tries++) {
+      const key = this.#draw(this.#rng);
       if (!this.#used.has(key)) {
         this.#used.add(key);
         return key;
       }
+      if (tries > 100_000) throw new RangeError("generateCases: the key source repeats itself");
     }
   }
 
@@ -207,10 +214,13 @@ export function generateCases(opts: GenerateOptions): LongEvalCase[] {
     throw new RangeError("generateCases: words must give at least 2 distinct keys");
   }
 
+  const draw = opts.drawKey ??
+    ((r: Rng) => `${r.pick(words.adjectives)}-${r.pick(words.nouns)}`);
+  const maxLines = opts.drawKey ? 100_000 : words.adjectives.length * words.nouns.length;
   const rng = new Rng(seed);
   const cases: LongEvalCase[] = [];
   for (let c = 0; c < count; c++) {
-    const pool = new CasePool(new Rng(rng.int(0, 0x7fffffff)), words);
+    const pool = new CasePool(new Rng(rng.int(0, 0x7fffffff)), draw, maxLines);
     const decile = c % 10;
     const tokensAt = (n: number) => countTokens(pool.prompt(n, decile).prompt);
 
@@ -253,6 +263,66 @@ export function generateCases(opts: GenerateOptions): LongEvalCase[] {
       numLines: lo,
       decile: Math.floor((10 * lineIndex) / lo),
       targetLength,
+      tokens: countTokens(prompt),
+    });
+  }
+  return cases;
+}
+
+/** Options of {@link generateCasesByLines}. */
+export interface LinesOptions {
+  /** number of cases */
+  count: number;
+  /** record lines of every prompt (LongChat's levels are 200, 300, …, 680; ≥ 2) */
+  lines: number;
+  /** seed for {@link Rng}; equal seeds give identical cases */
+  seed: number;
+  /** the model's token count of a text (fills `tokens`) */
+  countTokens: (text: string) => number;
+  /** draws one key, e.g. {@link evalKey} of `keys.ts`; default adjective–noun from words.ts */
+  drawKey?: (rng: Rng) => string;
+}
+
+/**
+ * Generates LongEval lines cases with a fixed number of record lines, as LongChat's test files
+ * are organised (`<n>_lines.jsonl`), whatever their length in the model's tokens. Case `i` asks
+ * a line in decile `i mod 10`.
+ *
+ * @param opts see {@link LinesOptions}
+ * @returns `count` cases
+ * @throws {RangeError} when `lines < 2` or `count < 0`
+ * @example
+ * ```ts
+ * import { generateCasesByLines } from "./longeval.ts";
+ * const [c] = generateCasesByLines({ count: 1, lines: 50, seed: 0, countTokens: (s) => s.length });
+ * console.assert(c!.numLines === 50);
+ * ```
+ */
+export function generateCasesByLines(opts: LinesOptions): LongEvalCase[] {
+  const { count, lines, seed, countTokens } = opts;
+  if (!Number.isInteger(count) || count < 0) {
+    throw new RangeError(`generateCasesByLines: count must be an integer >= 0, got ${count}`);
+  }
+  if (!Number.isInteger(lines) || lines < 2) {
+    throw new RangeError(`generateCasesByLines: lines must be an integer >= 2, got ${lines}`);
+  }
+  const draw = opts.drawKey ??
+    ((r: Rng) => `${r.pick(ALL_WORDS.adjectives)}-${r.pick(ALL_WORDS.nouns)}`);
+  const rng = new Rng(seed);
+  const cases: LongEvalCase[] = [];
+  for (let c = 0; c < count; c++) {
+    const pool = new CasePool(new Rng(rng.int(0, 0x7fffffff)), draw, Infinity);
+    const decile = c % 10;
+    const { prompt, lineIndex } = pool.prompt(lines, decile);
+    cases.push({
+      id: `lines-l${lines}-s${seed}-${c}`,
+      prompt,
+      expected: pool.askedValue,
+      key: pool.askedKey,
+      lineIndex,
+      numLines: lines,
+      decile: Math.floor((10 * lineIndex) / lines),
+      targetLength: null,
       tokens: countTokens(prompt),
     });
   }

@@ -1,9 +1,11 @@
 import assert from "node:assert/strict";
 import { InputError } from "../../runtime/errors.ts";
+import { Rng } from "../../runtime/rng.ts";
 import {
   formatLine,
   formatQuestion,
   generateCases,
+  generateCasesByLines,
   HEADER,
   type LongEvalCase,
   readLongEvalJsonl,
@@ -17,7 +19,7 @@ import { ADJECTIVES, HELDOUT_WORDS, NOUNS, TRAIN_WORDS } from "./words.ts";
 const EXPECTED_HEADER =
   "Below is a record of lines I want you to remember. Each line begins with 'line <line index>' and contains a '<REGISTER_CONTENT>' at the end of the line as a numerical value. For each line index, memorize its corresponding <REGISTER_CONTENT>. At the end of the record, I will ask you to retrieve the corresponding <REGISTER_CONTENT> of a certain line index. Now the record start:\n\n";
 const QUESTION_RE =
-  /\nNow the record is over\. Tell me what is the <REGISTER_CONTENT> in line ([a-z]+-[a-z]+)\? I need the number\.$/;
+  /\nNow the record is over\. Tell me what is the <REGISTER_CONTENT> in line ([a-z]+-[a-z]+)\? I need the number\. $/;
 const LINE_RE = /^line ([a-z]+-[a-z]+): REGISTER_CONTENT is <(\d+)>$/;
 
 /** The fields of LongChat's published test files, in their order. */
@@ -70,7 +72,7 @@ Deno.test("the prompt pieces have exactly the strings of DESIGN.md §5", async (
   await t.step("formatQuestion()", () => {
     assert.equal(
       formatQuestion("brave-otter"),
-      "\nNow the record is over. Tell me what is the <REGISTER_CONTENT> in line brave-otter? I need the number.",
+      "\nNow the record is over. Tell me what is the <REGISTER_CONTENT> in line brave-otter? I need the number. ",
     );
   });
 });
@@ -546,4 +548,30 @@ Deno.test("readLongEvalJsonl() and writeLongEvalJsonl() handle the LongChat form
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("generateCasesByLines() gives every prompt the asked number of lines", () => {
+  const drawKey = (r: Rng) => `k${r.int(0, 1e6)}-Z${r.int(0, 99)}`;
+  const cases = generateCasesByLines({
+    count: 20,
+    lines: 37,
+    seed: 4,
+    countTokens: (s) => s.length,
+    drawKey,
+  });
+  for (const [i, c] of cases.entries()) {
+    const lines = c.prompt.slice(HEADER.length, c.prompt.indexOf("\nNow the record")).split("\n");
+    assert.equal(lines.pop(), "");
+    assert.equal(lines.length, 37);
+    assert.equal(c.numLines, 37);
+    assert.equal(lines[c.lineIndex!], formatLine(c.key!, c.expected).trimEnd());
+    assert.equal(c.decile, i % 10);
+    assert.ok(c.prompt.endsWith(formatQuestion(c.key!)));
+    assert.equal(new Set(lines.map((l) => l.split(":")[0])).size, 37, "distinct keys");
+    assert.equal(c.tokens, c.prompt.length);
+  }
+  assert.throws(
+    () => generateCasesByLines({ count: 1, lines: 1, seed: 0, countTokens: (s) => s.length }),
+    /lines must be an integer >= 2/,
+  );
 });

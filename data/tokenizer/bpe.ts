@@ -463,6 +463,13 @@ export interface LongEvalSampleOptions {
    * @default 0
    */
   seed?: number;
+  /**
+   * leave the keys out (`line: REGISTER_CONTENT is <…>`, `in line? …`): the template's
+   * pre-tokenizer pieces are the same as with keys, so it merges as compactly, while no key
+   * word gains a token from the sample
+   * @default false
+   */
+  noKeys?: boolean;
 }
 
 /**
@@ -487,8 +494,12 @@ export function longEvalSample(opts: LongEvalSampleOptions = {}): string {
   const out: string[] = [];
   for (let p = 0; p < prompts; p++) {
     let text = HEADER;
-    for (let i = 0; i < perPrompt; i++) text += formatLine(key(), rng.int(MIN_VALUE, MAX_VALUE));
-    out.push(text + formatQuestion(key()));
+    for (let i = 0; i < perPrompt; i++) {
+      const line = formatLine(key(), rng.int(MIN_VALUE, MAX_VALUE));
+      text += opts.noKeys ? line.replace(/^line [^:]+:/, "line:") : line;
+    }
+    const question = formatQuestion(key());
+    out.push(text + (opts.noKeys ? question.replace(/ line [^?]+\?/, " line?") : question));
   }
   return out.join("\n\n");
 }
@@ -500,13 +511,22 @@ export interface MoaTokenizerOptions {
    * @default 4096
    */
   vocabSize?: number;
+  /**
+   * `"train-words"`: the LongEval sample's keys are adjective–noun pairs of the training word
+   * list (recipes up to v5: those words become whole tokens); `"none"`: the sample has no keys
+   * ({@linkcode LongEvalSampleOptions.noKeys}), so every key tokenizes as Brown text does
+   * @default "train-words"
+   */
+  keys?: "train-words" | "none";
 }
 
 /**
  * Builds the tokenizer.json of moa-tiny: byte-level BPE trained on the Brown corpus's training
- * part plus {@linkcode longEvalSample} (8 prompts of 50 lines, training words only, seed 0), so
- * that LongEval keys and `REGISTER_CONTENT` tokenize compactly. Held-out words get no special
- * treatment. Minimum pair frequency 2.
+ * part plus {@linkcode longEvalSample} (8 prompts of 50 lines, seed 0), so that the LongEval
+ * template (`REGISTER_CONTENT`, the header, the question) tokenizes compactly. With the default
+ * `keys: "train-words"` the sample's keys come from the training word list (those words then
+ * tokenize whole, other keys in pieces); with `keys: "none"` the sample has no keys, so keys of
+ * every source tokenize alike. Minimum pair frequency 2.
  *
  * @param opts see {@linkcode MoaTokenizerOptions}
  * @returns the tokenizer.json object ({@linkcode byteLevelTokenizerJson})
@@ -524,5 +544,6 @@ export async function buildMoaTokenizer(
 ): Promise<Record<string, unknown>> {
   const vocabSize = opts.vocabSize ?? 4096;
   const brown = await brownText("train");
-  return byteLevelTokenizerJson(trainBpe([brown, longEvalSample()], { vocabSize }));
+  const sample = longEvalSample({ noKeys: opts.keys === "none" });
+  return byteLevelTokenizerJson(trainBpe([brown, sample], { vocabSize }));
 }

@@ -6,7 +6,8 @@
  * @module
  */
 import { InputError } from "../../runtime/errors.ts";
-import type { AnswerStyle } from "./mix.ts";
+import type { AnswerStyle, KeyStyle } from "./mix.ts";
+import { EVAL_KEY_SOURCES, type EvalKeySource } from "../longeval/keys.ts";
 
 /** One curriculum phase. */
 export interface Phase {
@@ -40,6 +41,20 @@ export interface Phase {
    */
   lrScale?: number;
   warmup?: number;
+  /**
+   * where LongEval and `recall` keys come from: `"train-words"` (default; recipes up to v5) or
+   * `"varied"` (`data/longeval/keys.ts`: Brown word types, made-up words, letter-and-digit
+   * strings, near misses)
+   */
+  keys?: KeyStyle;
+  /**
+   * spread position ids over `[0, spread)` (PoSE-style skips between chunks of an example, so
+   * a model trained on short examples meets the distances of long ones); default: positions
+   * `0..T-1` only
+   */
+  spread?: number;
+  /** share of examples whose positions are spread (default 0.5 when `spread` is set) */
+  spreadShare?: number;
 }
 
 /** A whole training recipe. */
@@ -56,7 +71,11 @@ export interface TrainConfig {
     /** one matrix for the input embedding and the output head (`tie_word_embeddings`) */
     tieEmbeddings?: boolean;
   };
-  tokenizer: { vocabSize: number };
+  tokenizer: {
+    vocabSize: number;
+    /** keys in the tokenizer's LongEval sample (`data/tokenizer/bpe.ts`); default "train-words" */
+    keys?: "train-words" | "none";
+  };
   optimizer: {
     lr: number;
     minLrRatio: number;
@@ -78,8 +97,12 @@ export interface TrainConfig {
   phases: Phase[];
   checkpointEvery: number;
   evalEvery: number;
-  /** Held-out-vocabulary LongEval evaluation during training. */
-  eval: { lengths: number[]; cases: number };
+  /**
+   * Held-out LongEval evaluation during training: at prompt `lengths` (tokens) with held-out
+   * words of the training list, or, when `lines` is given, at those record-line counts with
+   * each of `keys` (evaluation key sources disjoint from training's, `data/longeval/keys.ts`).
+   */
+  eval: { lengths: number[]; cases: number; lines?: number[]; keys?: EvalKeySource[] };
 }
 
 const num = (
@@ -179,7 +202,12 @@ export function parseTrainConfig(json: unknown, file: string): TrainConfig {
       `${file}: model.kvHeads: ${model.kvHeads} must divide heads ${model.heads}`,
     );
   }
-  const t = obj(file, "tokenizer", o.tokenizer, ["vocabSize"]);
+  const t = obj(file, "tokenizer", o.tokenizer, ["vocabSize"], ["keys"]);
+  if ("keys" in t && t.keys !== "train-words" && t.keys !== "none") {
+    throw new InputError(
+      `${file}: tokenizer.keys: expected "train-words" or "none", got ${JSON.stringify(t.keys)}`,
+    );
+  }
   const op = obj(file, "optimizer", o.optimizer, [
     "lr",
     "minLrRatio",
@@ -204,7 +232,15 @@ export function parseTrainConfig(json: unknown, file: string): TrainConfig {
       "valueWeight",
       "lrScale",
       "warmup",
+      "keys",
+      "spread",
+      "spreadShare",
     ]);
+    if ("keys" in ph && ph.keys !== "train-words" && ph.keys !== "varied") {
+      throw new InputError(
+        `${file}: ${at}.keys: expected "train-words" or "varied", got ${JSON.stringify(ph.keys)}`,
+      );
+    }
     if ("answer" in ph && ph.answer !== "value" && ph.answer !== "echo") {
       throw new InputError(
         `${file}: ${at}.answer: expected "value" or "echo", got ${JSON.stringify(ph.answer)}`,
@@ -259,9 +295,20 @@ export function parseTrainConfig(json: unknown, file: string): TrainConfig {
             Number.isInteger(n) && n >= 0, "a non-negative integer"),
         }
         : {}),
+      ...(ph.keys === "varied" ? { keys: "varied" as const } : {}),
+      ...("spread" in ph
+        ? {
+          spread: num(file, `${at}.spread`, ph.spread, (n) =>
+            Number.isInteger(n) && n >= posInt(file, `${at}.T`, ph.T) &&
+            n <= model.maxPositions, `an integer between T and model.maxPositions`),
+        }
+        : {}),
+      ...("spreadShare" in ph
+        ? { spreadShare: unit01(file, `${at}.spreadShare`, ph.spreadShare) }
+        : {}),
     };
   });
-  const ev = obj(file, "eval", o.eval, ["lengths", "cases"]);
+  const ev = obj(file, "eval", o.eval, ["lengths", "cases"], ["lines", "keys"]);
   if (!Array.isArray(ev.lengths)) {
     throw new InputError(`${file}: eval.lengths: expected a list of lengths`);
   }
@@ -276,6 +323,8 @@ export function parseTrainConfig(json: unknown, file: string): TrainConfig {
         (n) => Number.isInteger(n) && n >= 259,
         "an integer ≥ 259",
       ),
+      // only when set, so the hash of recipes without it is unchanged
+      ...(t.keys === "none" ? { keys: "none" as const } : {}),
     },
     optimizer: {
       lr: num(file, "optimizer.lr", op.lr, (n) => n > 0, "a positive number"),
@@ -316,8 +365,37 @@ export function parseTrainConfig(json: unknown, file: string): TrainConfig {
         (n) => Number.isInteger(n) && n >= 0,
         "a non-negative integer",
       ),
+      ...("lines" in ev ? { lines: evalLines(file, ev.lines) } : {}),
+      ...("keys" in ev ? { keys: evalKeys(file, ev.keys) } : {}),
     },
   };
+}
+
+function unit01(file: string, path: string, v: unknown): number {
+  return num(file, path, v, (n) => n >= 0 && n <= 1, "a number in [0, 1]");
+}
+
+function evalLines(file: string, v: unknown): number[] {
+  if (!Array.isArray(v) || v.length === 0) {
+    throw new InputError(`${file}: eval.lines: expected a non-empty list of line counts`);
+  }
+  return v.map((x, i) =>
+    num(file, `eval.lines[${i}]`, x, (n) => Number.isInteger(n) && n >= 2, "an integer ≥ 2")
+  );
+}
+
+function evalKeys(file: string, v: unknown): EvalKeySource[] {
+  if (
+    !Array.isArray(v) || v.length === 0 ||
+    v.some((k) => !EVAL_KEY_SOURCES.includes(k as EvalKeySource))
+  ) {
+    throw new InputError(
+      `${file}: eval.keys: expected a non-empty list of ${EVAL_KEY_SOURCES.join(", ")}, got ${
+        JSON.stringify(v)
+      }`,
+    );
+  }
+  return v as EvalKeySource[];
 }
 
 /** Reads and validates a recipe file. */

@@ -56,6 +56,7 @@ import {
 } from "../brown.ts";
 import { formatLine, formatQuestion, HEADER, MAX_VALUE, MIN_VALUE } from "../longeval/longeval.ts";
 import { TRAIN_WORDS } from "../longeval/words.ts";
+import { loadTrainKeySampler, type TrainKeySampler } from "../longeval/keys.ts";
 
 /** The id of `<s>`, put before every task example. */
 export const BOS_ID = 1;
@@ -102,6 +103,8 @@ export interface Example {
   lines: number;
   /** number of questions answered (1 for `longeval`, ≥ 1 for `multiQuery`); 0 otherwise */
   questions: number;
+  /** the position id of each input token, (T): `0..T-1`, or spread ({@link MixConfig.spread}) */
+  positions: Int32Array;
 }
 
 /** The mix and its curriculum knobs. */
@@ -143,10 +146,28 @@ export interface MixConfig {
    * <VALUE>` (see the module doc)
    */
   answer?: AnswerStyle;
+  /**
+   * where keys of `longeval`, `multiQuery` and `recall` come from: `"train-words"` (default:
+   * adjective–noun pairs of the training word list) or `"varied"` ({@link TrainKeySampler}: needs
+   * a sampler, see {@link MixStream.create})
+   */
+  keys?: KeyStyle;
+  /**
+   * When set, a share ({@link spreadShare}) of examples get position ids spread over
+   * `[0, spread)`: the example is cut into 2–4 chunks and each later chunk's positions jump
+   * ahead (as PoSE trains long positions on short examples; the first chunk, with BOS, starts
+   * at 0). The tokens are unchanged; only the distances RoPE sees grow.
+   */
+  spread?: number;
+  /** share of examples whose positions are spread; default 0.5 */
+  spreadShare?: number;
 }
 
 /** How LongEval questions are answered in training examples ({@link MixConfig.answer}). */
 export type AnswerStyle = "value" | "echo";
+
+/** Where training keys come from ({@link MixConfig.keys}). */
+export type KeyStyle = "train-words" | "varied";
 
 /** A flat batch: B examples of T positions, row after row. */
 export interface Batch {
@@ -158,6 +179,8 @@ export interface Batch {
   weights: Float32Array;
   /** the kind of each row, (B) */
   kinds: MixKind[];
+  /** position ids, (B, T) */
+  positions: Int32Array;
 }
 
 /** One Brown paragraph, as {@link detokenizeBrown} renders it. */
@@ -424,11 +447,11 @@ class LongEvalTokens {
   readonly #header: Int32Array; // encode(HEADER minus its last "\n")
   readonly #lineHead: Int32Array; // encode("line")
   readonly #lineMid: Int32Array; // encode(": REGISTER_CONTENT is")
-  readonly #spaceLine: Int32Array; // encode(" line"): how an echoed answer starts
   readonly #qHead: Int32Array; // encode("\nNow the record is over. ... in line")
-  readonly #qTail: Int32Array; // encode("? I need the number.")
+  readonly #qTail: Int32Array; // encode("? I need the number. ")
   readonly #keys = new Map<string, Int32Array>();
   readonly #values = new Map<number, Int32Array>();
+  readonly #bareValues = new Map<number, Int32Array>();
 
   constructor(tok: TextTokenizer) {
     this.#tok = tok;
@@ -449,7 +472,6 @@ class LongEvalTokens {
     this.#qTail = enc(qTail);
     this.#lineHead = enc(lineHead);
     this.#lineMid = enc(lineMid);
-    this.#spaceLine = enc(` ${lineHead}`);
     this.fast = qAt >= 0 && lAt >= 0 && lEnd >= 0 && HEADER.endsWith("\n") &&
       this.#verify(qHead, qTail, lineHead, lineMid);
   }
@@ -457,9 +479,13 @@ class LongEvalTokens {
   /** Checks the piece assembly against whole-prompt encoding on sample prompts. */
   #verify(qHead: string, qTail: string, lineHead: string, lineMid: string): boolean {
     const { adjectives, nouns } = TRAIN_WORDS;
-    const values = [1, 7, 42, 50000, 31415, 9, 1000, 27];
+    const values = [1, 7, 42, 50000, 31415, 9, 1000, 27, 5, 80808, 123];
+    // keys of every style the mix draws: words, capitals, digits first and last, three parts
+    const odd = ["Xr7Q-pl4Zk", "7abc-Def", "RIVER", "river42-BEEPS", "a-b-c9"];
     const lines: RecordLine[] = values.map((value, i) => ({
-      key: `${adjectives[(i * 37) % adjectives.length]}-${nouns[(i * 53) % nouns.length]}`,
+      key: i < odd.length
+        ? odd[i]!
+        : `${adjectives[(i * 37) % adjectives.length]}-${nouns[(i * 53) % nouns.length]}`,
       value,
     }));
     for (const { key, value } of lines) {
@@ -517,24 +543,37 @@ class LongEvalTokens {
     return this.#qHead.length + this.key(key).length + this.#qTail.length;
   }
 
-  /** Tokens of an answer with its newline. */
-  answerLength(line: RecordLine, style: AnswerStyle): number {
-    return (style === "echo"
-      ? this.#spaceLine.length + this.key(line.key).length + this.#lineMid.length
-      : 0) + this.value(line.value).length + this.nl.length;
+  /** `encode("<value>")`, cached: a value answer after the question's closing space. */
+  bareValue(value: number): Int32Array {
+    let ids = this.#bareValues.get(value);
+    if (ids === undefined) {
+      ids = toInt32(this.#tok.encode(`<${value}>`));
+      this.#bareValues.set(value, ids);
+    }
+    return ids;
   }
 
-  /** An answer with its newline: ` <value>\n`, or ` line {key}: REGISTER_CONTENT is <value>\n`. */
+  /** Tokens of an answer with its newline. */
+  answerLength(line: RecordLine, style: AnswerStyle): number {
+    return style === "echo"
+      ? this.lineLength(line)
+      : this.bareValue(line.value).length + this.nl.length;
+  }
+
+  /**
+   * An answer with its newline, after the question's closing space: `<value>\n`, or the asked
+   * record line restated, `line {key}: REGISTER_CONTENT is <value>\n` (the same tokens as in the
+   * record).
+   */
   answer(line: RecordLine, style: AnswerStyle): Int32Array {
     return concat(this.answerParts(line, style));
   }
 
   /** {@link answer} as `[restated line before the value (empty unless echo), value + newline]`. */
   answerParts(line: RecordLine, style: AnswerStyle): [Int32Array, Int32Array] {
-    const value = concat([this.value(line.value), this.nl]);
     return style === "echo"
-      ? [concat([this.#spaceLine, this.key(line.key), this.#lineMid]), value]
-      : [new Int32Array(0), value];
+      ? this.lineParts(line)
+      : [new Int32Array(0), concat([this.bareValue(line.value), this.nl])];
   }
 
   /** A record line as `[line head, key and ": REGISTER_CONTENT is", " <value>" and newline]`. */
@@ -608,11 +647,12 @@ class SequenceBuilder {
       kind,
       lines,
       questions,
+      positions: Int32Array.from({ length: T }, (_, t) => t),
     };
   }
 }
 
-function checkConfig(c: MixConfig, hasCorpus: boolean): void {
+function checkConfig(c: MixConfig, hasCorpus: boolean, hasSampler: boolean): void {
   const bad = (field: string, value: unknown, expected: string) =>
     new RangeError(`MixConfig.${field}: expected ${expected}, got ${JSON.stringify(value)}`);
   if (!Number.isInteger(c.T) || c.T < 2) throw bad("T", c.T, "an integer >= 2");
@@ -651,6 +691,21 @@ function checkConfig(c: MixConfig, hasCorpus: boolean): void {
   if (c.answer !== undefined && c.answer !== "value" && c.answer !== "echo") {
     throw bad("answer", c.answer, '"value" or "echo"');
   }
+  if (c.keys !== undefined && c.keys !== "train-words" && c.keys !== "varied") {
+    throw bad("keys", c.keys, '"train-words" or "varied"');
+  }
+  if (c.keys === "varied" && !hasSampler) {
+    throw new RangeError(
+      'MixConfig.keys: "varied" needs a TrainKeySampler; pass one to MixStream ' +
+        "(loadTrainKeySampler) or use MixStream.create",
+    );
+  }
+  if (c.spread !== undefined && !(Number.isInteger(c.spread) && c.spread >= c.T)) {
+    throw bad("spread", c.spread, `an integer >= T (${c.T})`);
+  }
+  if (c.spreadShare !== undefined && !(c.spreadShare >= 0 && c.spreadShare <= 1)) {
+    throw bad("spreadShare", c.spreadShare, "a number in [0, 1]");
+  }
   for (const k of ["contextWeight", "answerWeight", "valueWeight"] as const) {
     if (c[k] === undefined) continue;
     if (typeof c[k] !== "number" || !Number.isFinite(c[k]) || c[k] < 0) {
@@ -670,6 +725,7 @@ function copyConfig(c: MixConfig): MixConfig {
 export class MixStream {
   readonly #tok: TextTokenizer;
   readonly #corpus: BrownCorpus | null;
+  readonly #keys: TrainKeySampler | null;
   readonly #rng: Rng;
   readonly #le: LongEvalTokens;
   readonly #instruction: Int32Array;
@@ -682,6 +738,7 @@ export class MixStream {
    * @param config the mix (copied; change it with {@link MixStream.setConfig})
    * @param seed seed of the stream's {@link Rng}
    * @param corpus tokenized Brown text; needed when `brown` or `copy` has weight > 0
+   * @param keys the varied key sampler; needed when `keys` is `"varied"`
    * @throws {RangeError} on a bad config, naming the field
    */
   constructor(
@@ -689,10 +746,12 @@ export class MixStream {
     config: MixConfig,
     seed: number,
     corpus: BrownCorpus | null = null,
+    keys: TrainKeySampler | null = null,
   ) {
-    checkConfig(config, corpus !== null);
+    checkConfig(config, corpus !== null, keys !== null);
     this.#tok = tokenizer;
     this.#corpus = corpus;
+    this.#keys = keys;
     this.#config = copyConfig(config);
     this.#rng = new Rng(seed);
     this.#le = new LongEvalTokens(tokenizer);
@@ -726,7 +785,8 @@ export class MixStream {
     seed: number,
     options: BrownCorpusOptions = {},
   ): Promise<MixStream> {
-    return new MixStream(tokenizer, config, seed, await loadBrownCorpus(tokenizer, options));
+    const keys = config.keys === "varied" ? await loadTrainKeySampler() : null;
+    return new MixStream(tokenizer, config, seed, await loadBrownCorpus(tokenizer, options), keys);
   }
 
   /** Whether LongEval prompts are assembled from cached token pieces (see the module doc). */
@@ -747,7 +807,7 @@ export class MixStream {
    */
   setConfig(partial: Partial<MixConfig>): void {
     const next = copyConfig({ ...this.#config, ...partial });
-    checkConfig(next, this.#corpus !== null);
+    checkConfig(next, this.#corpus !== null, this.#keys !== null);
     this.#config = next;
   }
 
@@ -758,6 +818,15 @@ export class MixStream {
    * @throws {RangeError} when `T` is too small for the drawn kind
    */
   next(): Example {
+    const ex = this.#draw();
+    const { spread, spreadShare } = this.#config;
+    if (spread !== undefined && this.#rng.next() < (spreadShare ?? 0.5)) {
+      ex.positions = spreadPositions(ex.positions.length, spread, this.#rng);
+    }
+    return ex;
+  }
+
+  #draw(): Example {
     const { kinds } = this.#config;
     const weight = (k: MixKind) => kinds[k] ?? 0;
     let total = 0;
@@ -802,12 +871,14 @@ export class MixStream {
       targets: new Int32Array(B * T),
       weights: new Float32Array(B * T),
       kinds: [],
+      positions: new Int32Array(B * T),
     };
     for (let b = 0; b < B; b++) {
       const ex = this.next();
       batch.tokens.set(ex.tokens, b * T);
       batch.targets.set(ex.targets, b * T);
       batch.weights.set(ex.weights, b * T);
+      batch.positions.set(ex.positions, b * T);
       batch.kinds.push(ex.kind);
     }
     return batch;
@@ -828,7 +899,15 @@ export class MixStream {
     return b.finish("brown", 0, 0);
   }
 
+  /** The most distinct keys a record can have. */
+  get #maxKeys(): number {
+    return this.#config.keys === "varied"
+      ? Infinity
+      : TRAIN_WORDS.adjectives.length * TRAIN_WORDS.nouns.length;
+  }
+
   #drawKey(used: Set<string>): string {
+    if (this.#config.keys === "varied") return this.#keys!.draw(this.#rng, used);
     const { adjectives, nouns } = TRAIN_WORDS;
     for (;;) {
       const key = `${this.#rng.pick(adjectives)}-${this.#rng.pick(nouns)}`;
@@ -850,8 +929,7 @@ export class MixStream {
     };
     const size = T + 1;
     const le = this.#le;
-    const maxKeys = TRAIN_WORDS.adjectives.length * TRAIN_WORDS.nouns.length;
-    const want = Math.min(this.#rng.int(lo, hi), maxKeys);
+    const want = Math.min(this.#rng.int(lo, hi), this.#maxKeys);
     const fixed = 1 + le.headerLength();
 
     // Draw lines while they could still fit; keep the largest count whose prompt plus the
@@ -948,8 +1026,7 @@ export class MixStream {
   #recall(): Example {
     const { T, lines: [lo, hi], contextWeight, answerWeight } = this.#config;
     const valueWeight = this.#config.valueWeight ?? answerWeight;
-    const maxKeys = TRAIN_WORDS.adjectives.length * TRAIN_WORDS.nouns.length;
-    const want = Math.min(this.#rng.int(lo, hi), maxKeys);
+    const want = Math.min(this.#rng.int(lo, hi), this.#maxKeys);
     const b = new SequenceBuilder(T + 1);
     b.push([BOS_ID], 0);
     // the record: up to `want` lines in at most half of the example, so each can be recalled
@@ -1005,4 +1082,42 @@ export class MixStream {
     b.push(this.#le.nl, answerWeight);
     return b.finish("copy", 0, 0);
   }
+}
+
+/**
+ * Position ids for an example of `T` tokens spread over `[0, spread)`: the example is cut at
+ * 1–3 random points into chunks, and the positions jump ahead between chunks by a total skip
+ * drawn uniformly from `[0, spread - T]`. The first chunk starts at 0; within a chunk positions
+ * rise by 1, so local distances are those of contiguous text.
+ *
+ * @param T tokens in the example (≥ 2)
+ * @param spread positions are below this (≥ T)
+ * @param rng the random stream
+ * @returns (T) increasing position ids, the first 0, the last below `spread`
+ * @example
+ * ```ts
+ * import { spreadPositions } from "./mix.ts";
+ * import { Rng } from "../../runtime/rng.ts";
+ * const p = spreadPositions(8, 100, new Rng(1));
+ * console.assert(p[0] === 0 && p[7]! < 100);
+ * ```
+ */
+export function spreadPositions(T: number, spread: number, rng: Rng): Int32Array {
+  const cuts = new Set<number>();
+  const want = Math.min(T - 1, rng.int(1, 3));
+  while (cuts.size < want) cuts.add(rng.int(1, T - 1));
+  const at = [...cuts].sort((a, b) => a - b);
+  const skip = rng.int(0, spread - T);
+  const shares = at.map(() => rng.next());
+  const sum = shares.reduce((a, b) => a + b, 0) || 1;
+  // integer gaps that add up to `skip` exactly
+  const gaps = shares.map((x) => Math.floor((skip * x) / sum));
+  gaps[gaps.length - 1]! += skip - gaps.reduce((a, b) => a + b, 0);
+  const out = new Int32Array(T);
+  let offset = 0, c = 0;
+  for (let t = 0; t < T; t++) {
+    if (c < at.length && t === at[c]) offset += gaps[c++]!;
+    out[t] = t + offset;
+  }
+  return out;
 }

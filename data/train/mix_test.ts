@@ -20,7 +20,10 @@ import {
   type MixKind,
   MixStream,
   readBrownParagraphs,
+  spreadPositions,
 } from "./mix.ts";
+import { TrainKeySampler } from "../longeval/keys.ts";
+import { Rng } from "../../runtime/rng.ts";
 
 /** One token per byte: token i of an ASCII text is character i. */
 const bytes: TextTokenizer = tokenizerFromJson(byteLevelTokenizerJson([]));
@@ -237,11 +240,12 @@ Deno.test("MixStream longeval examples", async (t) => {
   await t.step("weight the answer tokens, the context less and the padding 0", () => {
     for (const ex of examples) {
       const text = textOf(ex);
-      const answerStart = text.lastIndexOf(" <");
+      // the question ends with a space (context); the answer follows it
+      const answerStart = text.lastIndexOf(" <") + 1;
       for (let i = 0; i < text.length; i++) {
         assert.equal(ex.weights[i], i >= answerStart ? A : C, `weight of character ${i}`);
       }
-      assert.equal(text.slice(answerStart), ` <${parseLongEval(text).qa[0]!.answer}>\n`);
+      assert.equal(text.slice(answerStart), `<${parseLongEval(text).qa[0]!.answer}>\n`);
     }
   });
 
@@ -281,7 +285,7 @@ Deno.test("MixStream multiQuery examples answer every question correctly", async
     const valueOf = new Map(lines.map((l) => [l.key, l.value]));
     for (const q of qa) {
       assert.equal(q.answer, valueOf.get(q.key), `answer for ${q.key}`);
-      const answer = ` <${q.answer}>\n`;
+      const answer = `<${q.answer}>\n`;
       assert.equal(text.slice(q.at, q.at + answer.length), answer);
       for (let c = q.at; c < q.at + answer.length; c++) assert.equal(ex.weights[c], A);
       assert.equal(ex.weights[q.at - 1], C, "the question is context");
@@ -305,7 +309,7 @@ Deno.test("MixStream echo answers restate the asked line, all of it weighted as 
       const valueOf = new Map(lines.map((l) => [l.key, l.value]));
       for (const q of qa) {
         assert.equal(q.answer, valueOf.get(q.key), `answer for ${q.key}`);
-        const answer = ` ${formatLine(q.key, q.answer)}`;
+        const answer = formatLine(q.key, q.answer);
         assert.equal(text.slice(q.at, q.at + answer.length), answer);
         for (let c = q.at; c < q.at + answer.length; c++) assert.equal(ex.weights[c], A);
         assert.equal(ex.weights[q.at - 1], C, "the question is context");
@@ -515,10 +519,10 @@ Deno.test("MixStream prompt tokens equal one encode of the prompt text", async (
         const firstAnswer = ex.weights.indexOf(A); // targets[firstAnswer] starts the answer
         const prompt = ex.tokens.slice(1, firstAnswer + 1);
         const text = tok.decode(prompt);
-        assert.ok(text.startsWith(HEADER) && text.endsWith("I need the number."));
+        assert.ok(text.startsWith(HEADER) && text.endsWith("I need the number. "));
         assert.deepEqual([...prompt], tok.encode(text));
         const answer = tok.decode(ex.targets.slice(firstAnswer, firstAnswer + 12));
-        assert.match(answer, /^ <\d+>\n/);
+        assert.match(answer, /^<\d+>\n/);
       }
     });
   }
@@ -569,4 +573,72 @@ Deno.test("MixStream rejects bad configs and too small T", async (t) => {
     assert.equal(contentLength(ex), need);
     assert.equal(textOf(ex).length, need);
   });
+});
+
+Deno.test("MixStream with varied keys: echoed answers are the asked record line", async () => {
+  const keys = new TrainKeySampler(["river", "stone", "plank", "glove", "cedar", "frost"]);
+  const s = new MixStream(
+    bytes,
+    config({ kinds: only("multiQuery"), lines: [4, 30], answer: "echo", keys: "varied" }),
+    4,
+    await corpus(),
+    keys,
+  );
+  const LINE_ANY = /^line ([^:\s]+): REGISTER_CONTENT is <(\d+)>$/;
+  let asked = 0;
+  for (let i = 0; i < 20; i++) {
+    const text = textOf(s.next());
+    const qStart = text.indexOf("\nNow the record is over.");
+    const record = new Map(
+      text.slice(HEADER.length, qStart).split("\n").filter((l) => l).map((l) => {
+        const m = LINE_ANY.exec(l);
+        assert.ok(m !== null, l);
+        return [m[1]!, Number(m[2])] as const;
+      }),
+    );
+    for (
+      const m of text.slice(qStart).matchAll(
+        /in line ([^?]+)\? I need the number\. (line [^\n]*)\n/g,
+      )
+    ) {
+      const echo = LINE_ANY.exec(m[2]!);
+      assert.ok(echo !== null && echo[1] === m[1], `${m[1]} echoed as ${m[2]}`);
+      assert.equal(Number(echo[2]), record.get(m[1]!), `value of ${m[1]}`);
+      asked++;
+    }
+  }
+  // every example's question(s) matched (20 examples, some with extra questions)
+  assert.ok(asked > 20, `${asked} questions`);
+  assert.throws(
+    () => new MixStream(bytes, config({ kinds: only("recall"), keys: "varied" }), 0, null),
+    /MixConfig\.keys: "varied" needs a TrainKeySampler/,
+  );
+});
+
+Deno.test("spreadPositions() spreads chunks over the range, contiguous within a chunk", () => {
+  const rng = new Rng(2);
+  let maxSeen = 0;
+  for (let i = 0; i < 200; i++) {
+    const p = spreadPositions(512, 8192, rng);
+    assert.equal(p[0], 0);
+    let jumps = 0;
+    for (let t = 1; t < p.length; t++) {
+      const d = p[t]! - p[t - 1]!;
+      assert.ok(d >= 1, `positions rise: ${p[t - 1]} then ${p[t]}`);
+      if (d > 1) jumps++;
+    }
+    assert.ok(jumps <= 3, `${jumps} jumps`);
+    assert.ok(p[511]! < 8192);
+    maxSeen = Math.max(maxSeen, p[511]!);
+  }
+  assert.ok(maxSeen > 7000, `the last position reaches far: ${maxSeen}`);
+  // MixStream applies it to the configured share of examples only
+  const s = new MixStream(
+    bytes,
+    config({ kinds: only("repeat"), spread: 4096, spreadShare: 0.5 }),
+    1,
+  );
+  let spread = 0;
+  for (let i = 0; i < 100; i++) if (s.next().positions[1023]! > 1023) spread++;
+  assert.ok(spread > 30 && spread < 70, `${spread} of 100 examples spread`);
 });

@@ -9,7 +9,8 @@
  *
  * @module
  */
-import { generateCases } from "../longeval/longeval.ts";
+import { generateCases, generateCasesByLines, type LongEvalCase } from "../longeval/longeval.ts";
+import { evalKey, loadTrainKeySampler, type TrainKeySampler } from "../longeval/keys.ts";
 import { HELDOUT_WORDS } from "../longeval/words.ts";
 import { buildMoaTokenizer } from "../tokenizer/bpe.ts";
 import {
@@ -416,7 +417,10 @@ export async function train(cfg: TrainConfig, opts: TrainOptions): Promise<Train
     tokJson = JSON.parse(await Deno.readTextFile(tokFile));
   } catch {
     log(`training a ${cfg.tokenizer.vocabSize}-entry byte-level BPE tokenizer…`);
-    tokJson = await buildMoaTokenizer({ vocabSize: cfg.tokenizer.vocabSize });
+    tokJson = await buildMoaTokenizer({
+      vocabSize: cfg.tokenizer.vocabSize,
+      ...(cfg.tokenizer.keys ? { keys: cfg.tokenizer.keys } : {}),
+    });
     await writeFileAtomic(tokFile, JSON.stringify(tokJson));
   }
   const tokenizer = tokenizerFromJson(tokJson);
@@ -432,6 +436,7 @@ export async function train(cfg: TrainConfig, opts: TrainOptions): Promise<Train
     tokenizer,
     opts.brownDocuments === undefined ? {} : { documents: opts.brownDocuments },
   );
+  const keys = cfg.phases.some((p) => p.keys === "varied") ? await loadTrainKeySampler() : null;
   const total = totalSteps(cfg);
   // the state at the end of every phase is kept (a later phase can then be redone from it)
   const phaseEnds = new Set<number>();
@@ -453,13 +458,20 @@ export async function train(cfg: TrainConfig, opts: TrainOptions): Promise<Train
   while (state.step < stopAt) {
     const step = state.step;
     const { phase, index, within } = phaseAt(cfg, step);
-    const batch = batchFor(tokenizer, corpus, cfg, phase, step);
+    const batch = batchFor(tokenizer, corpus, keys, cfg, phase, step);
     const t0 = performance.now();
     const params = paramsFromModel(model);
     const { loss, grads } = await lossAndGrad(
       config,
       params,
-      { tokens: batch.tokens, targets: batch.targets, mask: batch.weights },
+      {
+        tokens: batch.tokens,
+        targets: batch.targets,
+        mask: batch.weights,
+        // contiguous positions are the default; passing them only when spread keeps the
+        // recipes without `spread` on the program they were trained with
+        ...(phase.spread !== undefined ? { positions: batch.positions } : {}),
+      },
       phase.B,
       phase.T,
     );
@@ -510,7 +522,7 @@ export async function train(cfg: TrainConfig, opts: TrainOptions): Promise<Train
     if (state.step % cfg.evalEvery === 0 || state.step === total) {
       if (cfg.eval.cases > 0) await evaluate(model, tokenizer, cfg, state.step, opts.out, log);
       const phase = phaseAt(cfg, state.step - 1).phase;
-      const kinds = await kindAccuracy(model, tokenizer, corpus, cfg, phase, KIND_EXAMPLES);
+      const kinds = await kindAccuracy(model, tokenizer, corpus, cfg, phase, KIND_EXAMPLES, keys);
       await appendCsv(
         `${opts.out}/kinds.csv`,
         "step,kind,T,scored,accuracy,nll,n",
@@ -619,12 +631,13 @@ async function latestCheckpoint(cfg: TrainConfig, out: string) {
 function batchFor(
   tokenizer: TextTokenizer,
   corpus: Awaited<ReturnType<typeof loadBrownCorpus>>,
+  keys: TrainKeySampler | null,
   cfg: TrainConfig,
   phase: Phase,
   step: number,
 ) {
   const seed = new Rng(cfg.seed * 1_000_003 + step).int(0, 2 ** 31 - 1);
-  const stream = new MixStream(tokenizer, mixConfigOf(cfg, phase), seed, corpus);
+  const stream = new MixStream(tokenizer, mixConfigOf(cfg, phase), seed, corpus, keys);
   return stream.nextBatch(phase.B);
 }
 
@@ -637,6 +650,9 @@ function mixConfigOf(cfg: TrainConfig, phase: Phase): MixConfig {
     ...(phase.repeatVocab ? { repeatVocab: phase.repeatVocab } : {}),
     ...(phase.answer ? { answer: phase.answer } : {}),
     ...(phase.valueWeight !== undefined ? { valueWeight: phase.valueWeight } : {}),
+    ...(phase.keys ? { keys: phase.keys } : {}),
+    ...(phase.spread !== undefined ? { spread: phase.spread } : {}),
+    ...(phase.spreadShare !== undefined ? { spreadShare: phase.spreadShare } : {}),
     contextWeight: cfg.loss.contextWeight,
     answerWeight: cfg.loss.answerWeight,
   };
@@ -679,18 +695,27 @@ export async function kindAccuracy(
   cfg: TrainConfig,
   phase: Phase,
   examples: number,
+  keys: TrainKeySampler | null = null,
 ): Promise<KindAccuracy[]> {
   const engine = await fastEngine();
   const V = model.config.vocabSize;
   const isDigit = (id: number) => /^[0-9]$/.test(tokenizer.decode([id]));
-  const mix = mixConfigOf(cfg, phase);
+  // scored at contiguous positions (the CPU forward's), so without `spread`
+  const { spread: _spread, spreadShare: _share, ...mix } = mixConfigOf(cfg, phase);
+  if (mix.keys === "varied" && !keys) keys = await loadTrainKeySampler();
   const answerWeights = [mix.answerWeight, mix.valueWeight ?? mix.answerWeight];
   const out: KindAccuracy[] = [];
   for (const kind of MIX_KINDS) {
     if (!(phase.mix[kind] > 0)) continue;
     // only this kind (`repeat` and `recall` default to 0)
     const kinds = { brown: 0, longeval: 0, multiQuery: 0, copy: 0, [kind]: 1 };
-    const stream = new MixStream(tokenizer, { ...mix, kinds }, 0x5eed ^ (cfg.seed * 7919), corpus);
+    const stream = new MixStream(
+      tokenizer,
+      { ...mix, kinds },
+      0x5eed ^ (cfg.seed * 7919),
+      corpus,
+      keys,
+    );
     const scoredKinds = scoredTargets(kind);
     const tally = scoredKinds.map(() => ({ hit: 0, n: 0, nll: 0 }));
     for (let e = 0; e < examples; e++) {
@@ -781,24 +806,47 @@ async function evaluate(
   };
   const parts: string[] = [];
   const rows: string[] = [];
-  for (const length of cfg.eval.lengths) {
-    const cases = generateCases({
-      count: cfg.eval.cases,
-      targetLength: length,
-      seed: 12345,
-      countTokens: (t) => tokenizer.encode(t).length + 1,
-      words: HELDOUT_WORDS,
-    });
+  const countTokens = (t: string) => tokenizer.encode(t).length + 1;
+  const score = async (cases: LongEvalCase[]) => {
     const metrics = await runLongEval(
       session,
       cases,
       cpuMethod(runner, (n) => runner.newCache(n)),
       () => {},
     );
-    const acc = metrics.find((m) => m.metric === "accuracy")!.value;
-    parts.push(`${length}: ${acc.toFixed(2)}`);
-    rows.push(`${step},${length},${acc},${cases.length}`);
+    return metrics.find((m) => m.metric === "accuracy")!.value;
+  };
+  if (cfg.eval.lines) {
+    // record-line levels, with every evaluation key source (disjoint from training's keys)
+    for (const lines of cfg.eval.lines) {
+      for (const source of cfg.eval.keys ?? ["words"]) {
+        const cases = generateCasesByLines({
+          count: cfg.eval.cases,
+          lines,
+          seed: 12345,
+          countTokens,
+          drawKey: (r) => evalKey(source, r),
+        });
+        const acc = await score(cases);
+        const tokens = cases.reduce((a, c) => a + c.tokens!, 0) / cases.length;
+        parts.push(`${lines} lines ${source} ${acc.toFixed(2)}`);
+        rows.push(`${step},${Math.round(tokens)},${acc},${cases.length},${lines},${source}`);
+      }
+    }
+  } else {
+    for (const length of cfg.eval.lengths) {
+      const cases = generateCases({
+        count: cfg.eval.cases,
+        targetLength: length,
+        seed: 12345,
+        countTokens,
+        words: HELDOUT_WORDS,
+      });
+      const acc = await score(cases);
+      parts.push(`${length}: ${acc.toFixed(2)}`);
+      rows.push(`${step},${length},${acc},${cases.length},,heldout-words`);
+    }
   }
-  await appendCsv(`${out}/eval.csv`, "step,length,accuracy,n", rows);
+  await appendCsv(`${out}/eval.csv`, "step,length,accuracy,n,lines,keys", rows);
   log(`step ${step}: held-out LongEval accuracy ${parts.join(", ")}`);
 }

@@ -211,6 +211,26 @@ Deno.test("parseTrainConfig() names the field it rejects", () => {
     /optimizer\.restarts: expected increasing steps between 1 and 4 .*got \[5\]/,
   );
   bad((c) => (c.optimizer.restarts = [3, 2]), /optimizer\.restarts: .*got \[3,2\]/);
+  bad((c) => (c.phases[0].keys = "all"), /phases\[0\]\.keys: expected "train-words" or "varied"/);
+  bad(
+    (c) => (c.phases[0].spread = 1024),
+    /phases\[0\]\.spread: expected an integer between T and model\.maxPositions, got 1024/,
+  );
+  bad((c) => (c.phases[0].spreadShare = 2), /phases\[0\]\.spreadShare: expected a number in/);
+  bad((c) => (c.tokenizer.keys = "some"), /tokenizer\.keys: expected "train-words" or "none"/);
+  bad((c) => (c.eval.keys = ["words", "klingon"]), /eval\.keys: expected a non-empty list of/);
+  bad((c) => (c.eval.lines = [1]), /eval\.lines\[0\]: expected an integer ≥ 2, got 1/);
+  // and the new fields are read when valid
+  const ok = JSON.parse(JSON.stringify(good));
+  Object.assign(ok.phases[0], { keys: "varied", spread: 512, spreadShare: 0.25 });
+  Object.assign(ok.eval, { lines: [50, 100], keys: ["madeup"] });
+  ok.tokenizer.keys = "none";
+  const cfg = parseTrainConfig(ok, "r.json");
+  assert.deepEqual(
+    [cfg.phases[0]!.keys, cfg.phases[0]!.spread, cfg.phases[0]!.spreadShare, cfg.tokenizer.keys],
+    ["varied", 512, 0.25, "none"],
+  );
+  assert.deepEqual([cfg.eval.lines, cfg.eval.keys], [[50, 100], ["madeup"]]);
 });
 
 Deno.test("scheduleLr() restarts the cosine at each optimizer.restarts step", () => {

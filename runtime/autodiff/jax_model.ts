@@ -118,6 +118,11 @@ export interface Batch {
   targets: Int32Array;
   /** (B*T) weight of each position's loss (0 drops a position; 1 for response tokens) */
   mask: Float32Array;
+  /**
+   * (B*T) the position id of each token, for RoPE; default `0..T-1` in every row. Training
+   * spreads them to show a model long distances on short examples (`data/train/mix.ts`).
+   */
+  positions?: Int32Array;
 }
 
 /** Options of {@linkcode initJax}. */
@@ -313,7 +318,10 @@ function linear(x: JaxArray, w: JaxArray, b?: JaxArray): JaxArray {
   return b ? y.add(b) : y;
 }
 
-/** x (B, H, T, HS) rotated by RoPE: x·cos + rotate_half(x)·sin, cos/sin (T, HS). */
+/**
+ * x (B, H, T, HS) rotated by RoPE: x·cos + rotate_half(x)·sin, cos/sin (T, HS) shared by the
+ * rows, or (B, 1, T, HS) per row.
+ */
 function rope(x: JaxArray, cos: JaxArray, sin: JaxArray): JaxArray {
   const HS = x.shape[3]!, half = HS / 2;
   const rot = np.concatenate([
@@ -341,9 +349,9 @@ type LayerSaved = [JaxArray, JaxArray];
 
 /** Position tables and mask shared by the blocks; borrowed (never consumed) by `block`. */
 interface Shared {
-  /** (T, HS) */
+  /** (T, HS), or (B, 1, T, HS) for per-row positions */
   cos: JaxArray;
-  /** (T, HS) */
+  /** (T, HS), or (B, 1, T, HS) */
   sin: JaxArray;
   /** (G*T, T), see `causalMask` */
   causal: JaxArray;
@@ -398,7 +406,7 @@ function block(
 
 /** Builds the shared tables for T positions; the caller disposes them. */
 function shared(config: ModelConfig, cos: JaxArray, sin: JaxArray): Shared {
-  const T = cos.shape[0]!;
+  const T = cos.shape[cos.shape.length - 2]!; // (T, HS) or (B, 1, T, HS)
   return { cos, sin, causal: causalMask(config.numHeads / config.numKvHeads, T) };
 }
 
@@ -511,6 +519,35 @@ function ropeTables(config: ModelConfig, T: number): { cos: JaxArray; sin: JaxAr
   return { cos: r.cos.ref, sin: r.sin.ref };
 }
 
+/** cos/sin tables (B, 1, T, HS) for per-row position ids (B*T), in float64 then rounded. */
+function ropeTablesAt(
+  config: ModelConfig,
+  positions: Int32Array,
+  B: number,
+  T: number,
+): { cos: JaxArray; sin: JaxArray } {
+  if (positions.length !== B * T) {
+    throw new RangeError(`positions has length ${positions.length}, expected ${B * T}`);
+  }
+  const HS = config.headDim, half = HS / 2;
+  const inv = ropeInvFreq(config);
+  const cos = new Float32Array(B * T * HS), sin = new Float32Array(B * T * HS);
+  for (let n = 0; n < B * T; n++) {
+    const t = positions[n]!;
+    if (!Number.isInteger(t) || t < 0 || t >= config.maxPositionEmbeddings) {
+      throw new RangeError(
+        `positions[${n}] = ${t} is outside [0, ${config.maxPositionEmbeddings})`,
+      );
+    }
+    for (let i = 0; i < HS; i++) {
+      const a = t * inv[i % half]!;
+      cos[n * HS + i] = Math.cos(a);
+      sin[n * HS + i] = Math.sin(a);
+    }
+  }
+  return { cos: upload(cos, [B, 1, T, HS]), sin: upload(sin, [B, 1, T, HS]) };
+}
+
 function checkTokens(config: ModelConfig, name: string, a: Int32Array, n: number): void {
   if (a.length !== n) throw new RangeError(`${name} has length ${a.length}, expected ${n}`);
   const V = config.vocabSize;
@@ -612,7 +649,9 @@ export async function lossAndGrad(
     };
     return jit(valueAndGrad(f));
   });
-  const { cos, sin } = ropeTables(config, T);
+  const { cos, sin } = batch.positions
+    ? ropeTablesAt(config, batch.positions, B, T)
+    : ropeTables(config, T);
   const [loss, grads] = fn(
     tree.ref(params),
     tokenArray(batch.tokens, B, T),

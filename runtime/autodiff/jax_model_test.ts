@@ -4,7 +4,7 @@ import type { Model, ModelConfig } from "../model.ts";
 import { randomModel, tinyConfig } from "../random_model.ts";
 import { Rng } from "../rng.ts";
 import { forwardLogits as cpuLogits } from "../cpu/forward.ts";
-import { maxAbsDiff } from "../cpu/_reference.ts";
+import { maxAbsDiff, referenceLogits } from "../cpu/_reference.ts";
 import {
   attentionGrads,
   type Batch,
@@ -389,6 +389,54 @@ Deno.test("lossAndGrad() rejects bad batches with the field and value", async (t
     await assert.rejects(
       lossAndGrad(config, params, { ...good, mask: new Float32Array(T) }, 1, T),
       { name: "RangeError", message: "mask selects no position (its sum is 0)" },
+    );
+  });
+  disposeParams(params);
+});
+
+Deno.test("lossAndGrad() with position ids matches a float64 forward at those positions", async (t) => {
+  const T = 16, B = 2;
+  const config = small({ ropeTheta: 500 }); // a small base, so that the skips change every angle
+  const model = randomModel(config, 11, 8);
+  const rows = [batchOf(config, T, 31), batchOf(config, T, 41)];
+  // row 0 jumps twice (PoSE-style chunks), row 1 is contiguous from 0
+  const pos = [
+    Array.from({ length: T }, (_, i) => i + (i >= 5 ? 37 : 0) + (i >= 11 ? 200 : 0)),
+    Array.from({ length: T }, (_, i) => i),
+  ];
+  const batch: Batch = {
+    tokens: Int32Array.from(rows.flatMap((r) => [...r.tokens])),
+    targets: Int32Array.from(rows.flatMap((r) => [...r.targets])),
+    mask: Float32Array.from(rows.flatMap((r) => [...r.mask])),
+    positions: Int32Array.from(pos.flat()),
+  };
+  const params = paramsFromModel(model);
+  await t.step("the loss equals the reference's masked mean over both rows", async () => {
+    const { loss, grads } = await lossAndGrad(config, params, batch, B, T);
+    disposeParams(grads);
+    let s = 0, w = 0;
+    rows.forEach((r, b) => {
+      const logits = referenceLogits(model, [...r.tokens], undefined, pos[b]);
+      const m = r.mask.reduce((a, x) => a + x, 0);
+      s += maskedNll(logits, r, config.vocabSize) * m;
+      w += m;
+    });
+    assert.ok(Math.abs(loss - s / w) <= 1e-5 * (s / w), `loss ${loss} vs reference ${s / w}`);
+  });
+  await t.step("the jumps matter: contiguous positions give another loss", async () => {
+    const { tokens, targets, mask } = batch;
+    const plain = await lossAndGrad(config, params, { tokens, targets, mask }, B, T);
+    disposeParams(plain.grads);
+    const { loss, grads } = await lossAndGrad(config, params, batch, B, T);
+    disposeParams(grads);
+    assert.ok(Math.abs(plain.loss - loss) > 1e-4, `${plain.loss} vs ${loss}`);
+  });
+  await t.step("a position outside the model's range is refused", async () => {
+    const bad = Int32Array.from(pos.flat());
+    bad[3] = config.maxPositionEmbeddings;
+    await assert.rejects(
+      () => lossAndGrad(config, params, { ...batch, positions: bad }, B, T),
+      /positions\[3\] = \d+ is outside/,
     );
   });
   disposeParams(params);

@@ -10,11 +10,13 @@ import type { Model } from "../model.ts";
  * (T, V) logits of one sequence, every sum in float64, attention recomputed per query.
  * @param drop when given, attention entries (layer, query head, i, j) for which it returns true
  *   are removed and the row's softmax renormalised over the rest
+ * @param positions the RoPE position of each token (default `0..T-1`)
  */
 export function referenceLogits(
   model: Model,
   tokens: number[],
   drop?: (layer: number, head: number, i: number, j: number) => boolean,
+  positions?: readonly number[],
 ): Float64Array {
   const c = model.config, w = model.weights;
   const C = c.hiddenSize, NH = c.numHeads, NKV = c.numKvHeads, HS = c.headDim;
@@ -47,7 +49,8 @@ export function referenceLogits(
     const qs = h.map((x) => lin(x, L.wq, L.bq, NH * HS));
     const ks = h.map((x) => lin(x, L.wk, L.bk, NKV * HS));
     const vs = h.map((x) => lin(x, L.wv, L.bv, NKV * HS));
-    const headOf = (m: number[], t: number, j: number) => rope(m.slice(j * HS, j * HS + HS), t);
+    const headOf = (m: number[], t: number, j: number) =>
+      rope(m.slice(j * HS, j * HS + HS), positions ? positions[t]! : t);
     const kr = ks.map((k, t) => Array.from({ length: NKV }, (_, j) => headOf(k, t, j)));
     xs = xs.map((x, t) => {
       const att: number[] = [];
