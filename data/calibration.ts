@@ -1,5 +1,5 @@
 /**
- * Calibration sets for MoA profiling (DESIGN.md §3): long-range-dependency prompts whose
+ * Calibration sets for MoA profiling (DESIGN.md §3.3): long-range-dependency prompts whose
  * responses come from the dense model itself, and the two alternatives the paper compares:
  * ground-truth ("reference") responses, and plain language-model loss over the context.
  *

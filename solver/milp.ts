@@ -1,5 +1,5 @@
 /**
- * The MoA optimisation (DESIGN §3, "Optimization") as plain data, and its solution by HiGHS.
+ * The MoA optimisation (DESIGN.md §3.6) as plain data, and its solution by HiGHS.
  *
  * A {@link Problem} assigns exactly one of `choices` rules to each of `groups` heads (binary
  * x[h, r], Σ_r x[h, r] = 1). Each objective k is Σ x[h, r]·objectives[k][h][r]; each constraint
@@ -879,7 +879,7 @@ function paretoDominates(a: readonly number[], b: readonly number[]): boolean {
 }
 
 /**
- * The ε-constraint Pareto set (DESIGN §3): minimise each objective alone to get its range
+ * The ε-constraint Pareto set (DESIGN.md §3.7): minimise each objective alone to get its range
  * [best, worst over those solutions]; then for each primary objective, cut every other
  * objective's range into `intervals` equal steps and, for every combination of upper ends,
  * minimise the primary subject to those ≤ bounds. Infeasible combinations are skipped; the

@@ -1,6 +1,6 @@
 /**
  * The whole MoA chain for one model and density: calibrate → profile → optimise (Pareto set) →
- * validate at a longer length → plan (DESIGN.md §3).
+ * validate at a longer length → plan (DESIGN.md §3.3–§3.7).
  *
  * @module
  */

@@ -1,5 +1,5 @@
 /**
- * Plan files (DESIGN §3, "Plan file"): the per-head elastic rules a solve chose, as JSON.
+ * Plan files (DESIGN.md §3.9): the per-head elastic rules a solve chose, as JSON.
  *
  * ```json
  * {

@@ -1,5 +1,5 @@
 /**
- * Elastic attention rules (DESIGN §3, "Mask family"). A rule r = (α, β) lets a head keep, at
+ * Elastic attention rules (DESIGN.md §3.1). A rule r = (α, β) lets a head keep, at
  * current length N, the first `sink` tokens plus a sliding window of
  *
  *   S(N) = clamp(α + β·N, 0, N)
@@ -41,7 +41,7 @@ function checkLength(value: number, field: string): void {
 }
 
 /**
- * The candidate rules of DESIGN §3, scaled to the model's own lengths. With u = ⌊min(lengths)/2⌋,
+ * The candidate rules of DESIGN.md §3.2, scaled to the model's own lengths. With u = ⌊min(lengths)/2⌋,
  * α runs over −2u, −u, 0, u, 2u, … up to servingLength/2 and β over 0, 1/8, …, 1; a rule is kept
  * when α + β·N ≤ N for the longest profiled length and for the serving length (the window never
  * outgrows the sequence) and α + β·Nmin > 0 for the shortest profiled length (it keeps
@@ -133,7 +133,7 @@ export function bandBlocks(rule: Rule, n: number, block: number): number {
 }
 
 /**
- * The share of the KV cache a rule keeps when the sequence is N long (DESIGN §3, "Density").
+ * The share of the KV cache a rule keeps when the sequence is N long (DESIGN.md §3.5).
  *
  * Without `block`: min(1, (sink + S(N)) / N) in tokens. With `block`, counted in whole blocks as
  * the reference does (its "kv" density of the block layout): the sequence is nb = ⌈N/block⌉

@@ -22,7 +22,7 @@ Deno.test("candidateRules()", async (t) => {
   });
 
   await t.step("keeps exactly the grid points that meet the three conditions", () => {
-    // independent enumeration of DESIGN §3's grid and conditions
+    // independent enumeration of DESIGN.md §3.2's grid and conditions
     const want: string[] = [];
     for (const alpha of [-2048, -1024, 0, 1024, 2048, 3072, 4096, 5120, 6144, 7168, 8192]) {
       for (let k = 0; k <= 8; k++) {

@@ -5,7 +5,7 @@
  *
  * This module generates cases at a target prompt length (in the model's tokens), spreads the
  * asked line evenly over position deciles, scores answers, reads and writes the LongChat JSONL
- * format, and summarises accuracy per decile. Exact strings: DESIGN.md §5.
+ * format, and summarises accuracy per decile. Exact strings: DESIGN.md §5.1; files: §5.2.
  *
  * @module
  */

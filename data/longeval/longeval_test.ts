@@ -15,7 +15,7 @@ import {
 } from "./longeval.ts";
 import { ADJECTIVES, HELDOUT_WORDS, NOUNS, TRAIN_WORDS } from "./words.ts";
 
-// The exact strings of DESIGN.md §5, written out independently of longeval.ts.
+// The exact strings of DESIGN.md §5.1, written out independently of longeval.ts.
 const EXPECTED_HEADER =
   "Below is a record of lines I want you to remember. Each line begins with 'line <line index>' and contains a '<REGISTER_CONTENT>' at the end of the line as a numerical value. For each line index, memorize its corresponding <REGISTER_CONTENT>. At the end of the record, I will ask you to retrieve the corresponding <REGISTER_CONTENT> of a certain line index. Now the record start:\n\n";
 const QUESTION_RE =
@@ -61,7 +61,7 @@ function longestLine(words: { adjectives: readonly string[]; nouns: readonly str
   return `line ${longest(words.adjectives)}-${longest(words.nouns)}: REGISTER_CONTENT is <50000>\n`;
 }
 
-Deno.test("the prompt pieces have exactly the strings of DESIGN.md §5", async (t) => {
+Deno.test("the prompt pieces have exactly the strings of DESIGN.md §5.1", async (t) => {
   await t.step("HEADER", () => {
     assert.equal(HEADER, EXPECTED_HEADER);
     assert.ok(HEADER.endsWith("Now the record start:\n\n"));
