@@ -1,72 +1,167 @@
 /**
- * `deno task quality --model DIR [--lengths 1024,2048,4096] [--cases 20]`: the model card's
- * quality table — dense greedy LongEval accuracy with training-vocabulary keys and with held-out
- * keys (words never used as keys in training) at each length, and perplexity on held-out Brown
- * text — printed as Markdown.
+ * `deno task quality`: the model card's quality table. Dense greedy LongEval accuracy in
+ * LongChat's exact prompt format at record-line levels (50 / 100 / 200 / 300 lines, as
+ * LongChat's test files are organised), for each evaluation key source of
+ * `data/longeval/keys.ts` (none shares a key part with training), with the prompts' mean length
+ * in the model's tokens and a 95% Wilson interval per cell; then perplexity on held-out Brown
+ * text. Printed as Markdown; `--out FILE` also writes the cells as CSV.
  *
  * @module
  */
 import { parseArgs } from "node:util";
-import { generateCases } from "../longeval/longeval.ts";
-import { HELDOUT_WORDS, TRAIN_WORDS } from "../longeval/words.ts";
+import { generateCasesByLines } from "../longeval/longeval.ts";
+import { EVAL_KEY_SOURCES, evalKey, type EvalKeySource } from "../longeval/keys.ts";
 import { brownText } from "../brown.ts";
 import { InputError, runCli } from "../../runtime/errors.ts";
+import { writeFileAtomic } from "../../runtime/atomic.ts";
 import { cpuMethod, runLongEval, runPerplexity } from "../../experiments/benchmarks.ts";
 import { openSession, promptTokens, resolveModelDir } from "../../experiments/session.ts";
+import { createProgress } from "../../experiments/progress.ts";
+
+const HELP = `moa quality: the model card's quality table
+
+Usage: deno task quality [--model DIR] [--lines 50,100,200,300] [--keys words,madeup,mixed]
+                         [--cases 100] [--seed 1234] [--ppl 1024] [--out FILE.csv]
+
+  --model DIR   a model folder or embedded name (default moa-tiny)
+  --lines L     record-line levels (LongChat's prompt, values up to 50,000)
+  --keys K      evaluation key sources (data/longeval/keys.ts): words (adjective-noun pairs
+                from words.ts), madeup (made-up pronounceable words), mixed (letters and
+                digits in mixed case); none shares a part with training's keys
+  --cases N     cases per cell (default 100)
+  --seed S      case seed (default 1234)
+  --ppl T       held-out Brown perplexity at this length, 0 to skip (default 1024)
+  --out FILE    also write the cells as CSV
+`;
+
+/** The 95% Wilson score interval of k successes in n trials. */
+export function wilson(k: number, n: number): [number, number] {
+  if (n === 0) return [0, 1];
+  const z = 1.959964, p = k / n, z2 = z * z;
+  const centre = (p + z2 / (2 * n)) / (1 + z2 / n);
+  const half = (z / (1 + z2 / n)) * Math.sqrt((p * (1 - p)) / n + z2 / (4 * n * n));
+  return [Math.max(0, centre - half), Math.min(1, centre + half)];
+}
+
+function intList(flag: string, v: string, min: number): number[] {
+  const xs = v.split(",").map((s) => Number(s.trim()));
+  if (xs.length === 0 || xs.some((n) => !Number.isInteger(n) || n < min)) {
+    throw new InputError(`${flag}: expected integers >= ${min} separated by commas, got '${v}'`);
+  }
+  return xs;
+}
 
 async function main(args: string[]): Promise<number> {
-  const { values } = parseArgs({
+  const { values, positionals } = parseArgs({
     args,
+    allowPositionals: true,
     options: {
       model: { type: "string", default: "moa-tiny" },
-      lengths: { type: "string", default: "1024,2048,4096" },
-      cases: { type: "string", default: "20" },
+      lines: { type: "string", default: "50,100,200,300" },
+      keys: { type: "string", default: EVAL_KEY_SOURCES.join(",") },
+      cases: { type: "string", default: "100" },
       seed: { type: "string", default: "1234" },
+      ppl: { type: "string", default: "1024" },
+      out: { type: "string" },
       help: { type: "boolean", short: "h", default: false },
     },
   });
   if (values.help) {
-    console.log(
-      "Usage: deno task quality [--model DIR] [--lengths 1024,2048,4096] [--cases 20] [--seed 1234]",
-    );
+    console.log(HELP);
     return 0;
   }
-  const lengths = values.lengths.split(",").map(Number);
-  const cases = Number(values.cases);
-  if (lengths.some((n) => !Number.isInteger(n) || n < 1) || !Number.isInteger(cases) || cases < 1) {
-    throw new InputError("--lengths and --cases take positive integers");
+  if (positionals.length) throw new InputError(`unexpected argument '${positionals[0]}'`);
+  const lines = intList("--lines", values.lines, 2);
+  const one = (flag: string, v: string, min: number): number => {
+    const xs = intList(flag, v, min);
+    if (xs.length !== 1) throw new InputError(`${flag}: expected one integer, got '${v}'`);
+    return xs[0]!;
+  };
+  const cases = one("--cases", values.cases, 1);
+  const seed = one("--seed", values.seed, 0);
+  const pplLength = one("--ppl", values.ppl, 0);
+  const keys = values.keys.split(",").map((k) => k.trim());
+  for (const k of keys) {
+    if (!EVAL_KEY_SOURCES.includes(k as EvalKeySource)) {
+      throw new InputError(`--keys: expected some of ${EVAL_KEY_SOURCES.join(", ")}, got '${k}'`);
+    }
   }
   const s = await openSession(await resolveModelDir(values.model, "--model"), "cpu");
+  const max = s.runner.model.config.maxPositionEmbeddings;
   const newCache = (n: number) => s.runner.newCache(n);
-  const rows: string[] = [
-    "| length | LongEval, training keys | LongEval, held-out keys | held-out Brown perplexity |",
-    "|---|---|---|---|",
-  ];
-  for (const length of lengths) {
-    const acc = async (words: typeof TRAIN_WORDS) => {
-      const cs = generateCases({
+  const progress = createProgress(lines.length * keys.length + (pplLength > 0 ? 1 : 0));
+  const cells: { lines: number; keys: string; tokens: number; correct: number; n: number }[] = [];
+  for (const n of lines) {
+    for (const source of keys as EvalKeySource[]) {
+      progress.start(`${n} lines, ${source} keys`);
+      const cs = generateCasesByLines({
         count: cases,
-        targetLength: length,
-        seed: Number(values.seed),
+        lines: n,
+        seed,
         countTokens: (t) => promptTokens(s, t).length,
-        words,
+        drawKey: (r) => evalKey(source, r),
       });
-      const m = await runLongEval(s, cs, cpuMethod(s.runner, newCache), () => {});
-      return m.find((x) => x.metric === "accuracy")!.value;
-    };
-    const [tr, ho] = [await acc(TRAIN_WORDS), await acc(HELDOUT_WORDS)];
-    const ppl =
-      (await runPerplexity(s, await brownText("heldout"), length, 2 * length, newCache, () => {}))[
-        0
-      ]!.value;
-    rows.push(
-      `| ${length} | ${tr.toFixed(2)} (n=${cases}) | ${ho.toFixed(2)} (n=${cases}) | ${
-        ppl.toFixed(2)
-      } |`,
-    );
-    console.error(rows.at(-1));
+      const longest = Math.max(...cs.map((c) => c.tokens!));
+      if (longest + 48 > max) {
+        throw new InputError(
+          `--lines: ${n} lines make prompts of up to ${longest} tokens, past the model's ` +
+            `max_position_embeddings ${max}`,
+        );
+      }
+      const m = await runLongEval(
+        s,
+        cs,
+        cpuMethod(s.runner, newCache),
+        (d, t) => progress.update(d, t),
+      );
+      const acc = m.find((x) => x.metric === "accuracy")!;
+      const tokens = cs.reduce((a, c) => a + c.tokens!, 0) / cs.length;
+      const correct = Math.round(acc.value * acc.n);
+      cells.push({ lines: n, keys: source, tokens, correct, n: acc.n });
+      progress.finish(`${acc.value.toFixed(2)} at ${Math.round(tokens)} tokens`);
+    }
   }
-  console.log(rows.join("\n"));
+  let ppl = NaN;
+  if (pplLength > 0) {
+    progress.start(`perplexity at ${pplLength}`);
+    const text = await brownText("heldout");
+    ppl = (await runPerplexity(s, text, pplLength, 4 * pplLength, newCache, (d, t) =>
+      progress.update(d, t)))[0]!.value;
+    progress.finish(ppl.toFixed(2));
+  }
+  progress.stop();
+
+  const fmt = (c: (typeof cells)[number]) => {
+    const [lo, hi] = wilson(c.correct, c.n);
+    return `${(c.correct / c.n).toFixed(2)} [${lo.toFixed(2)}, ${hi.toFixed(2)}]`;
+  };
+  const out = [
+    `| lines | tokens | ${keys.map((k) => `${k} keys`).join(" | ")} | mean |`,
+    `|---|---|${keys.map(() => "---|").join("")}---|`,
+  ];
+  for (const n of lines) {
+    const row = cells.filter((c) => c.lines === n);
+    const tokens = row.reduce((a, c) => a + c.tokens, 0) / row.length;
+    const mean = row.reduce((a, c) => a + c.correct / c.n, 0) / row.length;
+    out.push(
+      `| ${n} | ${Math.round(tokens)} | ${row.map(fmt).join(" | ")} | ${mean.toFixed(2)} |`,
+    );
+  }
+  console.log(
+    `Dense greedy LongEval (${cases} cases per cell, seed ${seed}, 95% Wilson intervals)\n`,
+  );
+  console.log(out.join("\n"));
+  if (pplLength > 0) console.log(`\nHeld-out Brown perplexity at ${pplLength}: ${ppl.toFixed(2)}`);
+  if (values.out) {
+    const csv = "lines,keys,tokens,accuracy,correct,n\n" +
+      cells.map((c) =>
+        [c.lines, c.keys, c.tokens.toFixed(1), (c.correct / c.n).toFixed(4), c.correct, c.n].join(
+          ",",
+        )
+      ).join("\n") + "\n" +
+      (pplLength > 0 ? `perplexity_${pplLength},,,${ppl.toFixed(4)},,\n` : "");
+    await writeFileAtomic(values.out, csv);
+  }
   return 0;
 }
 
