@@ -10,11 +10,14 @@ import { configToJson, parseConfig, type TorchDtype } from "./config.ts";
 import { InputError } from "./errors.ts";
 import type { LayerWeights, Model, ModelConfig, ModelWeights } from "./model.ts";
 import {
+  type Dtype,
   DTYPE_BYTES,
   encodeTensorData,
   type FloatDtype,
   layoutSafetensors,
   parseSafetensors,
+  readSafetensorsHeader,
+  type TensorEntry,
   type TensorToWrite,
   toFloat32,
 } from "./safetensors.ts";
@@ -196,6 +199,101 @@ async function locateTensors(
 }
 
 /**
+ * Checks that a tensor the config calls for is present with the shape the config implies.
+ * @throws {InputError} naming the file, the tensor and the config fields
+ */
+function checkTensor(
+  found: { shape: readonly number[] } | undefined,
+  spec: TensorSpec,
+  path: string,
+  index: string | null,
+): void {
+  if (found === undefined) {
+    const hint = spec.slot === "lmHead"
+      ? " (config.json has tie_word_embeddings=false)"
+      : index === null
+      ? ""
+      : ` (the weight_map of ${index} points here)`;
+    throw new InputError(`${path}: missing tensor ${spec.name}${hint}`);
+  }
+  if (
+    found.shape.length !== spec.shape.length || found.shape.some((d, i) => d !== spec.shape[i])
+  ) {
+    throw new InputError(
+      `${path}: ${spec.name} has shape ${shapeText(found.shape)} but config.json implies ` +
+        `${shapeText(spec.shape)} (${spec.note})`,
+    );
+  }
+}
+
+/** The dtypes {@linkcode loadModel} converts to float32. */
+const LOADABLE_DTYPES: readonly Dtype[] = ["F32", "F16", "BF16"];
+
+/**
+ * Checks a model folder as {@linkcode loadModel} would, reading only `config.json`, the shard
+ * index and the safetensors headers (not the weights): the config, every tensor's presence,
+ * shape and dtype, and that no file is truncated. Use it to refuse a broken folder before any
+ * output is written.
+ *
+ * @example
+ * ```ts
+ * import { checkModelFolder, saveModel } from "./hf.ts";
+ * import { randomModel, tinyConfig } from "./random_model.ts";
+ * const dir = await Deno.makeTempDir();
+ * await saveModel(dir, randomModel(tinyConfig(), 1));
+ * console.log((await checkModelFolder(dir)).numLayers); // 2
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ *
+ * @param dir the model folder
+ * @returns the parsed config
+ * @throws {InputError} for everything {@linkcode loadModel} rejects but corrupt tensor values
+ */
+export async function checkModelFolder(dir: string): Promise<ModelConfig> {
+  let info: Deno.FileInfo;
+  try {
+    info = await Deno.stat(dir);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) {
+      throw new InputError(`${dir}: model folder not found`);
+    }
+    throw e;
+  }
+  if (!info.isDirectory) throw new InputError(`${dir}: expected a model folder, found a file`);
+  const configPath = join(dir, CONFIG_FILE);
+  const config = parseConfig(
+    await readJson(configPath, "a model folder needs config.json"),
+    configPath,
+  );
+  const { files, index } = await locateTensors(dir, tensorSpecs(config), config);
+  for (const [path, wanted] of files) {
+    let entries: Map<string, TensorEntry>;
+    try {
+      entries = await readSafetensorsHeader(path);
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) {
+        throw new InputError(
+          `${path}: not found` + (index === null ? "" : ` (named in the weight_map of ${index})`),
+        );
+      }
+      throw e;
+    }
+    if (index === null) checkUnexpected(entries.keys(), config, path);
+    for (const spec of wanted) {
+      const entry = entries.get(spec.name);
+      checkTensor(entry, spec, path, index);
+      if (!LOADABLE_DTYPES.includes(entry!.dtype)) {
+        throw new InputError(
+          `${path}: tensor ${JSON.stringify(spec.name)}: unsupported dtype ${entry!.dtype} ` +
+            `(expected ${LOADABLE_DTYPES.join(", ").replace(/, (?=[^,]*$)/, " or ")})`,
+        );
+      }
+    }
+  }
+  return config;
+}
+
+/**
  * Loads a model folder in the Hugging Face layout (llama, mistral or qwen2; F32, F16 or BF16
  * safetensors, one file or sharded). Every tensor's shape is checked against `config.json`;
  * all weights are converted to float32. With tied embeddings `lmHead` is the same array as
@@ -254,23 +352,8 @@ export async function loadModel(dir: string): Promise<Model> {
     if (index === null) checkUnexpected(tensors.keys(), config, path);
     for (const spec of wanted) {
       const view = tensors.get(spec.name);
-      if (view === undefined) {
-        const hint = spec.slot === "lmHead"
-          ? " (config.json has tie_word_embeddings=false)"
-          : index === null
-          ? ""
-          : ` (the weight_map of ${index} points here)`;
-        throw new InputError(`${path}: missing tensor ${spec.name}${hint}`);
-      }
-      if (
-        view.shape.length !== spec.shape.length || view.shape.some((d, i) => d !== spec.shape[i])
-      ) {
-        throw new InputError(
-          `${path}: ${spec.name} has shape ${shapeText(view.shape)} but config.json implies ` +
-            `${shapeText(spec.shape)} (${spec.note})`,
-        );
-      }
-      loaded.set(spec.name, toFloat32(view, path, spec.name));
+      checkTensor(view, spec, path, index);
+      loaded.set(spec.name, toFloat32(view!, path, spec.name));
     }
   }
 

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { configToJson } from "./config.ts";
 import { InputError } from "./errors.ts";
-import { loadModel, saveModel } from "./hf.ts";
+import { checkModelFolder, loadModel, saveModel } from "./hf.ts";
 import type { LayerWeights, Model, ModelConfig } from "./model.ts";
 import { randomModel, tinyConfig } from "./random_model.ts";
 import { parseSafetensors } from "./safetensors.ts";
@@ -287,13 +287,27 @@ Deno.test("loadModel() handles tied embeddings and biases", async (t) => {
   });
 });
 
-Deno.test("loadModel() rejects bad model folders", async (t) => {
+Deno.test("loadModel() and checkModelFolder() reject bad model folders alike", async (t) => {
   const model = randomModel(tinyConfig(), 5);
+  /** Both reject the folder with an InputError whose message has every part. */
+  const rejectsBoth = async (dir: string, ...parts: string[]) => {
+    await rejects(loadModel(dir), ...parts);
+    await rejects(checkModelFolder(dir), ...parts);
+  };
+
+  await t.step("a good folder passes the check, which returns loadModel's config", async () => {
+    await withDir(async (dir) => {
+      await saveModel(dir, model, { dtype: "BF16" });
+      assert.deepEqual(await checkModelFolder(dir), (await loadModel(dir)).config);
+      await saveModel(dir, model, { maxShardBytes: 50_000 });
+      assert.deepEqual(await checkModelFolder(dir), model.config);
+    });
+  });
 
   await t.step("a missing folder", async () => {
     await withDir(async (dir) => {
       const missing = join(dir, "nope");
-      await rejects(loadModel(missing), `${missing}: model folder not found`);
+      await rejectsBoth(missing, `${missing}: model folder not found`);
     });
   });
 
@@ -301,13 +315,13 @@ Deno.test("loadModel() rejects bad model folders", async (t) => {
     await withDir(async (dir) => {
       const file = join(dir, "f");
       await Deno.writeTextFile(file, "");
-      await rejects(loadModel(file), `${file}: expected a model folder`);
+      await rejectsBoth(file, `${file}: expected a model folder`);
     });
   });
 
   await t.step("a missing config.json", async () => {
     await withDir(async (dir) => {
-      await rejects(loadModel(dir), `${join(dir, "config.json")}: not found`);
+      await rejectsBoth(dir, `${join(dir, "config.json")}: not found`);
     });
   });
 
@@ -315,7 +329,7 @@ Deno.test("loadModel() rejects bad model folders", async (t) => {
     await withDir(async (dir) => {
       await saveModel(dir, model);
       await Deno.writeTextFile(join(dir, "config.json"), "{ hidden_size: 4 ");
-      await rejects(loadModel(dir), `${join(dir, "config.json")}: invalid JSON`);
+      await rejectsBoth(dir, `${join(dir, "config.json")}: invalid JSON`);
     });
   });
 
@@ -327,8 +341,8 @@ Deno.test("loadModel() rejects bad model folders", async (t) => {
         join(dir, "config.json"),
         JSON.stringify({ ...json, model_type: "gemma" }),
       );
-      await rejects(
-        loadModel(dir),
+      await rejectsBoth(
+        dir,
         `${join(dir, "config.json")}: model_type`,
         '"gemma"',
         "llama, mistral, qwen2",
@@ -340,8 +354,8 @@ Deno.test("loadModel() rejects bad model folders", async (t) => {
     await withDir(async (dir) => {
       await writeConfig(dir, model.config);
       await Deno.writeFile(join(dir, "pytorch_model.bin"), new Uint8Array(1));
-      await rejects(
-        loadModel(dir),
+      await rejectsBoth(
+        dir,
         `${dir}: no model.safetensors or model.safetensors.index.json`,
         "pytorch_model.bin",
       );
@@ -354,8 +368,8 @@ Deno.test("loadModel() rejects bad model folders", async (t) => {
       const path = join(dir, "model.safetensors");
       const bytes = await Deno.readFile(path);
       await Deno.writeFile(path, bytes.subarray(0, bytes.length - 100));
-      await rejects(
-        loadModel(dir),
+      await rejectsBoth(
+        dir,
         `${path}: tensor "model.norm.weight" ends at byte`,
         "but data area has",
       );
@@ -369,8 +383,8 @@ Deno.test("loadModel() rejects bad model folders", async (t) => {
       const bytes = await Deno.readFile(path);
       new DataView(bytes.buffer).setBigUint64(0, BigInt(bytes.length), true);
       await Deno.writeFile(path, bytes);
-      await rejects(
-        loadModel(dir),
+      await rejectsBoth(
+        dir,
         `${path}: header declares ${bytes.length} bytes but the file has only ${bytes.length - 8}`,
       );
     });
@@ -384,8 +398,8 @@ Deno.test("loadModel() rejects bad model folders", async (t) => {
         m.set("model.norm.weight", { ...e, bytes: e.bytes.subarray(0, 128) });
       });
       const path = join(dir, "model.safetensors");
-      await rejects(
-        loadModel(dir),
+      await rejectsBoth(
+        dir,
         `${path}: tensor "model.norm.weight": data_offsets`,
         "span 128 bytes but shape [64] of F32 needs 256",
       );
@@ -396,8 +410,8 @@ Deno.test("loadModel() rejects bad model folders", async (t) => {
     await withDir(async (dir) => {
       await saveModel(dir, randomModel(tinyConfig({ numKvHeads: 4 }), 6));
       await writeConfig(dir, tinyConfig({ numKvHeads: 2 }));
-      await rejects(
-        loadModel(dir),
+      await rejectsBoth(
+        dir,
         `${
           join(dir, "model.safetensors")
         }: model.layers.0.self_attn.k_proj.weight has shape [64,64] ` +
@@ -412,8 +426,8 @@ Deno.test("loadModel() rejects bad model folders", async (t) => {
       await rewriteWeights(dir, (m) => {
         m.get("model.layers.1.mlp.up_proj.weight")!.dtype = "I32";
       });
-      await rejects(
-        loadModel(dir),
+      await rejectsBoth(
+        dir,
         `${
           join(dir, "model.safetensors")
         }: tensor "model.layers.1.mlp.up_proj.weight": unsupported dtype I32`,
@@ -425,8 +439,8 @@ Deno.test("loadModel() rejects bad model folders", async (t) => {
     await withDir(async (dir) => {
       await saveModel(dir, model);
       await rewriteWeights(dir, (m) => m.delete("model.layers.1.mlp.up_proj.weight"));
-      await rejects(
-        loadModel(dir),
+      await rejectsBoth(
+        dir,
         `${join(dir, "model.safetensors")}: missing tensor model.layers.1.mlp.up_proj.weight`,
       );
     });
@@ -436,8 +450,8 @@ Deno.test("loadModel() rejects bad model folders", async (t) => {
     await withDir(async (dir) => {
       await saveModel(dir, randomModel(tinyConfig({ tieWordEmbeddings: true }), 7));
       await writeConfig(dir, tinyConfig({ tieWordEmbeddings: false }));
-      await rejects(
-        loadModel(dir),
+      await rejectsBoth(
+        dir,
         `${
           join(dir, "model.safetensors")
         }: missing tensor lm_head.weight (config.json has tie_word_embeddings=false)`,
@@ -449,8 +463,8 @@ Deno.test("loadModel() rejects bad model folders", async (t) => {
     await withDir(async (dir) => {
       await saveModel(dir, randomModel(tinyConfig({ attentionBias: true }), 8));
       await writeConfig(dir, tinyConfig({ attentionBias: false }));
-      await rejects(
-        loadModel(dir),
+      await rejectsBoth(
+        dir,
         "has tensor model.layers.0.self_attn.",
         "_proj.bias but config.json has attention_bias=false",
       );
@@ -461,7 +475,7 @@ Deno.test("loadModel() rejects bad model folders", async (t) => {
     await withDir(async (dir) => {
       await saveModel(dir, randomModel(tinyConfig({ numLayers: 3 }), 9));
       await writeConfig(dir, tinyConfig({ numLayers: 2 }));
-      await rejects(loadModel(dir), "has tensor model.layers.2.", "num_hidden_layers=2");
+      await rejectsBoth(dir, "has tensor model.layers.2.", "num_hidden_layers=2");
     });
   });
 
@@ -472,8 +486,8 @@ Deno.test("loadModel() rejects bad model folders", async (t) => {
       const index = JSON.parse(await Deno.readTextFile(path));
       delete index.weight_map["model.norm.weight"];
       await Deno.writeTextFile(path, JSON.stringify(index));
-      await rejects(
-        loadModel(dir),
+      await rejectsBoth(
+        dir,
         `${path}: weight_map has no entry for tensor model.norm.weight`,
       );
     });
@@ -484,8 +498,8 @@ Deno.test("loadModel() rejects bad model folders", async (t) => {
       await saveModel(dir, model, { maxShardBytes: 50_000 });
       const shard = listDir(dir).find((f) => f.startsWith("model-00002"))!;
       await Deno.remove(join(dir, shard));
-      await rejects(
-        loadModel(dir),
+      await rejectsBoth(
+        dir,
         `${join(dir, shard)}: not found`,
         "model.safetensors.index.json",
       );
@@ -501,8 +515,8 @@ Deno.test("loadModel() rejects bad model folders", async (t) => {
       assert.notEqual(index.weight_map["model.norm.weight"], first);
       index.weight_map["model.norm.weight"] = first;
       await Deno.writeTextFile(path, JSON.stringify(index));
-      await rejects(
-        loadModel(dir),
+      await rejectsBoth(
+        dir,
         `${
           join(dir, first)
         }: missing tensor model.norm.weight (the weight_map of ${path} points here)`,
@@ -517,8 +531,8 @@ Deno.test("loadModel() rejects bad model folders", async (t) => {
       const index = JSON.parse(await Deno.readTextFile(path));
       index.weight_map["model.norm.weight"] = "../x.safetensors";
       await Deno.writeTextFile(path, JSON.stringify(index));
-      await rejects(
-        loadModel(dir),
+      await rejectsBoth(
+        dir,
         `${path}: weight_map.model.norm.weight: expected a file name inside the model folder`,
       );
     });
@@ -529,7 +543,7 @@ Deno.test("loadModel() rejects bad model folders", async (t) => {
       await saveModel(dir, model, { maxShardBytes: 50_000 });
       const path = join(dir, "model.safetensors.index.json");
       await Deno.writeTextFile(path, JSON.stringify({ metadata: {} }));
-      await rejects(loadModel(dir), `${path}: weight_map: expected an object`);
+      await rejectsBoth(dir, `${path}: weight_map: expected an object`);
     });
   });
 });

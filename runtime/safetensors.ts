@@ -133,26 +133,122 @@ export function parseSafetensorsWithMetadata(
   bytes: Uint8Array,
   file: string,
 ): { tensors: Map<string, TensorView>; metadata: Record<string, string> } {
-  if (bytes.length < 8) {
+  const { entries, metadata, dataStart } = parseHeader(bytes, bytes.length, file);
+  const tensors = new Map<string, TensorView>();
+  for (const t of entries) {
+    tensors.set(t.name, {
+      dtype: t.dtype,
+      shape: t.shape,
+      data: bytes.subarray(dataStart + t.begin, dataStart + t.end),
+    });
+  }
+  return { tensors, metadata };
+}
+
+/** One tensor entry of a safetensors header: where its bytes lie in the data area. */
+export interface TensorEntry {
+  name: string;
+  dtype: Dtype;
+  shape: number[];
+  /** Byte offsets in the data area (after the header), `[begin, end)`. */
+  begin: number;
+  end: number;
+}
+
+/** The most header bytes a safetensors file may declare (the format's limit, 100 MB). */
+export const MAX_HEADER_BYTES = 100_000_000;
+
+/**
+ * Reads and checks only the header of a safetensors file: every check of
+ * {@linkcode parseSafetensors} (truncation included, against the file's size) without reading
+ * the tensor data, so a large model folder can be validated in milliseconds.
+ *
+ * @example
+ * ```ts
+ * import { encodeSafetensors, readSafetensorsHeader } from "./safetensors.ts";
+ * const path = await Deno.makeTempFile({ suffix: ".safetensors" });
+ * await Deno.writeFile(path, encodeSafetensors([
+ *   { name: "w", dtype: "BF16", shape: [2, 3], data: new Float32Array(6) },
+ * ]));
+ * console.log((await readSafetensorsHeader(path)).get("w")); // { name: "w", dtype: "BF16", ... }
+ * await Deno.remove(path);
+ * ```
+ *
+ * @param path the file
+ * @returns the tensor entries by name
+ * @throws {InputError} when the file is truncated or its header is malformed or inconsistent
+ * @throws {Deno.errors.NotFound} when the file does not exist
+ */
+export async function readSafetensorsHeader(path: string): Promise<Map<string, TensorEntry>> {
+  const f = await Deno.open(path);
+  try {
+    const size = (await f.stat()).size;
+    const head = await readFully(f, Math.min(8, size));
+    let prefix = head;
+    if (head.length === 8) {
+      const declared = new DataView(head.buffer).getBigUint64(0, true);
+      if (declared <= BigInt(Math.min(size - 8, MAX_HEADER_BYTES))) {
+        prefix = new Uint8Array(8 + Number(declared));
+        prefix.set(head);
+        prefix.set(await readFully(f, Number(declared)), 8);
+      }
+    }
+    return new Map(parseHeader(prefix, size, path).entries.map((t) => [t.name, t]));
+  } finally {
+    f.close();
+  }
+}
+
+/** Reads exactly `n` bytes from the current position (fewer only at the end of the file). */
+async function readFully(f: Deno.FsFile, n: number): Promise<Uint8Array> {
+  const out = new Uint8Array(n);
+  let at = 0;
+  while (at < n) {
+    const got = await f.read(out.subarray(at));
+    if (got === null) return out.subarray(0, at);
+    at += got;
+  }
+  return out;
+}
+
+/**
+ * Parses and checks a safetensors header.
+ * @param prefix the file's first bytes: at least the 8-byte length and the header it declares
+ *   (when the file has them)
+ * @param size the whole file's size in bytes
+ * @param file the file's path, used to start error messages
+ */
+function parseHeader(
+  prefix: Uint8Array,
+  size: number,
+  file: string,
+): { entries: TensorEntry[]; metadata: Record<string, string>; dataStart: number } {
+  if (size < 8) {
     throw new InputError(
-      `${file}: file is ${bytes.length} bytes, too short for the 8-byte header length of a ` +
+      `${file}: file is ${size} bytes, too short for the 8-byte header length of a ` +
         `safetensors file`,
     );
   }
-  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const dv = new DataView(prefix.buffer, prefix.byteOffset, prefix.byteLength);
   const declared = dv.getBigUint64(0, true);
-  const available = bytes.length - 8;
+  const available = size - 8;
   if (declared > BigInt(available)) {
     throw new InputError(
       `${file}: header declares ${declared} bytes but the file has only ${available} after ` +
         `the 8-byte length (truncated, or not a safetensors file)`,
     );
   }
+  if (declared > BigInt(MAX_HEADER_BYTES)) {
+    throw new InputError(
+      `${file}: header declares ${declared} bytes, more than the ${MAX_HEADER_BYTES} a ` +
+        `safetensors header may have (not a safetensors file?)`,
+    );
+  }
   const headerLen = Number(declared);
   let header: unknown;
   try {
     const text = new TextDecoder("utf-8", { fatal: true }).decode(
-      bytes.subarray(8, 8 + headerLen),
+      prefix.subarray(8, 8 + headerLen),
     );
     header = JSON.parse(text);
   } catch (e) {
@@ -164,10 +260,9 @@ export function parseSafetensorsWithMetadata(
   }
 
   const dataStart = 8 + headerLen;
-  const dataLen = bytes.length - dataStart;
-  const tensors = new Map<string, TensorView>();
+  const dataLen = size - dataStart;
   const metadata: Record<string, string> = {};
-  const spans: { name: string; begin: number; end: number }[] = [];
+  const entries: TensorEntry[] = [];
 
   for (const [name, entry] of Object.entries(header)) {
     if (name === "__metadata__") {
@@ -228,15 +323,10 @@ export function parseSafetensorsWithMetadata(
           `[${dims.join(",")}] of ${dtype} needs ${expected}`,
       );
     }
-    spans.push({ name, begin, end });
-    tensors.set(name, {
-      dtype,
-      shape: dims,
-      data: bytes.subarray(dataStart + begin, dataStart + end),
-    });
+    entries.push({ name, dtype, shape: dims, begin, end });
   }
 
-  spans.sort((a, b) => a.begin - b.begin || a.end - b.end);
+  const spans = [...entries].sort((a, b) => a.begin - b.begin || a.end - b.end);
   for (let i = 1; i < spans.length; i++) {
     const prev = spans[i - 1]!;
     const cur = spans[i]!;
@@ -247,7 +337,7 @@ export function parseSafetensorsWithMetadata(
       );
     }
   }
-  return { tensors, metadata };
+  return { entries, metadata, dataStart };
 }
 
 let f16Table: Float32Array | null = null;
