@@ -5,7 +5,8 @@
  * @module
  */
 import { InputError } from "../runtime/errors.ts";
-import { loadModel } from "../runtime/hf.ts";
+import { checkModelFolder, loadModel } from "../runtime/hf.ts";
+import type { ModelConfig } from "../runtime/model.ts";
 import { loadTokenizer, type TextTokenizer } from "../runtime/tokenizer.ts";
 import { CpuModel } from "../runtime/cpu/forward.ts";
 import { fastEngine } from "../runtime/cpu/engine.ts";
@@ -76,6 +77,36 @@ export async function modelFingerprint(dir: string): Promise<string> {
   return (await sha256Hex(parts.join("\n"))).slice(0, 16);
 }
 
+/** A model folder's parts that can be checked without loading its weights. */
+export interface CheckedModel {
+  config: ModelConfig;
+  tokenizer: TextTokenizer;
+}
+
+/**
+ * Checks a model folder the way {@link openSession} would load it, without reading the weights
+ * (config.json, safetensors headers and sizes, tokenizer.json, their agreement), so a broken
+ * folder is refused before a run writes anything.
+ * @param dir the model folder (see {@link resolveModelDir})
+ * @returns the parsed config and tokenizer
+ * @throws InputError naming the file and the problem
+ */
+export async function checkModel(dir: string): Promise<CheckedModel> {
+  const config = await checkModelFolder(dir);
+  const tokenizer = await loadTokenizer(dir);
+  checkVocab(dir, tokenizer, config);
+  return { config, tokenizer };
+}
+
+/** @throws InputError when the tokenizer has ids the embedding has no row for */
+function checkVocab(dir: string, tokenizer: TextTokenizer, config: ModelConfig): void {
+  if (tokenizer.vocabSize > config.vocabSize) {
+    throw new InputError(
+      `${dir}/tokenizer.json: ${tokenizer.vocabSize} tokens but config.json vocab_size is ${config.vocabSize}`,
+    );
+  }
+}
+
 /** A model loaded for evaluation. */
 export interface Session {
   dir: string;
@@ -129,11 +160,7 @@ export async function openSession(
     loadTokenizer(dir),
     modelFingerprint(dir),
   ]);
-  if (tokenizer.vocabSize > model.config.vocabSize) {
-    throw new InputError(
-      `${dir}/tokenizer.json: ${tokenizer.vocabSize} tokens but config.json vocab_size is ${model.config.vocabSize}`,
-    );
-  }
+  checkVocab(dir, tokenizer, model.config);
   const engine = await fastEngine();
   const gpu = useGpu ? await GpuModel.load(model) : null;
   const newline = tokenizer.encode("\n");
