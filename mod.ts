@@ -51,10 +51,13 @@ export type {
   RopeScaling,
 } from "./runtime/model.ts";
 export { loadModel, saveModel, type SaveOptions } from "./runtime/hf.ts";
-export { configToJson, parseConfig } from "./runtime/config.ts";
+export { configToJson, parseConfig, type TorchDtype } from "./runtime/config.ts";
 export {
+  type Dtype,
   encodeSafetensors,
+  type FloatDtype,
   parseSafetensors,
+  type TensorToWrite,
   type TensorView,
   toFloat32,
 } from "./runtime/safetensors.ts";
@@ -83,6 +86,7 @@ export {
   tokenLogProbs,
 } from "./runtime/cpu/generate.ts";
 export {
+  type AttentionDims,
   AutoEngine,
   type Engine,
   fastEngine,
@@ -93,15 +97,17 @@ export {
 } from "./runtime/cpu/engine.ts";
 
 // the MoA chain: calibrate → profile → optimise → validate → plan
-export { buildCalibration, type CalibrationKind } from "./data/calibration.ts";
 export {
-  type BlockInfluence,
-  type CalibrationSample,
-  profileInfluence,
-  ruleLosses,
-} from "./solver/profile.ts";
+  buildCalibration,
+  type CalibrationKind,
+  type CalibrationOptions,
+} from "./data/calibration.ts";
+// profileInfluence takes jax-js parameters (runtime/autodiff/), which makePlan prepares itself
+export { type BlockInfluence, type CalibrationSample, ruleLosses } from "./solver/profile.ts";
 export {
   type BandMode,
+  type BlockMask,
+  type CandidateOptions,
   candidateRules,
   droppedBlocks,
   type Rule,
@@ -109,15 +115,20 @@ export {
   ruleKeeps,
 } from "./solver/rules.ts";
 export {
+  type Constraint,
   densityProblemFromRules,
+  type ParetoOptions,
   paretoSet,
   type Problem,
+  type RulesProblemInput,
   type Solution,
   solveMilp,
+  type SolveOptions,
 } from "./solver/milp.ts";
 export {
   makePlan,
   type PlanResult,
+  type PlanSearch,
   type PlanSettings,
   type ProfileCache,
   validationLoss,
@@ -126,35 +137,65 @@ export {
   exportReferencePlan,
   importReferencePlan,
   type Plan,
+  type PlanMeta,
   readPlan,
   writePlan,
 } from "./solver/plan.ts";
-export { validityCheck } from "./solver/validity.ts";
+export { validityCheck, type ValidityPair } from "./solver/validity.ts";
+export type { SparsePlan } from "./runtime/cpu/sparse_cache.ts";
 
 // ONNX export (independent check and dense baseline)
-export { exportOnnx } from "./runtime/onnx/export.ts";
-export { OrtModel } from "./runtime/onnx/ort.ts";
+export { exportOnnx, type ExportOnnxOptions } from "./runtime/onnx/export.ts";
+export { OrtModel, type PrefillResult } from "./runtime/onnx/ort.ts";
 
 // benchmarks and data
 export {
   generateCases,
+  type GenerateOptions as LongEvalOptions,
   type LongEvalCase,
+  type LongEvalSummary,
   readLongEvalJsonl,
   scoreAnswer,
   summarize,
   writeLongEvalJsonl,
 } from "./data/longeval/longeval.ts";
-export { HELDOUT_WORDS, TRAIN_WORDS } from "./data/longeval/words.ts";
-export { brownSplit, brownText, readBrownDocuments } from "./data/brown.ts";
+export { HELDOUT_WORDS, TRAIN_WORDS, type WordLists } from "./data/longeval/words.ts";
+export {
+  type BrownDocument,
+  type BrownPart,
+  brownSplit,
+  brownText,
+  readBrownDocuments,
+} from "./data/brown.ts";
 
 // experiments
 export {
+  type Backend,
+  BACKENDS,
+  type BenchmarkName,
+  BENCHMARKS,
+  type BenchmarkSettings,
   type Cell,
   expandCells,
   type Experiment,
+  type Influence,
+  INFLUENCES,
   loadExperiment,
+  type LongEvalSettings,
+  type Method,
+  METHODS,
   parseExperiment,
+  type PerplexitySettings,
+  type ProfileSettings,
+  type ThroughputSettings,
 } from "./experiments/schema.ts";
-export { runExperiment, type RunOptions, type RunResult } from "./experiments/runner.ts";
-export { mergeRuns } from "./experiments/merge.ts";
+export {
+  type ResolvedRun,
+  runExperiment,
+  type RunOptions,
+  type RunResult,
+  type Shard,
+} from "./experiments/runner.ts";
+export type { Progress } from "./experiments/progress.ts";
+export { type MergeResult, mergeRuns } from "./experiments/merge.ts";
 export { CSV_COLUMNS, readMetricsCsv, type Row } from "./experiments/csv.ts";

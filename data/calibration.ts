@@ -26,8 +26,11 @@ export type CalibrationKind = "model" | "reference" | "context";
 export interface CalibrationOptions {
   /** Tokens per sample. */
   length: number;
+  /** Number of samples. */
   samples: number;
+  /** Seed for the prompts and passages; equal seeds give identical samples. */
   seed: number;
+  /** Where the responses come from (DESIGN.md §3.3). */
   kind: CalibrationKind;
   /** Most response tokens. @default 48 */
   maxResponse?: number;

@@ -11,6 +11,7 @@ import { checkOutDir, type ResolvedRun } from "./runner.ts";
 
 /** The result of a merge. */
 export interface MergeResult {
+  /** The merged metrics rows, in the unsharded run's cell order. */
   rows: Row[];
   /** Cell ids no shard produced. */
   missing: string[];

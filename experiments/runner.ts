@@ -82,7 +82,9 @@ const CELL_VERSION = 1;
 
 /** `--shard i/n`: this process runs the cells whose index ≡ i (mod n). */
 export interface Shard {
+  /** i, in 0 .. count − 1. */
   index: number;
+  /** n, the number of shards. */
   count: number;
 }
 
@@ -92,6 +94,7 @@ export interface RunOptions {
   out: string;
   /** Continue the run recorded in `out`; fails when `out` holds none or another experiment. */
   resume?: boolean;
+  /** Run only this shard's cells. @default null (every cell) */
   shard?: Shard | null;
   /** Print the cells and whether each is cached; write nothing. */
   dryRun?: boolean;
@@ -111,18 +114,27 @@ export interface RunOptions {
 
 /** What `experiment.resolved.json` holds. */
 export interface ResolvedRun {
+  /** The experiment's name plus a hash of the resolved experiment and the model. */
   run_id: string;
+  /** The experiment with every default filled. */
   experiment: Experiment;
+  /** The model folder. */
   model_dir: string;
+  /** A hash of the model folder's content (config, tokenizer, weights). */
   model_fingerprint: string;
+  /** Every cell of the grid, with its index in expansion order. */
   cells: (Cell & { index: number })[];
+  /** The shard this folder holds, or null for the whole grid. */
   shard: Shard | null;
+  /** The commit the code came from (`-dirty` when the tree had changes). */
   git_sha: string;
 }
 
 /** The result of a run. */
 export interface RunResult {
+  /** What `experiment.resolved.json` holds. */
   resolved: ResolvedRun;
+  /** The rows of `metrics.csv`. */
   rows: Row[];
   /** Cells that came from the cache. */
   cachedCells: number;

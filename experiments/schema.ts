@@ -96,8 +96,11 @@ export interface ThroughputSettings {
 
 /** The benchmarks an experiment runs; at least one is present. */
 export interface BenchmarkSettings {
+  /** Retrieval accuracy on LongEval lines (DESIGN.md §5). */
   longeval?: LongEvalSettings;
+  /** Perplexity on held-out Brown-corpus text. */
   perplexity?: PerplexitySettings;
+  /** Prefill and decode tokens/s and the KV bytes held. */
   throughput?: ThroughputSettings;
 }
 
@@ -113,11 +116,13 @@ export interface Experiment {
   densities: number[];
   /** Unique positive prompt lengths in tokens. */
   lengths: number[];
+  /** How MoA plans are profiled (sparse methods that need a plan). */
   profile: ProfileSettings;
+  /** The benchmarks every cell runs one of. */
   benchmarks: BenchmarkSettings;
-  /** @default 0 */
+  /** Seed of generated cases, calibration samples and text windows. @default 0 */
   seed: number;
-  /** @default "auto" */
+  /** Where the model runs. @default "auto" */
   backend: Backend;
 }
 
@@ -125,11 +130,13 @@ export interface Experiment {
 export interface Cell {
   /** Stable, readable and unique within an experiment, e.g. `moa-d0.5-n2048-perplexity`. */
   id: string;
+  /** The attention method. */
   method: Method;
   /** Always 1 for `dense`. */
   density: number;
   /** Prompt length in tokens. */
   length: number;
+  /** The benchmark the cell runs. */
   benchmark: BenchmarkName;
 }
 

@@ -10,7 +10,10 @@
  * `experiments/x.yaml:4:12: densities[1]: expected a number in (0, 1], got 1.5`.
  */
 export class InputError extends Error {
-  /** @param message what is wrong, naming the file/field/value and what was expected */
+  /**
+   * An error for bad input.
+   * @param message what is wrong, naming the file/field/value and what was expected
+   */
   constructor(message: string) {
     super(message);
     this.name = "InputError";

@@ -27,6 +27,7 @@ export type RopeScaling =
 
 /** A validated, normalised `config.json`. */
 export interface ModelConfig {
+  /** `model_type`: the architecture family. */
   modelType: ModelType;
   /** V */
   vocabSize: number;
@@ -42,14 +43,19 @@ export interface ModelConfig {
   numKvHeads: number;
   /** HS; usually C / NH. */
   headDim: number;
+  /** ε of RMSNorm. */
   rmsNormEps: number;
+  /** RoPE base frequency. */
   ropeTheta: number;
+  /** RoPE frequency scaling, or null for none. */
   ropeScaling: RopeScaling | null;
+  /** The context length the model was trained for. */
   maxPositionEmbeddings: number;
   /** When true, the output projection reuses the token embedding. */
   tieWordEmbeddings: boolean;
   /** Whether q/k/v projections carry biases (always true for qwen2). */
   attentionBias: boolean;
+  /** The token prepended to every prompt, or null when the model has none. */
   bosTokenId: number | null;
   /** Generation stops at any of these. */
   eosTokenIds: number[];
@@ -87,6 +93,7 @@ export interface LayerWeights {
 export interface ModelWeights {
   /** (V, C) */
   embed: Float32Array;
+  /** One entry per transformer block, L in all. */
   layers: LayerWeights[];
   /** (C) */
   finalNorm: Float32Array;
@@ -96,6 +103,8 @@ export interface ModelWeights {
 
 /** A configuration and its weights. */
 export interface Model {
+  /** The shape and hyperparameters. */
   config: ModelConfig;
+  /** The weights, matching `config`. */
   weights: ModelWeights;
 }

@@ -8,12 +8,18 @@
 export class Rng {
   #state: number;
 
-  /** @param seed any integer; equal seeds give equal streams */
+  /**
+   * A generator at the start of the stream of `seed`.
+   * @param seed any integer; equal seeds give equal streams
+   */
   constructor(seed: number) {
     this.#state = (seed ^ 0x9e3779b9) >>> 0;
   }
 
-  /** @returns a float in [0, 1) */
+  /**
+   * The next number of the stream.
+   * @returns a float in [0, 1)
+   */
   next(): number {
     let t = (this.#state = (this.#state + 0x6d2b79f5) >>> 0);
     t = Math.imul(t ^ (t >>> 15), t | 1);
@@ -21,19 +27,31 @@ export class Rng {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   }
 
-  /** @returns an integer in [lo, hi] (both inclusive) */
+  /**
+   * A uniform integer.
+   * @param lo the smallest value
+   * @param hi the largest value
+   * @returns an integer in [lo, hi] (both inclusive)
+   */
   int(lo: number, hi: number): number {
     return lo + Math.floor(this.next() * (hi - lo + 1));
   }
 
-  /** @returns a standard normal sample (Box–Muller) */
+  /**
+   * A normal sample.
+   * @returns a standard normal sample (Box–Muller)
+   */
   normal(): number {
     const u = 1 - this.next();
     const v = this.next();
     return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
   }
 
-  /** @returns one element of `xs`, chosen uniformly */
+  /**
+   * A uniform choice.
+   * @param xs a non-empty list
+   * @returns one element of `xs`, chosen uniformly
+   */
   pick<T>(xs: readonly T[]): T {
     if (xs.length === 0) throw new RangeError("Rng.pick: empty list");
     return xs[Math.floor(this.next() * xs.length)]!;

@@ -53,7 +53,9 @@ export const DTYPE_BYTES: Readonly<Record<Dtype, number>> = {
 
 /** One tensor of a parsed file. */
 export interface TensorView {
+  /** The element type as stored. */
   dtype: Dtype;
+  /** Dimensions, outermost first. */
   shape: number[];
   /** The tensor's bytes: a view into the file's buffer, not a copy. */
   data: Uint8Array;
@@ -61,8 +63,11 @@ export interface TensorView {
 
 /** A tensor to write: float32 values converted to `dtype` on the way out. */
 export interface TensorToWrite {
+  /** The tensor's name in the header. */
   name: string;
+  /** The element type to store. */
   dtype: FloatDtype;
+  /** Dimensions, outermost first. */
   shape: number[];
   /** Row-major values; length must equal the product of `shape`. */
   data: Float32Array;

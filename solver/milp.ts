@@ -815,7 +815,7 @@ export interface RulesProblemInput {
   headsPerLayer?: number;
   /** At most this many distinct rules per layer (needs `headsPerLayer`). */
   maxDistinctPerLayer?: number;
-  /** @default 0.9 */
+  /** The plan must use at least this share of the budget. @default 0.9 */
   lowerFraction?: number;
 }
 

@@ -32,11 +32,13 @@ export interface CalibrationSample {
 export interface BlockInfluence {
   /** Sequence length N of the samples. */
   length: number;
+  /** Tile size in tokens. */
   block: number;
   /** nb = ⌈N / block⌉ */
   numBlocks: number;
   /** [layer][kv head] → row-major (nb, nb) mean Σ|E| per tile */
   values: Float64Array[][];
+  /** Calibration samples averaged over. */
   samples: number;
 }
 

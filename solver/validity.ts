@@ -44,9 +44,13 @@ export function spearman(a: readonly number[], b: readonly number[]): number {
 
 /** One checked pair. */
 export interface ValidityPair {
+  /** The head's layer. */
   layer: number;
+  /** The kv head within the layer. */
   kvHead: number;
+  /** The rule's α, in tokens. */
   alpha: number;
+  /** The rule's β. */
   beta: number;
   /** the profiler's prediction: influence of the dropped tiles (the reference's static band) */
   predicted: number;
@@ -58,6 +62,7 @@ export interface ValidityPair {
   predictedSigned: number;
   /** the profiler's prediction with `influence: signed`: Σ E over the dropped tiles */
   predictedBlockSigned: number;
+  /** The measured loss increase: masked NLL with the rule on this head minus dense, in nats. */
   measured: number;
 }
 

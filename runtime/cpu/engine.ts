@@ -26,8 +26,11 @@ export interface AttentionDims {
   T: number;
   /** Keys (positions 0 .. S−1). */
   S: number;
+  /** Query heads. */
   NH: number;
+  /** Key/value heads; NH is a multiple of it. */
   NKV: number;
+  /** Head size. */
   HS: number;
   /** Position of the first query; first + T ≤ S. */
   first: number;
@@ -493,6 +496,12 @@ function transpose(a: Float32Array, R: number, C: number): Float32Array<ArrayBuf
  */
 export class AutoEngine implements Engine {
   readonly name: string;
+  /**
+   * Routes each call by its size.
+   * @param small the engine for calls below `threshold` multiply-adds
+   * @param large the engine for the others
+   * @param threshold multiply-adds at which `large` takes over
+   */
   constructor(readonly small: Engine, readonly large: Engine, readonly threshold = 1 << 17) {
     this.name = `${large.name}+${small.name}`;
   }

@@ -24,6 +24,7 @@ import {
 
 /** One sequence's part of a batched step. */
 export interface StepInput {
+  /** The sequence's KV cache; the step appends to it. */
   cache: KvCache;
   /** New tokens, appended after `cache.length` tokens. */
   tokens: ArrayLike<number>;
@@ -37,6 +38,7 @@ export class CpuModel {
   readonly #invFreq: Float64Array;
 
   /**
+   * A runner for a model.
    * @param model configuration and float32 weights
    * @param engine the matrix-product engine (see `fastEngine()` in engine.ts)
    */

@@ -100,6 +100,7 @@ export class DenseKvCache implements KvCache {
   readonly #HS: number;
 
   /**
+   * An empty cache.
    * @param config the model's shape
    * @param capacity initial token capacity (grows as needed)
    */
