@@ -8,6 +8,7 @@ import type { ModelConfig } from "../model.ts";
 import type { CpuModel } from "./forward.ts";
 import type { KvCache } from "./kv_cache.ts";
 import { H2oKvCache, MoaKvCache, type SparsePlan } from "./sparse_cache.ts";
+import type { SpanSemantics } from "../spans.ts";
 
 /** Attention methods. */
 export type AttentionMethod = "dense" | "moa" | "streaming" | "h2o";
@@ -22,8 +23,12 @@ export interface MethodSpec {
   density: number;
   /** Tokens every sparse head keeps from the start (streaming, moa). */
   sink: number;
-  /** The per-head rules (moa only). */
+  /** The per-head rules (moa only; they carry their own span semantics and block). */
   plan?: SparsePlan;
+  /** Span semantics of streaming's windows (`runtime/spans.ts`). @default "per-query" */
+  spans?: SpanSemantics;
+  /** Block size in tokens, which streaming's `reference` semantics needs. */
+  block?: number;
 }
 
 /**
@@ -57,10 +62,37 @@ export function streamingRules(config: ModelConfig, density: number, sink: numbe
  * Tokens per step when scoring a whole text with a method's cache (perplexity). H2O evicts
  * between steps, so it is fed a block at a time: every query then sees at most the budget plus
  * 31 keys, as its decoding would (one step per window would be dense attention). The other
- * caches apply their rule per query and give the same result at any step size.
+ * caches give the same result at any step size (under the `reference` span semantics, any step
+ * of more than one token).
  */
 export function scoringChunk(method: AttentionMethod): number {
   return method === "h2o" ? 32 : 1024;
+}
+
+/**
+ * The rules a windowed method runs with, for the CPU cache and the GPU layout alike: streaming's
+ * ({@link streamingRules} with the spec's span semantics and block) or moa's plan; null for dense
+ * and h2o.
+ *
+ * @param config the model's shape
+ * @param spec the method and its settings
+ * @returns the rules, or null
+ * @throws {RangeError} for moa without a plan
+ */
+export function windowRules(config: ModelConfig, spec: MethodSpec): SparsePlan | null {
+  switch (spec.method) {
+    case "streaming":
+      return {
+        ...streamingRules(config, spec.density, spec.sink),
+        ...(spec.spans ? { spans: spec.spans } : {}),
+        ...(spec.block ? { block: spec.block } : {}),
+      };
+    case "moa":
+      if (!spec.plan) throw new RangeError("method moa needs a plan (see solver/plan.ts)");
+      return spec.plan;
+    default:
+      return null;
+  }
 }
 
 /**
@@ -72,15 +104,11 @@ export function cacheFactory(runner: CpuModel, spec: MethodSpec): CacheFactory {
   switch (spec.method) {
     case "dense":
       return (maxLength) => runner.newCache(maxLength);
-    case "streaming": {
-      const plan = streamingRules(config, spec.density, spec.sink);
-      return (maxLength) => new MoaKvCache(config, plan, maxLength);
-    }
     case "h2o":
       return (maxLength) => new H2oKvCache(config, { density: spec.density, length: maxLength });
+    case "streaming":
     case "moa": {
-      const plan = spec.plan;
-      if (!plan) throw new RangeError("method moa needs a plan (see solver/plan.ts)");
+      const plan = windowRules(config, spec)!;
       return (maxLength) => new MoaKvCache(config, plan, maxLength);
     }
   }

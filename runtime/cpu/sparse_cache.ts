@@ -4,9 +4,12 @@
  * heavy-hitter baseline H2O (`H2oKvCache`). Each is a drop-in `KvCache`: `CpuModel.step` runs
  * them unchanged.
  *
- * MoA's rule for kv head g: the query at position i (current length n = i + 1) sees key j ≤ i
- * when j < sink or i − j < S_g(n), with S_g(n) = clamp(α_g + β_g·n, 0, n). Query heads that share
- * a kv head (GQA) share its rule.
+ * MoA's rule for kv head g under the `per-query` span semantics (the default): the query at
+ * position i (current length n = i + 1) sees key j ≤ i when j < sink or i − j < S_g(n), with
+ * S_g(n) = clamp(α_g + β_g·n, 0, n). Under the `reference` semantics (the MoA reference
+ * runtime's, `runtime/spans.ts`) the window is fixed when the cache is created for maxLength
+ * tokens and applied in whole blocks in prefill. Query heads that share a kv head (GQA) share its
+ * rule.
  *
  * @module
  */
@@ -14,6 +17,12 @@ import type { ModelConfig } from "../model.ts";
 import type { Engine } from "./engine.ts";
 import type { KvCache } from "./kv_cache.ts";
 import { softmaxRow } from "./ops.ts";
+import {
+  checkReferenceGrid,
+  referenceWindow,
+  referenceWindowStart,
+  type SpanSemantics,
+} from "../spans.ts";
 
 /** The part of a MoA plan that inference needs; plan files carry more (density, provenance). */
 export interface SparsePlan {
@@ -23,6 +32,10 @@ export interface SparsePlan {
   alphas: number[][];
   /** β per (layer, kv head), a share of the current length; ≥ 0. */
   betas: number[][];
+  /** How rules become windows (`runtime/spans.ts`). @default "per-query" */
+  spans?: SpanSemantics;
+  /** Block size in tokens: the `reference` semantics needs it (the sink a multiple of it). */
+  block?: number;
 }
 
 /**
@@ -239,12 +252,16 @@ function checkInteger(what: string, x: number, min: number): void {
 /**
  * MoA's sparse cache. Per layer one K and one V buffer hold every kv head's segment back to
  * back; kv head g owns sink + window_g slots, window_g = min(⌈S_g(maxLength)⌉, maxLength − sink)
- * (the most its window can need). Slots 0 .. sink−1 hold the first tokens; the rest is a ring
- * buffer of the most recent tokens (position p at slot sink + (p − sink) mod window_g). Keys are
- * stored after RoPE, so they keep their original positions.
+ * (the most its window can need) under the `per-query` semantics, the reference window
+ * W_g = C_g(maxLength) − sink under `reference`. Slots 0 .. sink−1 hold the first tokens; the rest
+ * is a ring buffer of the most recent tokens (position p at slot sink + (p − sink) mod window_g).
+ * Keys are stored after RoPE, so they keep their original positions.
  *
- * Attention follows the plan's rule exactly up to `maxLength` tokens; past it the cache keeps
- * working with each window capped at its ring's capacity (i − j < min(S_g(n), window_g)).
+ * `per-query`: attention follows the plan's rule exactly up to `maxLength` tokens; past it the
+ * cache keeps working with each window capped at its ring's capacity
+ * (i − j < min(S_g(n), window_g)). The result does not depend on how the tokens are split into
+ * steps. `reference`: a step of several tokens (prefill) gives each query block the key blocks of
+ * its window; a one-token step (decode) sees the last W_g keys (`referenceWindowStart`).
  * Prefill is block-sparse: a block of queries reads the sink keys and the band of keys inside
  * its queries' windows, from the cache and the new keys; only what the rings keep is stored.
  */
@@ -254,6 +271,9 @@ export class MoaKvCache implements KvCache {
   readonly #NKV: number;
   readonly #HS: number;
   readonly #sink: number;
+  readonly #spans: SpanSemantics;
+  /** Block size of the `reference` semantics (0 under `per-query`). */
+  readonly #block: number;
   /** α, β and ring capacity per (layer, kv head), flat L × NKV. */
   readonly #alpha: Float64Array;
   readonly #beta: Float64Array;
@@ -268,8 +288,9 @@ export class MoaKvCache implements KvCache {
 
   /**
    * @param config the model's shape
-   * @param plan sink and α, β per (layer, kv head)
+   * @param plan sink and α, β per (layer, kv head); span semantics and block
    * @param maxLength the longest sequence served with the plan's exact rule; sizes the rings
+   *   (under `reference`, the N the reference runtime sizes its cache for: prompt + new tokens)
    */
   constructor(config: ModelConfig, plan: SparsePlan, readonly maxLength: number) {
     const L = config.numLayers, NKV = config.numKvHeads;
@@ -279,6 +300,9 @@ export class MoaKvCache implements KvCache {
     checkInteger("MoaKvCache: maxLength", maxLength, 1);
     checkInteger("MoaKvCache: plan.sink", plan.sink, 0);
     this.#sink = plan.sink;
+    this.#spans = plan.spans ?? "per-query";
+    if (this.#spans === "reference") checkReferenceGrid(plan.sink, plan.block, "MoaKvCache");
+    this.#block = this.#spans === "reference" ? plan.block! : 0;
     this.#alpha = new Float64Array(L * NKV);
     this.#beta = new Float64Array(L * NKV);
     this.#window = new Int32Array(L * NKV);
@@ -316,8 +340,13 @@ export class MoaKvCache implements KvCache {
       let slots = 0;
       for (let g = 0; g < NKV; g++) {
         const i = l * NKV + g;
-        const span = Math.ceil(elasticSpan(this.#alpha[i]!, this.#beta[i]!, maxLength));
-        this.#window[i] = Math.min(span, Math.max(0, maxLength - this.#sink));
+        if (this.#spans === "reference") {
+          const [a, b] = [this.#alpha[i]!, this.#beta[i]!];
+          this.#window[i] = referenceWindow(a, b, maxLength, this.#sink, this.#block);
+        } else {
+          const span = Math.ceil(elasticSpan(this.#alpha[i]!, this.#beta[i]!, maxLength));
+          this.#window[i] = Math.min(span, Math.max(0, maxLength - this.#sink));
+        }
         this.#start[i] = slots;
         slots += this.#sink + this.#window[i]!;
         widest = Math.max(widest, this.#window[i]!);
@@ -375,8 +404,14 @@ export class MoaKvCache implements KvCache {
     return Math.min(elasticSpan(this.#alpha[i]!, this.#beta[i]!, n), this.#window[i]!);
   }
 
-  /** First window position the query at position p sees (≥ sink; > p when none). */
-  #windowStart(i: number, p: number): number {
+  /**
+   * First window position the query at position p sees (≥ sink; > p when none); `decode`: the
+   * query is a one-token step (only the `reference` semantics tells the two apart).
+   */
+  #windowStart(i: number, p: number, decode: boolean): number {
+    if (this.#spans === "reference") {
+      return referenceWindowStart(p, this.#window[i]!, this.#sink, this.#block, decode);
+    }
     return Math.max(this.#sink, Math.floor(p - this.#span(i, p + 1)) + 1);
   }
 
@@ -405,7 +440,7 @@ export class MoaKvCache implements KvCache {
         const i = layer * NKV + g, base = this.#start[i]!;
         let n = 0;
         for (let p = 0; p < Math.min(sink, P + 1); p++) offsets[n++] = (base + p) * HS;
-        for (let p = this.#windowStart(i, P); p <= P; p++) {
+        for (let p = this.#windowStart(i, P, true); p <= P; p++) {
           offsets[n++] = (base + this.#slot(i, p)) * HS;
         }
         decodeInPlace(out, q, K, V, offsets, n, null, this.#scores, g, G, HS);
@@ -420,7 +455,7 @@ export class MoaKvCache implements KvCache {
         const last = P + t0 + tb - 1; // position of the block's last query
         const nSink = Math.min(sink, last + 1);
         let lo = last + 1;
-        for (let t = 0; t < tb; t++) lo = Math.min(lo, this.#windowStart(i, P + t0 + t));
+        for (let t = 0; t < tb; t++) lo = Math.min(lo, this.#windowStart(i, P + t0 + t, false));
         const nk = nSink + (last + 1 - lo);
         const keys = new Float32Array(nk * HS), values = new Float32Array(nk * HS);
         const gather = (p: number, c: number) => {
@@ -440,7 +475,7 @@ export class MoaKvCache implements KvCache {
         for (let t = 0; t < tb; t++) {
           const p = P + t0 + t;
           ranges[3 * t] = Math.min(sink, p + 1);
-          ranges[3 * t + 1] = nSink + Math.max(0, this.#windowStart(i, p) - lo);
+          ranges[3 * t + 1] = nSink + Math.max(0, this.#windowStart(i, p, false) - lo);
           ranges[3 * t + 2] = nSink + (p + 1 - lo);
         }
         await groupAttention(

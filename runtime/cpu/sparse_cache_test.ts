@@ -436,3 +436,77 @@ Deno.test("H2oKvCache rejects a budget it cannot keep", async (t) => {
     );
   });
 });
+
+Deno.test("MoaKvCache with the reference span semantics matches a naive masked forward within 1e-4", async (t) => {
+  const N = 180, sink = 4, block = 4;
+  const ids = tokens(N, config.vocabSize, 12);
+  const plan: SparsePlan = {
+    sink,
+    block,
+    spans: "reference",
+    alphas: [[6, -40], [20, 0]],
+    betas: [[0, 0.75], [0.25, 1]],
+  };
+  // the reference runtime's cache size for N tokens, written out: ⌊α + βN⌋, at least
+  // sink + block, rounded up to whole blocks, at most N; the window is what the sink leaves
+  const size = (l: number, g: number) => {
+    const raw = Math.trunc(plan.alphas[l]![g]! + plan.betas[l]![g]! * N);
+    return Math.min(Math.ceil(Math.max(raw, sink + block) / block) * block, N);
+  };
+  /** Visible keys when the step holding query i had `T` tokens. */
+  const mask = (stepOf: (i: number) => number) => (l: number, g: number, i: number, j: number) => {
+    const W = size(l, g) - sink;
+    if (j < sink) return true;
+    if (stepOf(i) === 1) return j > i - W; // decode: the ring's last W keys
+    const w = Math.ceil(W / block);
+    return j >= (Math.floor(i / block) - w + 1) * block && j > i - W; // whole key blocks
+  };
+  const dense = await forwardLogits(model, ids);
+  for (const chunks of [[160], [37, 5, 1, 90, 27]]) {
+    await t.step(`prefill ${chunks.join("+")}, then decode to ${N}`, async () => {
+      const cache = new MoaKvCache(config, plan, N);
+      assert.deepEqual(
+        [[cache.capacity(0, 0), cache.capacity(0, 1)], [
+          cache.capacity(1, 0),
+          cache.capacity(1, 1),
+        ]],
+        [[8, 96], [68, 180]],
+      );
+      const stepOf = (i: number) => {
+        let at = 0;
+        for (const c of chunks) {
+          if (i < at + c) return c;
+          at += c;
+        }
+        return 1;
+      };
+      const got = await run(runner, cache, ids, chunks);
+      const d = maxAbsDiff(got, maskedLogits(model, ids, mask(stepOf)));
+      assert.ok(d <= 1e-4, `max |diff| ${d}`);
+      assert.ok(maxAbsDiff(got, dense) > 1e-2, "the plan is sparse");
+    });
+  }
+  await t.step("the per-query semantics of the same rules gives other logits", async () => {
+    const perQuery = await run(
+      runner,
+      new MoaKvCache(config, { ...plan, spans: "per-query" }, N),
+      ids,
+      [160],
+    );
+    const reference = await run(runner, new MoaKvCache(config, plan, N), ids, [160]);
+    assert.ok(maxAbsDiff(perQuery, reference) > 1e-3);
+  });
+  await t.step("a sink that is not whole blocks is refused", () => {
+    assert.throws(
+      () => new MoaKvCache(config, { ...plan, sink: 6 }, N),
+      /MoaKvCache: the reference span semantics needs a sink of whole blocks; sink 6 is not a multiple of block 4/,
+    );
+    assert.throws(
+      () => {
+        const { block: _, ...noBlock } = plan;
+        return new MoaKvCache(config, noBlock, N);
+      },
+      /needs a block size/,
+    );
+  });
+});
