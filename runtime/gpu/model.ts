@@ -505,7 +505,14 @@ export class GpuSession {
           width,
           seq,
         };
-        ops.push(await attnPrefillOp(gpu, k, a.att, a.qkv, cache, { ...shared, T, P0 }));
+        ops.push(
+          await attnPrefillOp(gpu, k, a.att, a.qkv, cache, {
+            ...shared,
+            T,
+            P0,
+            band: this.layout.band,
+          }),
+        );
         ops.push(
           await kvStoreOp(gpu, k, cache, a.qkv, a.rowPos, {
             ...shared,

@@ -6,14 +6,13 @@
  */
 import assert from "node:assert/strict";
 import { getGpu, hasGpu } from "./device.ts";
-import { storageStep } from "./_testing.ts";
+import { assertClose, storageStep } from "./_testing.ts";
 import { GpuModel } from "./model.ts";
-import { assertClose } from "./kernels/kernels_test.ts";
 import { forwardLogits } from "../cpu/forward.ts";
 import { CpuModel } from "../cpu/forward.ts";
 import { generateGreedy } from "../cpu/generate.ts";
 import { cacheFactory, streamingRules } from "../cpu/methods.ts";
-import type { SparsePlan } from "../cpu/sparse_cache.ts";
+import { MoaKvCache, type SparsePlan } from "../cpu/sparse_cache.ts";
 import { randomModel, tinyConfig } from "../random_model.ts";
 import { loadModel } from "../hf.ts";
 import { loadTokenizer } from "../tokenizer.ts";
@@ -119,6 +118,50 @@ Deno.test(
         s.destroy();
       });
     }
+    g.destroy();
+  },
+);
+
+Deno.test(
+  {
+    name: "moa-tiny greedy generation with the reference span semantics matches the CPU",
+    ignore,
+  },
+  async () => {
+    // the reference runtime sizes every head's cache once for prompt + new tokens; a GPU session
+    // sizes it for its longest prompt, so the CPU caches here are made for that length too
+    const model = await loadModel(MOA_TINY);
+    const tok = await loadTokenizer(MOA_TINY);
+    const c = model.config;
+    const keys = ["amber-wolf", "quiet-river", "solar-fig", "tidal-oak", "brisk-lynx"];
+    const lines = keys.map((k, i) => formatLine(k, 2000 + 53 * i)).join("");
+    const prompts = [
+      [1, ...tok.encode(HEADER + lines + formatQuestion(keys[3]!))],
+      [1, ...tok.encode(HEADER + lines + lines + formatQuestion(keys[1]!))],
+    ];
+    const maxNew = 20;
+    const maxLength = Math.max(...prompts.map((p) => p.length)) + maxNew;
+    const plan: SparsePlan = {
+      ...gridPlan(c.numLayers, c.numKvHeads),
+      spans: "reference",
+      block: 16,
+    };
+    const runner = new CpuModel(model, tsEngine);
+    const want = await generateGreedy(runner, prompts, {
+      maxNewTokens: maxNew,
+      newCache: () => new MoaKvCache(c, plan, maxLength),
+    });
+    const g = await GpuModel.load(model);
+    const s = await g.session({ batch: prompts.length, maxLength, plan, prefillChunk: 64 });
+    const got = await s.generate(prompts, { maxNewTokens: maxNew, stepsPerSync: 5 });
+    assert.deepEqual(got, want);
+    // and the semantics matters here: per-query windows generate something else
+    const perQuery = await generateGreedy(runner, prompts, {
+      maxNewTokens: maxNew,
+      newCache: () => new MoaKvCache(c, { ...plan, spans: "per-query" }, maxLength),
+    });
+    assert.notDeepEqual(perQuery, want);
+    s.destroy();
     g.destroy();
   },
 );

@@ -13,6 +13,7 @@
 import type { Gpu } from "../device.ts";
 import type { SparsePlan } from "../../cpu/sparse_cache.ts";
 import { elasticSpan } from "../../cpu/sparse_cache.ts";
+import { checkReferenceGrid, referenceWindow } from "../../spans.ts";
 import { flatGrid, type KernelConfig, makeOp, type Op } from "./_op.ts";
 import spanSrc from "./span.wgsl" with { type: "text" };
 import kvStoreSrc from "./kv_store.wgsl" with { type: "text" };
@@ -42,6 +43,11 @@ export interface CacheLayout {
   slotsPerSeq: number[];
   /** the largest slotsPerSeq (every layer buffer is allocated this wide) */
   maxSlots: number;
+  /**
+   * Block size of prefill windows: 0 under the `per-query` span semantics, the plan's block
+   * under `reference` (prefill queries then see whole key blocks; see `runtime/spans.ts`).
+   */
+  band: number;
 }
 
 /**
@@ -49,6 +55,10 @@ export interface CacheLayout {
  * `MoaKvCache`: window_g = min(⌈S_g(maxLength)⌉, maxLength − sink). α and β are rounded to Q15;
  * plans whose α and β are multiples of 2⁻¹⁵ (every rule of the solver's grid, and
  * StreamingLLM at densities k/2^j) see exactly the CPU cache's keys.
+ *
+ * Under the `reference` span semantics the ring holds the reference window W_g (computed in
+ * float64 exactly as the CPU cache does) and the head's rule becomes (α, β) = (0, 1), so decode
+ * sees the last min(n, W_g) keys; `band` makes prefill see whole key blocks.
  *
  * @param plan sink, α, β per (layer, kv head); null for dense
  * @param L layers
@@ -68,6 +78,8 @@ export function cacheLayout(
     );
   }
   const sink = plan?.sink ?? 0;
+  const reference = plan?.spans === "reference";
+  if (reference) checkReferenceGrid(sink, plan!.block, "cacheLayout()");
   const n = L * NKV;
   const window = new Int32Array(n), start = new Int32Array(n);
   const alphaQ = new Int32Array(n), betaQ = new Uint32Array(n);
@@ -84,10 +96,16 @@ export function cacheLayout(
             "β in [0, 1] and |α| ≤ 65535",
         );
       }
-      alphaQ[i] = Math.round(alpha * Q);
-      betaQ[i] = Math.round(beta * Q);
-      const span = Math.ceil(elasticSpan(alphaQ[i]! / Q, betaQ[i]! / Q, maxLength));
-      window[i] = Math.min(span, Math.max(0, maxLength - sink));
+      if (reference) {
+        window[i] = referenceWindow(alpha, beta, maxLength, sink, plan!.block!);
+        alphaQ[i] = 0;
+        betaQ[i] = Q;
+      } else {
+        alphaQ[i] = Math.round(alpha * Q);
+        betaQ[i] = Math.round(beta * Q);
+        const span = Math.ceil(elasticSpan(alphaQ[i]! / Q, betaQ[i]! / Q, maxLength));
+        window[i] = Math.min(span, Math.max(0, maxLength - sink));
+      }
       start[i] = slots;
       slots += sink + window[i]!;
     }
@@ -101,6 +119,7 @@ export function cacheLayout(
     betaQ,
     slotsPerSeq,
     maxSlots: Math.max(1, ...slotsPerSeq),
+    band: reference ? plan!.block! : 0,
   };
 }
 
@@ -258,7 +277,7 @@ export async function attnDecodeOps(
  * @param out (T, NH · HS) f32
  * @param qkv (T, width) f32, RoPE applied
  * @param cache the layer's buffers (positions < P0 stored)
- * @param s sizes
+ * @param s sizes; `band`: the layout's prefill block size (0 or absent: per-query windows)
  * @returns the dispatch
  */
 export function attnPrefillOp(
@@ -275,6 +294,7 @@ export function attnPrefillOp(
     slotsPerSeq: number;
     width: number;
     seq: number;
+    band?: number;
   },
 ): Promise<Op> {
   return makeOp(
@@ -282,7 +302,17 @@ export function attnPrefillOp(
     "attn_prefill.wgsl",
     prefillSrc,
     k,
-    [s.T, s.P0, s.layer, s.sink, s.slotsPerSeq, s.width, s.seq, { f: 1 / Math.sqrt(k.HS) }],
+    [
+      s.T,
+      s.P0,
+      s.layer,
+      s.sink,
+      s.slotsPerSeq,
+      s.width,
+      s.seq,
+      { f: 1 / Math.sqrt(k.HS) },
+      s.band ?? 0,
+    ],
     [cache.heads, qkv, cache.K, cache.V, out],
     flatGrid(s.T * k.NH),
     spanSrc,

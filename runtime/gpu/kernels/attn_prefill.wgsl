@@ -2,7 +2,9 @@
 // position P0 + t of query head h loops over its sink keys and its window only (online softmax,
 // no masked key is read). Keys at positions ≥ P0 come from this chunk's qkv rows, earlier ones
 // from the sequence's cache segment, so a prefill can continue an existing cache. Barrier-free:
-// one invocation per (row, query head).
+// one invocation per (row, query head). With `band` > 0 (the reference span semantics) the window
+// is also cut to whole key blocks: the query block ⌊pos/band⌋ sees the key blocks from
+// ⌊pos/band⌋ − ⌈window/band⌉ + 1 on (runtime/spans.ts).
 // qkv: (T, width) f32 (RoPE applied); K, V: (B, slotsPerSeq, HS) KT; out: (T, NH · HS) f32.
 
 struct Params {
@@ -14,6 +16,7 @@ struct Params {
   width: u32,
   seq: u32,
   scale: f32,
+  band: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -36,7 +39,14 @@ fn main(@builtin(global_invocation_id) id: vec3u, @builtin(num_workgroups) nw: v
   let ps = p.P0 + t;
   let n = ps + 1u;
   let nSink = min(p.sink, n);
-  let ws = windowStart(hd, p.sink, ps);
+  var ws = windowStart(hd, p.sink, ps);
+  if (p.band > 0u) {
+    let w = (hd.y + p.band - 1u) / p.band;
+    let qb1 = ps / p.band + 1u;
+    if (qb1 > w) {
+      ws = max(ws, (qb1 - w) * p.band);
+    }
+  }
   var q: array<f32, HS>;
   for (var d = 0u; d < HS; d++) {
     q[d] = qkv[t * p.width + h * HS + d];

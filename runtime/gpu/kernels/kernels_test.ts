@@ -16,7 +16,7 @@ import {
   storage,
   writeBuffer,
 } from "../device.ts";
-import { storageStep } from "../_testing.ts";
+import { assertClose, storageStep } from "../_testing.ts";
 import { type KernelConfig, runOps } from "./_op.ts";
 import { embedOp, rmsnormOp, ropeOp, ropeTable, swigluOp } from "./elementwise.ts";
 import { matmulOp } from "./matmul.ts";
@@ -41,25 +41,6 @@ function randn(rng: Rng, n: number, std = 1): Float32Array {
   const a = new Float32Array(n);
   for (let i = 0; i < n; i++) a[i] = rng.normal() * std;
   return a;
-}
-
-/** Asserts |got − want| ≤ atol + rtol·|want| elementwise, naming the first bad index. */
-export function assertClose(
-  got: ArrayLike<number>,
-  want: ArrayLike<number>,
-  atol: number,
-  rtol: number,
-  what: string,
-): void {
-  assert.equal(got.length, want.length, `${what}: length`);
-  for (let i = 0; i < want.length; i++) {
-    const d = Math.abs(got[i]! - want[i]!);
-    if (!(d <= atol + rtol * Math.abs(want[i]!))) {
-      assert.fail(
-        `${what}[${i}]: got ${got[i]}, want ${want[i]} (|Δ| ${d} > ${atol} + ${rtol}·|want|)`,
-      );
-    }
-  }
 }
 
 /** f32 values after a round trip through f16. */
@@ -265,6 +246,14 @@ Deno.test(
       ["dense", null],
       ["moa", { sink: 4, alphas: [[-8, 24]], betas: [[0.25, 0.125]] }],
       ["narrow", { sink: 2, alphas: [[5, 1]], betas: [[0, 0]] }],
+      // the reference runtime's windows: 24 and 40 keys, whole blocks of 8 in prefill
+      ["reference", {
+        sink: 8,
+        block: 8,
+        spans: "reference",
+        alphas: [[-8, 24]],
+        betas: [[0.25, 0.125]],
+      }],
     ];
     for (const [name, plan] of plans) {
       for (const kv of ["f32", "f16"] as const) {
@@ -320,7 +309,12 @@ Deno.test(
             );
             const s = { layer: 0, sink: layout.sink, slotsPerSeq: layout.maxSlots, width, seq: 0 };
             await runOps(gpu, [
-              await attnPrefillOp(gpu, k, outBuf, qkvBuf, cache, { ...s, T, P0 }),
+              await attnPrefillOp(gpu, k, outBuf, qkvBuf, cache, {
+                ...s,
+                T,
+                P0,
+                band: layout.band,
+              }),
               await kvStoreOp(gpu, k, cache, qkvBuf, posBuf, {
                 ...s,
                 rows: T,
