@@ -19,6 +19,7 @@ import * as highsModule from "highs";
 import type { Highs } from "highs";
 import { InputError } from "../runtime/errors.ts";
 import { type Rule, ruleDensity } from "./rules.ts";
+import type { SpanSemantics } from "../runtime/spans.ts";
 import { solveLagrange } from "./lagrange.ts";
 
 /** One linear constraint lower ≤ Σ_h Σ_r x[h, r]·coef[h][r] ≤ upper. */
@@ -809,6 +810,11 @@ export interface RulesProblemInput {
   sink: number;
   /** Count density in whole blocks of this size (the reference's way); omit for tokens. */
   block?: number;
+  /**
+   * The span semantics the plan runs with: under `reference` a rule's density is the reference
+   * cache's size over the length (`ruleDensity`; needs `block`). @default "per-query"
+   */
+  spans?: SpanSemantics;
   /** The density budget in (0, 1]. */
   budget: number;
   /** Heads per layer; heads are numbered layer-major (h = layer·headsPerLayer + head). */
@@ -840,7 +846,7 @@ export interface RulesProblemInput {
 export function densityProblemFromRules(input: RulesProblemInput): Problem {
   const lengths = [...new Set([...input.profileLengths, input.servingLength])];
   const densities = lengths.map((n) =>
-    input.rules.map((r) => ruleDensity(r, n, input.sink, input.block))
+    input.rules.map((r) => ruleDensity(r, n, input.sink, input.block, input.spans))
   );
   const groups = input.losses[0]?.length ?? 0;
   const base: DensityProblemInput = {

@@ -12,7 +12,7 @@ import {
   paramsFromModel,
 } from "../runtime/autodiff/jax_model.ts";
 import type { CpuModel } from "../runtime/cpu/forward.ts";
-import { MoaKvCache } from "../runtime/cpu/sparse_cache.ts";
+import { MoaKvCache, type SparsePlan } from "../runtime/cpu/sparse_cache.ts";
 import type { TextTokenizer } from "../runtime/tokenizer.ts";
 import { densityProblemFromRules, paretoSet, type Solution } from "./milp.ts";
 import { type Plan, planFromChoice } from "./plan.ts";
@@ -22,7 +22,8 @@ import {
   profileInfluence,
   ruleLosses,
 } from "./profile.ts";
-import { candidateRules, type Rule } from "./rules.ts";
+import { bandModeOf, candidateRules, type Rule } from "./rules.ts";
+import { checkReferenceGrid, type SpanSemantics } from "../runtime/spans.ts";
 
 /** What a plan is made from. */
 export interface PlanSettings {
@@ -43,6 +44,12 @@ export interface PlanSettings {
    * loss change. @default "abs"
    */
   influence?: "abs" | "signed";
+  /**
+   * The span semantics the plan will run with (`runtime/spans.ts`). The profiler charges each
+   * rule the band that semantics' caches apply (`bandModeOf`), the density rows count what they
+   * keep, and validation runs them. @default "per-query"
+   */
+  spans?: SpanSemantics;
   /** Seed of the calibration and validation samples. */
   seed: number;
   /** Where calibration responses come from. @default "model" (the dense model's own) */
@@ -106,7 +113,7 @@ export interface PlanResult {
  */
 export async function validationLoss(
   runner: CpuModel,
-  plan: { sink: number; alphas: number[][]; betas: number[][] },
+  plan: SparsePlan,
   samples: CalibrationSample[],
 ): Promise<number> {
   const V = runner.model.config.vocabSize;
@@ -150,6 +157,8 @@ export async function makePlan(
   const lengths = [...s.lengths].sort((a, b) => a - b);
   const kind = s.calibration ?? "model";
   const search = s.search ?? "elastic";
+  const spans = s.spans ?? "per-query";
+  if (spans === "reference") checkReferenceGrid(s.sink, s.block, "makePlan");
   const allRules: Rule[] = candidateRules(lengths, s.servingLength);
   // static windows (β = 0) get small spans too, one block at a time up to the grid's step (so low
   // budgets stay feasible at the shortest length), and spans up to the serving length
@@ -190,7 +199,7 @@ export async function makePlan(
         }
         return await profileInfluence(config, params, samples, s.block, () => {}, signed);
       });
-      losses.push(ruleLosses(inf, rules, s.sink));
+      losses.push(ruleLosses(inf, rules, s.sink, bandModeOf(spans)));
     }
   } finally {
     if (params) disposeParams(params);
@@ -215,6 +224,7 @@ export async function makePlan(
     servingLength: s.servingLength,
     sink: s.sink,
     block: s.block,
+    spans,
     budget: s.density,
     ...(tied ? {} : {
       headsPerLayer: NKV,
@@ -250,6 +260,7 @@ export async function makePlan(
     density: s.density,
     lengths,
     servingLength: s.servingLength,
+    spans,
   };
   const scored: { sol: Solution; plan: Plan; validationLoss: number }[] = [];
   for (const sol of pareto) {

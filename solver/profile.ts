@@ -10,7 +10,8 @@
  * |E_ij| over causal entries is summed into block × block tiles, summed over the query heads that
  * share a kv head (grouped-query attention is handled natively: one rule per kv head, so no cache
  * is duplicated), and averaged over samples. The loss of an elastic rule at length N is then the
- * sum of the tiles it drops (`droppedInfluence` in rules.ts).
+ * sum of the tiles it drops (`droppedInfluence` in rules.ts), with the band of the span semantics
+ * the plan will run with (`bandModeOf` in rules.ts).
  *
  * @module
  */
@@ -125,8 +126,9 @@ export async function profileInfluence(
 
 /**
  * The estimated loss increase of every rule for every kv head at the influence's length.
- * @param mode every query block's band at the full length (default, the reference's static band)
- *   or at the block's own length (as the caches apply rules); see `droppedBlocks`
+ * @param mode which band each query block is charged (see `BandMode` in rules.ts): `static`
+ *   (default, the reference profiler's), `elastic` (the `per-query` cache's) or `reference` (the
+ *   reference runtime's cache); `makePlan` charges the band of the plan's span semantics
  * @returns [layer·NKV + g][rule]
  */
 export function ruleLosses(

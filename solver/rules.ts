@@ -7,18 +7,30 @@
  * keys ending at the query itself. This module builds the candidate rules, their densities
  * (token-exact or counted in whole blocks as the reference does) and the masks they imply.
  *
- * Two masks live here and they answer different questions:
- * - `ruleKeeps(rule, N, sink, i, j)` is the token-level, per-step mask: query i sees the cache
- *   as it is when the sequence is i + 1 long, so its window is S(i + 1). This is what decoding
- *   token by token with a growing window does.
- * - `droppedBlocks(rule, N, sink, block)` is the reference's block mask for a whole sequence of
- *   length N (what profiling sums influence over): every query block gets the same band of
- *   w = max(1, ⌊S(N)/block⌋) blocks (its own diagonal block included) plus the sink blocks.
- *   `ruleDensity(…, block)` is the key share of that mask's last (widest) query row.
+ * How a cache turns a rule into each query's window is its span semantics
+ * (`runtime/spans.ts`): `per-query` (query i keeps a window of S(i + 1)) or `reference` (the
+ * reference runtime's: one window of the cache size at N less the sink, in whole blocks).
+ *
+ * The masks here:
+ * - `ruleKeeps(rule, N, sink, i, j, spans, block)` is the token-level mask of a cache under
+ *   either semantics (for `reference`, the prefill of the N tokens in one step).
+ * - `droppedBlocks(rule, N, sink, block, mode)` is the block mask profiling sums influence over.
+ *   Its `mode` says which band each query block gets: `static` (the reference profiler's band of
+ *   S(N) for every query block, which neither cache applies), `elastic` (the `per-query` cache's,
+ *   exact when block = 1) or `reference` (the `reference` cache's, exact at any block).
+ *   `ruleDensity(…, block)` is the key share of the static mask's last (widest) query row, or of
+ *   the reference cache's size.
  *
  * @module
  */
 import { InputError } from "../runtime/errors.ts";
+import {
+  checkReferenceGrid,
+  referenceCacheSize,
+  referenceWindow,
+  referenceWindowStart,
+  type SpanSemantics,
+} from "../runtime/spans.ts";
 
 /** An elastic rule: span S(N) = α + β·N keys besides the sink, at current length N. */
 export interface Rule {
@@ -139,11 +151,14 @@ export function bandBlocks(rule: Rule, n: number, block: number): number {
  * the reference does (its "kv" density of the block layout): the sequence is nb = ⌈N/block⌉
  * blocks, the sink is ⌈sink/block⌉ blocks and the band w = max(1, ⌊S(N)/block⌋) blocks, and the
  * density is min(nb, w + sink blocks) / nb, the widest (last) query row of the block mask.
+ * Under the `reference` span semantics (which needs `block`) it is the share the reference
+ * runtime's cache holds: C(N) / N, C = `referenceCacheSize` (sink included).
  *
  * @param rule the rule
  * @param n sequence length (positive)
  * @param sink tokens always kept at the start
  * @param block block size in tokens; omit for token-exact density
+ * @param spans the span semantics @default "per-query"
  * @returns the density in (0, 1]
  *
  * @example
@@ -152,10 +167,21 @@ export function bandBlocks(rule: Rule, n: number, block: number): number {
  * const r = { alpha: 0, beta: 0.5 };
  * console.log(ruleDensity(r, 4096, 64)); // (64 + 2048) / 4096 = 0.515625
  * console.log(ruleDensity(r, 4096, 64, 64)); // (32 + 1) / 64 = 0.515625
+ * console.log(ruleDensity(r, 4096, 64, 64, "reference")); // 2048 / 4096 = 0.5
  * ```
  */
-export function ruleDensity(rule: Rule, n: number, sink: number, block?: number): number {
+export function ruleDensity(
+  rule: Rule,
+  n: number,
+  sink: number,
+  block?: number,
+  spans: SpanSemantics = "per-query",
+): number {
   if (!(n > 0)) throw new RangeError(`ruleDensity: length must be positive, got ${n}`);
+  if (spans === "reference") {
+    checkReferenceGrid(sink, block, "ruleDensity");
+    return referenceCacheSize(rule.alpha, rule.beta, n, sink, block!) / n;
+  }
   if (block === undefined) return Math.min(1, (sink + ruleSpan(rule, n)) / n);
   const nb = Math.ceil(n / block);
   const sinkBlocks = Math.ceil(sink / block);
@@ -163,27 +189,49 @@ export function ruleDensity(rule: Rule, n: number, sink: number, block?: number)
 }
 
 /**
- * Whether query i keeps key j under a rule, token by token: query i (0-based) sees the sequence
- * when it is i + 1 long, so it keeps the sink and a window of S(i + 1) keys ending at itself.
+ * Whether query i keeps key j under a rule, token by token.
+ *
+ * `per-query` (default): query i (0-based) sees the sequence when it is i + 1 long, so it keeps
+ * the sink and a window of S(i + 1) keys ending at itself. `reference`: the reference runtime's
+ * prefill of the n tokens (its cache created for n): the sink and the key blocks
+ * ⌊i/block⌋ − w + 1 … ⌊i/block⌋, w = ⌈W/block⌉, W the cache size at n less the sink.
  *
  * @param rule the rule
  * @param n sequence length (queries run over 0..n−1)
  * @param sink tokens always kept at the start
  * @param i query position, 0 ≤ i < n
  * @param j key position
- * @returns j ≤ i and (j < sink or i − j < S(i + 1))
+ * @param spans the span semantics @default "per-query"
+ * @param block block size in tokens (the `reference` semantics needs it)
+ * @returns j ≤ i and (j < sink or j is in i's window)
  *
  * @example
  * ```ts
  * import { ruleKeeps } from "./rules.ts";
  * const r = { alpha: 4, beta: 0 }; // window of 4 keys
  * console.log(ruleKeeps(r, 100, 2, 50, 47), ruleKeeps(r, 100, 2, 50, 46)); // true false
+ * // reference, blocks of 2, sink 2: cache ⌈max(4, 4)/2⌉·2 = 4 slots, a window of 1 block
+ * console.log(ruleKeeps(r, 100, 2, 50, 50, "reference", 2), ruleKeeps(r, 100, 2, 50, 49, "reference", 2)); // true false
  * ```
  */
-export function ruleKeeps(rule: Rule, n: number, sink: number, i: number, j: number): boolean {
+export function ruleKeeps(
+  rule: Rule,
+  n: number,
+  sink: number,
+  i: number,
+  j: number,
+  spans: SpanSemantics = "per-query",
+  block?: number,
+): boolean {
   if (!(i >= 0 && i < n)) throw new RangeError(`ruleKeeps: query ${i} outside 0..${n - 1}`);
   if (j < 0 || j > i) return false;
-  return j < sink || i - j < ruleSpan(rule, i + 1);
+  if (j < sink) return true;
+  if (spans === "reference") {
+    checkReferenceGrid(sink, block, "ruleKeeps");
+    const w = referenceWindow(rule.alpha, rule.beta, n, sink, block!);
+    return j >= referenceWindowStart(i, w, sink, block!, false);
+  }
+  return i - j < ruleSpan(rule, i + 1);
 }
 
 /** A square block mask over nb × nb (query block, key block) pairs, row-major. */
@@ -195,34 +243,65 @@ export interface BlockMask {
 }
 
 /**
- * How a profiled band follows the length: `static` gives every query block the band of the full
- * length N, as the reference's block-sparse prefill does; `elastic` gives query block qb the band
- * of its own length n_q = min(N, (qb + 1)·block), as this project's caches apply a rule (query i
- * keeps a window of S(i + 1)), so a rule with α < 0, whose early queries keep only the sink, is
- * charged for what it drops there. `elastic` ranks single-head loss changes better (validity
- * check on moa-tiny: 0.887 against 0.814) but its plans scored lower on LongEval (0.68 / 0.70 /
- * 0.42 against 0.72 / 0.92 / 0.58 at 512 / 1,024 / 2,048, 50% density), so `static` is the default.
+ * Which band profiling charges each query block (`droppedBlocks`):
+ * - `static`: every query block gets the band of the full length N, max(1, ⌊S(N)/block⌋) blocks,
+ *   as the reference's profiler charges it (DESIGN.md §3.4). Neither cache applies it: the
+ *   `per-query` cache gives early queries narrower windows, the `reference` cache rounds its
+ *   size up to whole blocks with the sink inside.
+ * - `elastic`: the `per-query` cache's band: query block qb gets the window of its last query,
+ *   ⌈S(n_q)/block⌉ blocks at its length n_q = min(N, (qb + 1)·block). With block = 1 this is
+ *   exactly what the cache drops; with larger blocks a tile counts as dropped when the block's
+ *   last query drops all of it (earlier queries of the block reach no less far back).
+ * - `reference`: the `reference` cache's band for a cache created for N tokens,
+ *   ⌈W/block⌉ blocks, W = C(N) − sink; exactly what that cache's prefill drops.
+ *
+ * The profiler charges the band of the run's semantics (`bandModeOf`). Before the semantics were
+ * separated the default was `static` with `per-query` caches; see solver/README.md.
  */
-export type BandMode = "static" | "elastic";
+export type BandMode = "static" | "elastic" | "reference";
+
+/**
+ * The band that agrees with a span semantics.
+ * @param spans the semantics the caches run with
+ * @returns `elastic` for `per-query`, `reference` for `reference`
+ */
+export function bandModeOf(spans: SpanSemantics): BandMode {
+  return spans === "reference" ? "reference" : "elastic";
+}
 
 /** Band width in blocks of query block qb under a band mode. */
-function bandOf(rule: Rule, n: number, block: number, qb: number, mode: BandMode): number {
-  return bandBlocks(rule, mode === "static" ? n : Math.min(n, (qb + 1) * block), block);
+function bandOf(
+  rule: Rule,
+  n: number,
+  sink: number,
+  block: number,
+  qb: number,
+  mode: BandMode,
+): number {
+  switch (mode) {
+    case "static":
+      return bandBlocks(rule, n, block);
+    case "elastic":
+      return Math.ceil(ruleSpan(rule, Math.min(n, (qb + 1) * block)) / block);
+    case "reference":
+      return Math.ceil(referenceWindow(rule.alpha, rule.beta, n, sink, block) / block);
+  }
 }
 
 /**
  * The causal (query block, key block) pairs a rule drops at length N, with the reference's
- * layout: every query block keeps the first ⌈sink/block⌉ key blocks and a band of
- * w = max(1, ⌊S/block⌋) blocks ending at its diagonal block; the rest below the diagonal is
- * dropped. S is S(N) for every query block (`static`, the default: the reference's) or S at the
- * query block's own length (`elastic`: what the caches do token by token). Profiling's loss of
- * the rule is the sum of block influence over these pairs.
+ * layout: every query block keeps the first ⌈sink/block⌉ key blocks and a band of w blocks
+ * ending at its diagonal block; the rest below the diagonal is dropped. The band w is the
+ * {@link BandMode}'s: max(1, ⌊S(N)/block⌋) for every query block (`static`, the default: the
+ * reference profiler's), the block's last query's window at its own length (`elastic`: the
+ * `per-query` cache's) or the reference cache's window in blocks (`reference`). Profiling's loss
+ * of the rule is the sum of block influence over these pairs.
  *
  * @param rule the rule
  * @param n sequence length
  * @param sink tokens always kept at the start
  * @param block block size in tokens
- * @param mode the band of every query block at N, or at its own length
+ * @param mode which band each query block gets
  * @returns the dropped pairs as a row-major nb × nb mask
  *
  * ```ts
@@ -238,11 +317,12 @@ export function droppedBlocks(
   block: number,
   mode: BandMode = "static",
 ): BlockMask {
+  if (mode === "reference") checkReferenceGrid(sink, block, "droppedBlocks");
   const nb = Math.ceil(n / block);
   const sinkBlocks = Math.ceil(sink / block);
   const dropped = new Uint8Array(nb * nb);
   for (let qb = 0; qb < nb; qb++) {
-    const w = bandOf(rule, n, block, qb, mode);
+    const w = bandOf(rule, n, sink, block, qb, mode);
     for (let kb = sinkBlocks; kb <= qb - w; kb++) dropped[qb * nb + kb] = 1;
   }
   return { numBlocks: nb, dropped };
@@ -256,7 +336,7 @@ export function droppedBlocks(
  * @param sink tokens always kept at the start
  * @param block block size in tokens
  * @param influence row-major nb × nb block influence, nb = ⌈n / block⌉ // (nb, nb)
- * @param mode the band of every query block at N, or at its own length
+ * @param mode which band each query block gets (see {@link BandMode})
  * @returns the estimated loss increase of the rule at length n
  *
  * ```ts
@@ -279,17 +359,18 @@ export function droppedInfluence(
       `droppedInfluence: influence has ${influence.length} entries, expected ${nb}×${nb}`,
     );
   }
+  if (mode === "reference") checkReferenceGrid(sink, block, "droppedInfluence");
   const sinkBlocks = Math.ceil(sink / block);
   let sum = 0;
   for (let qb = 0; qb < nb; qb++) {
-    const w = bandOf(rule, n, block, qb, mode);
+    const w = bandOf(rule, n, sink, block, qb, mode);
     for (let kb = sinkBlocks; kb <= qb - w; kb++) sum += influence[qb * nb + kb]!;
   }
   return sum;
 }
 
 /**
- * The influence a rule drops under the cache's own semantics (token by token, each query's
+ * The influence a rule drops under the `per-query` cache's semantics (token by token, each query's
  * window at its own length, as {@link ruleKeeps}): Σ over queries i and keys j with
  * sink ≤ j and i − j ≥ S(i + 1) of influence[i][j].
  *

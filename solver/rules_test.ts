@@ -167,14 +167,15 @@ Deno.test("droppedBlocks()", async (t) => {
     assert.equal(count(2048), formula(32, 12));
   });
 
-  await t.step("elastic: each query block's band is the rule's span at its own length", () => {
+  await t.step("elastic: each query block's band is its last query's window", () => {
     const r = { alpha: -256, beta: 0.5 };
-    // query block q ends at length 64(q + 1): span max(0, −256 + 32(q + 1)), band ≥ 1 block
+    // query block q ends at length 64(q + 1): span max(0, −256 + 32(q + 1)), in blocks rounded
+    // up (the last query reaches into that block), 0 while the span is 0
     const formula = (nb: number) => {
       let s = 0;
       for (let q = 0; q < nb; q++) {
-        const w = Math.max(1, Math.floor(Math.max(0, -256 + 32 * (q + 1)) / 64));
-        s += Math.max(0, q - w);
+        const w = Math.ceil(Math.max(0, -256 + 32 * (q + 1)) / 64);
+        s += Math.max(0, q - w); // key blocks 1 … q − w (block 0 is the sink)
       }
       return s;
     };
@@ -199,7 +200,7 @@ Deno.test("droppedBlocks()", async (t) => {
     const nb = 10;
     const influence = Float64Array.from({ length: nb * nb }, (_, k) => (k * 37) % 11 + 0.5);
     for (const r of candidateRules([128, 256], 640)) {
-      for (const mode of ["static", "elastic"] as const) {
+      for (const mode of ["static", "elastic", "reference"] as const) {
         const m = droppedBlocks(r, n, 64, 64, mode);
         let want = 0;
         m.dropped.forEach((d, k) => (want += d * influence[k]!));

@@ -19,9 +19,10 @@ Deno.test("validityCheck() measures every pair and correlates what it returns", 
   for (const p of r.pairs) {
     assert.ok(p.layer >= 0 && p.layer < 2 && p.kvHead >= 0 && p.kvHead < 2);
     assert.ok(rules.some((q) => q.alpha === p.alpha && q.beta === p.beta), "a candidate rule");
+    // (the elastic band is each query block's last query's window, rounded up to whole blocks,
+    // so it can keep more than the static band's ⌊S(N)/block⌋ blocks: neither contains the other)
     assert.ok(p.predicted >= 0 && p.predictedToken >= 0, "Σ|E| is not negative");
-    // the elastic band drops at least what the static one does for these growing rules
-    assert.ok(p.predictedElastic >= p.predicted - 1e-12, "elastic band ⊇ static band");
+    assert.ok(p.predictedElastic >= 0, "Σ|E| over the elastic band is not negative");
     assert.ok(Number.isFinite(p.measured));
   }
   const m = r.pairs.map((p) => p.measured);
