@@ -6,23 +6,30 @@
  *   "model": "moa-tiny",
  *   "sink": 64, "block": 64, "density": 0.5,
  *   "lengths": [2048, 4096, 8192], "servingLength": 16384,
+ *   "spans": "per-query",             // or "reference"; absent means "per-query"
  *   "alphas": [[0, 1024, …], …],      // [layer][kv head], tokens
  *   "betas": [[0.5, 0.125, …], …],    // [layer][kv head]
  *   "provenance": { "created_at": "…", "git_sha": "…", "objectives": […] }
  * }
  * ```
  *
+ * `spans` is the span semantics the plan runs with (`runtime/spans.ts`): this project's
+ * `per-query` windows or the reference runtime's.
+ *
  * `alphas`/`betas` have the layout of the reference's published plans (`moa_alpha_beta.json`:
  * an object whose `alphas` and `betas` are [layer][head] lists), so {@link importReferencePlan}
- * and {@link exportReferencePlan} move plans between the two tools. Only that simple
- * [layer][head] form is read; a file nested one level deeper (one [layer][head] table per
- * length) is rejected with a message saying so.
+ * and {@link exportReferencePlan} move plans between the two tools. The reference keeps one rule
+ * per query head, also for grouped-query models (it converts them to one kv head per query head
+ * first); {@link toKvHeads} and {@link toQueryHeads} convert between that and this project's one
+ * rule per kv head. Only that simple [layer][head] form is read; a file nested one level deeper
+ * (one [layer][head] table per length) is rejected with a message saying so.
  *
  * @module
  */
 import { writeFileAtomic } from "../runtime/atomic.ts";
 import { InputError } from "../runtime/errors.ts";
-import type { Rule } from "./rules.ts";
+import { type Rule, ruleSpan } from "./rules.ts";
+import { referenceCacheSize, SPAN_SEMANTICS, type SpanSemantics } from "../runtime/spans.ts";
 
 /** A compression plan: one elastic rule per layer and KV head. */
 export interface Plan {
@@ -43,6 +50,11 @@ export interface Plan {
   /** β per [layer][kv head], in [0, 1]. */
   betas: number[][];
   /**
+   * The span semantics the plan runs with (`runtime/spans.ts`); absent means `per-query`.
+   * `reference` needs a sink of whole blocks.
+   */
+  spans?: SpanSemantics;
+  /**
    * Free-form record of how the plan was made, e.g. `created_at` (ISO time), `git_sha`,
    * `objectives` (loss at each profiled length), `solver` settings.
    */
@@ -50,7 +62,8 @@ export interface Plan {
 }
 
 /** Everything in a plan except the rules themselves. */
-export type PlanMeta = Omit<Plan, "alphas" | "betas" | "provenance"> & {
+export type PlanMeta = Omit<Plan, "alphas" | "betas" | "provenance" | "spans"> & {
+  spans?: SpanSemantics;
   provenance?: Record<string, unknown>;
 };
 
@@ -170,6 +183,21 @@ export function validatePlan(value: unknown, where: string): Plan {
     return n;
   });
   const servingLength = intField(o, "servingLength", 1, where);
+  let spans: SpanSemantics | undefined;
+  if (o.spans !== undefined) {
+    if (!SPAN_SEMANTICS.includes(o.spans as SpanSemantics)) {
+      fail(where, "spans", `one of ${SPAN_SEMANTICS.map((x) => `"${x}"`).join(", ")}`, o.spans);
+    }
+    spans = o.spans as SpanSemantics;
+    if (spans === "reference" && sink % block !== 0) {
+      fail(
+        where,
+        "sink",
+        `a multiple of block ${block} (the reference span semantics keeps whole sink blocks)`,
+        sink,
+      );
+    }
+  }
   const { alphas, betas } = rulesOf(o, where);
   let provenance: Record<string, unknown> = {};
   if (o.provenance !== undefined) {
@@ -183,6 +211,7 @@ export function validatePlan(value: unknown, where: string): Plan {
     density,
     lengths,
     servingLength,
+    ...(spans ? { spans } : {}),
     alphas,
     betas,
     provenance,
@@ -294,10 +323,11 @@ export function planFromChoice(
 /**
  * Reads a plan in the reference's layout (`{"alphas": [[…]], "betas": [[…]]}`, [layer][head]),
  * adding the fields that layout lacks from `meta`. Other keys in the reference object are
- * ignored.
+ * ignored. The heads are kept as they are; {@link importReferencePlanFor} also fits them to a
+ * model (one rule per kv head).
  *
  * @param json the reference plan: its JSON text or the parsed object
- * @param meta model, sink, block, density, lengths and serving length to record
+ * @param meta model, sink, block, density, lengths, serving length and span semantics to record
  * @param where origin for messages @default "reference plan"
  * @returns the plan
  * @throws {InputError} when alphas/betas are missing, ragged, non-numeric or nested per length
@@ -315,6 +345,12 @@ export function importReferencePlan(
   meta: PlanMeta,
   where = "reference plan",
 ): Plan {
+  const { alphas, betas } = referenceTables(json, where);
+  return validatePlan({ ...meta, alphas, betas, provenance: meta.provenance ?? {} }, where);
+}
+
+/** Parses a reference plan's text (or takes the object) and checks its alphas/betas. */
+function referenceTables(json: unknown, where: string): { alphas: number[][]; betas: number[][] } {
   let value = json;
   if (typeof json === "string") {
     try {
@@ -324,15 +360,211 @@ export function importReferencePlan(
     }
   }
   if (!isRecord(value)) fail(where, "plan", "a JSON object with alphas and betas", value);
-  const { alphas, betas } = rulesOf(value, where);
-  return validatePlan({ ...meta, alphas, betas, provenance: meta.provenance ?? {} }, where);
+  return rulesOf(value, where);
+}
+
+/** The attention shape a plan is fitted to. */
+export interface HeadShape {
+  /** Layers. */
+  numLayers: number;
+  /** Query heads per layer. */
+  numHeads: number;
+  /** Key/value heads per layer (a divisor of numHeads). */
+  numKvHeads: number;
+}
+
+/** A kv head whose query heads had different rules in a per-query-head plan. */
+export interface GroupDisagreement {
+  layer: number;
+  kvHead: number;
+  /** The query heads of the group: kvHead·G … kvHead·G + G − 1. */
+  queryHeads: number[];
+  /** The distinct rules of the group with how many query heads had each, in head order. */
+  rules: { rule: Rule; heads: number }[];
+  /** The rule the kv head takes (the widest). */
+  chosen: Rule;
+  /** A length at which another member keeps more keys than the chosen rule, if any. */
+  narrowerAt: { length: number; rule: Rule } | null;
+  /** One line for the user. */
+  message: string;
 }
 
 /**
- * The reference's layout of a plan: `{alphas, betas}` as [layer][head] lists.
+ * The keys a rule keeps per head at length n under a span semantics: sink + S(n) (`per-query`),
+ * or the reference runtime's cache size (`reference`).
+ */
+function keptKeys(rule: Rule, n: number, plan: PlanMeta): number {
+  return plan.spans === "reference"
+    ? referenceCacheSize(rule.alpha, rule.beta, n, plan.sink, plan.block)
+    : Math.min(n, plan.sink + ruleSpan(rule, n));
+}
+
+const fmtRule = (r: Rule) => `(${r.alpha}, ${r.beta})`;
+
+/**
+ * Converts a plan with one rule per query head (the reference's layout) to one rule per kv head:
+ * kv head g takes the widest rule of its query heads g·G … g·G + G − 1 (G = numHeads /
+ * numKvHeads), the one keeping the most keys summed over the plan's lengths and serving length
+ * (ties: the lowest query head's), so no query head of the group loses keys it had at those
+ * lengths unless the rules cross; groups whose members differ are reported.
+ *
+ * @param plan the plan, `numHeads` entries per layer
+ * @param numKvHeads kv heads per layer (a divisor of the plan's heads per layer)
+ * @param where origin for messages @default "plan"
+ * @returns the plan with `numKvHeads` entries per layer, and the groups that disagreed
+ * @throws {InputError} when the heads do not split into numKvHeads groups
+ *
+ * @example
+ * ```ts
+ * import { toKvHeads } from "./plan.ts";
+ * const plan = {
+ *   model: "m", sink: 64, block: 64, density: 0.5, lengths: [2048, 4096], servingLength: 8192,
+ *   alphas: [[0, 0, -1024, 0]], betas: [[0.5, 0.5, 0.875, 0.5]], provenance: {},
+ * };
+ * const { plan: kv, disagreements } = toKvHeads(plan, 2);
+ * console.log(kv.alphas, kv.betas, disagreements.length); // [[0, -1024]] [[0.5, 0.875]] 1
+ * ```
+ */
+export function toKvHeads(
+  plan: Plan,
+  numKvHeads: number,
+  where = "plan",
+): { plan: Plan; disagreements: GroupDisagreement[] } {
+  const NH = plan.alphas[0]!.length;
+  if (!Number.isInteger(numKvHeads) || numKvHeads < 1 || NH % numKvHeads !== 0) {
+    throw new InputError(
+      `${where}: alphas[0]: ${NH} query heads do not split into ${numKvHeads} kv heads`,
+    );
+  }
+  const G = NH / numKvHeads;
+  const lengths = [...new Set([...plan.lengths, plan.servingLength])].sort((a, b) => a - b);
+  const disagreements: GroupDisagreement[] = [];
+  const alphas: number[][] = [], betas: number[][] = [];
+  plan.alphas.forEach((row, l) => {
+    alphas.push([]);
+    betas.push([]);
+    for (let g = 0; g < numKvHeads; g++) {
+      const heads = Array.from({ length: G }, (_, i) => g * G + i);
+      const members = heads.map((h) => ({ alpha: row[h]!, beta: plan.betas[l]![h]! }));
+      const total = (r: Rule) => lengths.reduce((a, n) => a + keptKeys(r, n, plan), 0);
+      let chosen = members[0]!;
+      for (const r of members) if (total(r) > total(chosen)) chosen = r;
+      alphas[l]!.push(chosen.alpha);
+      betas[l]!.push(chosen.beta);
+      const distinct: { rule: Rule; heads: number }[] = [];
+      for (const r of members) {
+        const d = distinct.find((x) => x.rule.alpha === r.alpha && x.rule.beta === r.beta);
+        if (d) d.heads++;
+        else distinct.push({ rule: r, heads: 1 });
+      }
+      if (distinct.length === 1) continue;
+      let narrowerAt: GroupDisagreement["narrowerAt"] = null;
+      for (const n of lengths) {
+        const wider = members.find((r) => keptKeys(r, n, plan) > keptKeys(chosen, n, plan));
+        if (wider) {
+          narrowerAt = { length: n, rule: wider };
+          break;
+        }
+      }
+      const message = `layer ${l} kv head ${g} (query heads ${heads[0]}–${heads.at(-1)}): ` +
+        `rules differ (${
+          distinct.map((d) => `${fmtRule(d.rule)} ×${d.heads}`).join(", ")
+        }); kept the widest, ${fmtRule(chosen)}` +
+        (narrowerAt
+          ? `, though ${fmtRule(narrowerAt.rule)} keeps more at ${narrowerAt.length} tokens`
+          : "");
+      disagreements.push({
+        layer: l,
+        kvHead: g,
+        queryHeads: heads,
+        rules: distinct,
+        chosen,
+        narrowerAt,
+        message,
+      });
+    }
+  });
+  return { plan: { ...plan, alphas, betas }, disagreements };
+}
+
+/**
+ * Converts a plan with one rule per kv head to one rule per query head, each kv head's rule
+ * repeated for its G = numHeads / kvHeads query heads (the layout the reference reads).
+ *
+ * @param plan the plan, one rule per kv head
+ * @param numHeads query heads per layer (a multiple of the plan's heads per layer)
+ * @returns the plan with `numHeads` entries per layer
+ * @throws {InputError} when numHeads is not a multiple of the plan's heads per layer
+ *
+ * @example
+ * ```ts
+ * import { toQueryHeads } from "./plan.ts";
+ * const plan = {
+ *   model: "m", sink: 64, block: 64, density: 0.5, lengths: [2048], servingLength: 4096,
+ *   alphas: [[0, -1024]], betas: [[0.5, 0.875]], provenance: {},
+ * };
+ * console.log(toQueryHeads(plan, 4).alphas); // [[0, 0, -1024, -1024]]
+ * ```
+ */
+export function toQueryHeads(plan: Plan, numHeads: number): Plan {
+  const NKV = plan.alphas[0]!.length;
+  if (!Number.isInteger(numHeads) || numHeads < NKV || numHeads % NKV !== 0) {
+    throw new InputError(
+      `plan: ${NKV} kv heads per layer do not spread over ${numHeads} query heads ` +
+        `(expected a multiple of ${NKV})`,
+    );
+  }
+  const G = numHeads / NKV;
+  const spread = (rows: number[][]) =>
+    rows.map((row) => Array.from({ length: numHeads }, (_, h) => row[Math.floor(h / G)]!));
+  return { ...plan, alphas: spread(plan.alphas), betas: spread(plan.betas) };
+}
+
+/**
+ * Reads a reference plan for a model: checks its layer count, and when it has one rule per query
+ * head of a grouped-query model, converts it to one per kv head ({@link toKvHeads}).
+ *
+ * @param json the reference plan: its JSON text or the parsed object
+ * @param meta what the reference layout lacks (model, sink, block, density, lengths, spans)
+ * @param shape the model's layers, query heads and kv heads
+ * @param where the file, for messages
+ * @returns the plan (one rule per kv head) and the groups whose query heads disagreed
+ * @throws {InputError} naming the field when the layers or heads do not fit the model
+ */
+export function importReferencePlanFor(
+  json: unknown,
+  meta: PlanMeta,
+  shape: HeadShape,
+  where = "reference plan",
+): { plan: Plan; disagreements: GroupDisagreement[] } {
+  const { alphas, betas } = referenceTables(json, where);
+  if (alphas.length !== shape.numLayers) {
+    fail(
+      where,
+      "alphas",
+      `${shape.numLayers} layers (the model's num_hidden_layers)`,
+      `${alphas.length} layers`,
+    );
+  }
+  const heads = alphas[0]!.length;
+  if (heads !== shape.numHeads && heads !== shape.numKvHeads) {
+    const either = shape.numHeads === shape.numKvHeads
+      ? `${shape.numHeads} heads`
+      : `${shape.numHeads} heads (one per query head) or ${shape.numKvHeads} (one per kv head)`;
+    fail(where, "alphas[0]", either, `${heads} heads`);
+  }
+  const plan = validatePlan({ ...meta, alphas, betas, provenance: meta.provenance ?? {} }, where);
+  if (heads === shape.numKvHeads) return { plan, disagreements: [] };
+  return toKvHeads(plan, shape.numKvHeads, where);
+}
+
+/**
+ * The reference's layout of a plan: `{alphas, betas}` as [layer][head] lists, one rule per
+ * query head when `numHeads` is given (each kv head's rule repeated for its group).
  *
  * @param plan the plan
- * @returns a fresh object ready for `JSON.stringify`
+ * @param numHeads query heads per layer; omit to keep the plan's heads as they are
+ * @returns a fresh object ready for `JSON.stringify` or {@link formatReferencePlan}
  *
  * @example
  * ```ts
@@ -342,10 +574,41 @@ export function importReferencePlan(
  *   alphas: [[0, 128]], betas: [[0.5, 0]], provenance: {},
  * };
  * console.log(JSON.stringify(exportReferencePlan(plan))); // {"alphas":[[0,128]],"betas":[[0.5,0]]}
+ * console.log(JSON.stringify(exportReferencePlan(plan, 4).alphas)); // [[0,0,128,128]]
  * ```
  */
-export function exportReferencePlan(plan: Plan): { alphas: number[][]; betas: number[][] } {
-  return { alphas: plan.alphas.map((row) => [...row]), betas: plan.betas.map((row) => [...row]) };
+export function exportReferencePlan(
+  plan: Plan,
+  numHeads?: number,
+): { alphas: number[][]; betas: number[][] } {
+  const p = numHeads === undefined ? plan : toQueryHeads(plan, numHeads);
+  return { alphas: p.alphas.map((row) => [...row]), betas: p.betas.map((row) => [...row]) };
+}
+
+/** A number as Python's `json.dumps` writes a float: integral values with a trailing ".0". */
+function pythonFloat(x: number): string {
+  return Number.isInteger(x) && Math.abs(x) < 1e16 ? `${x}.0` : JSON.stringify(x);
+}
+
+/**
+ * The text of a reference plan as the reference's published files are written (Python's
+ * `json.dump` of floats: one line, `", "` and `": "` separators, integral values as `0.0`), so a
+ * published file read and written back is unchanged.
+ *
+ * @param ref alphas and betas, [layer][head]
+ * @returns the JSON text, without a trailing newline (as the published files)
+ *
+ * @example
+ * ```ts
+ * import { formatReferencePlan } from "./plan.ts";
+ * console.log(formatReferencePlan({ alphas: [[0, -1024]], betas: [[0.5, 1]] }));
+ * // {"alphas": [[0.0, -1024.0]], "betas": [[0.5, 1.0]]}
+ * ```
+ */
+export function formatReferencePlan(ref: { alphas: number[][]; betas: number[][] }): string {
+  const rows = (t: number[][]) =>
+    `[${t.map((r) => `[${r.map(pythonFloat).join(", ")}]`).join(", ")}]`;
+  return `{"alphas": ${rows(ref.alphas)}, "betas": ${rows(ref.betas)}}`;
 }
 
 /**

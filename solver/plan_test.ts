@@ -2,11 +2,15 @@ import assert from "node:assert/strict";
 import { InputError } from "../runtime/errors.ts";
 import {
   exportReferencePlan,
+  formatReferencePlan,
   importReferencePlan,
+  importReferencePlanFor,
   type Plan,
   planFromChoice,
   planProvenance,
   readPlan,
+  toKvHeads,
+  toQueryHeads,
   validatePlan,
   writePlan,
 } from "./plan.ts";
@@ -165,4 +169,124 @@ Deno.test("planFromChoice() lays the chosen rules out by layer and head", async 
   assert.ok(!Number.isNaN(Date.parse(String(prov.created_at))));
   assert.ok(prov.git_sha === null || /^[0-9a-f]{40}$/.test(String(prov.git_sha)));
   assert.deepEqual(prov.objectives, [1, 2]);
+});
+
+const testdata = (name: string) => new URL(`./testdata/${name}`, import.meta.url).pathname;
+/** The reference's defaults for what its layout lacks. */
+const refMeta = { ...meta, spans: "reference" as const };
+
+Deno.test("reference plans of grouped-query models", async (t) => {
+  const gqa = await Deno.readTextFile(testdata("reference_gqa.json"));
+  const disagree = await Deno.readTextFile(testdata("reference_gqa_disagree.json"));
+  const mha = await Deno.readTextFile(testdata("reference_mha.json"));
+  const tiny = { numLayers: 4, numHeads: 4, numKvHeads: 2 };
+
+  await t.step("formatReferencePlan() writes the published layout byte for byte", () => {
+    for (const text of [gqa, disagree, mha]) {
+      assert.equal(formatReferencePlan(JSON.parse(text)), text);
+    }
+  });
+
+  await t.step("an MHA plan imports as it is and exports to the same text", () => {
+    const shape = { numLayers: 2, numHeads: 4, numKvHeads: 4 };
+    const { plan, disagreements } = importReferencePlanFor(mha, refMeta, shape, "mha.json");
+    assert.deepEqual(disagreements, []);
+    assert.deepEqual(plan.alphas, JSON.parse(mha).alphas);
+    assert.equal(plan.spans, "reference");
+    assert.equal(formatReferencePlan(exportReferencePlan(plan, 4)), mha);
+  });
+
+  await t.step("a per-query-head plan becomes one rule per kv head, and exports back", () => {
+    const { plan, disagreements } = importReferencePlanFor(gqa, refMeta, tiny, "gqa.json");
+    assert.deepEqual(disagreements, []);
+    assert.deepEqual(plan.alphas, [[0, -1024], [1024, 0], [2048, -1024], [0, 8192]]);
+    assert.deepEqual(plan.betas, [[0.5, 0.875], [0.125, 0.75], [0, 1], [0.25, 0]]);
+    assert.equal(formatReferencePlan(exportReferencePlan(plan, 4)), gqa);
+    // a plan already in kv heads (this project's export without numHeads) reads as it is
+    const kvText = formatReferencePlan(exportReferencePlan(plan));
+    assert.deepEqual(importReferencePlanFor(kvText, refMeta, tiny, "kv.json").plan, plan);
+  });
+
+  await t.step("a group whose query heads disagree takes the widest rule, and says so", () => {
+    const { plan, disagreements } = importReferencePlanFor(disagree, refMeta, tiny, "d.json");
+    // layer 0, kv head 1: (−1024, 0.875) keeps 768 + 2560 + 6144 + 13312 keys at 2k/4k/8k/16k
+    // under the reference's cache sizes, (0, 0.5) 1024 + 2048 + 4096 + 8192
+    assert.deepEqual([plan.alphas[0], plan.betas[0]], [[0, -1024], [0.5, 0.875]]);
+    // layer 2, kv head 0: (2048, 0) keeps 2048 at each length, (0, 0.125) 256 … 2048
+    assert.deepEqual([plan.alphas[2], plan.betas[2]], [[2048, -1024], [0, 1]]);
+    assert.deepEqual(
+      disagreements.map((d) => [d.layer, d.kvHead, d.queryHeads]),
+      [[0, 1, [2, 3]], [2, 0, [0, 1]]],
+    );
+    assert.equal(
+      disagreements[0]!.message,
+      "layer 0 kv head 1 (query heads 2–3): rules differ ((-1024, 0.875) ×1, (0, 0.5) ×1); " +
+        "kept the widest, (-1024, 0.875), though (0, 0.5) keeps more at 2048 tokens",
+    );
+    assert.equal(disagreements[1]!.narrowerAt, null);
+    // exported, every query head of a group carries the kept rule
+    const back = exportReferencePlan(plan, 4);
+    assert.deepEqual(back.alphas[0], [0, 0, -1024, -1024]);
+    assert.deepEqual(back.betas[2], [0, 0, 1, 1]);
+  });
+
+  await t.step("the widest rule follows the plan's span semantics", () => {
+    const plan: Plan = {
+      ...meta,
+      lengths: [128],
+      servingLength: 256,
+      sink: 0,
+      block: 64,
+      alphas: [[65, 0]],
+      betas: [[0, 0.45]],
+      provenance: {},
+    };
+    // per-query: (65, 0) keeps 65 + 65 keys at 128 and 256 tokens, (0, 0.45) 57.6 + 115.2
+    assert.deepEqual(toKvHeads(plan, 1).plan.alphas, [[0]]);
+    // reference: (65, 0) is rounded up to 128 + 128 slots, (0, 0.45) to 64 + 128
+    assert.deepEqual(toKvHeads({ ...plan, spans: "reference" }, 1).plan.alphas, [[65]]);
+  });
+
+  await t.step("layers and heads that do not fit the model are named", () => {
+    assert.throws(
+      () => importReferencePlanFor(gqa, refMeta, { ...tiny, numLayers: 16 }, "gqa.json"),
+      (e: Error) =>
+        e instanceof InputError &&
+        e.message ===
+          'gqa.json: alphas: expected 16 layers (the model\'s num_hidden_layers), got "4 layers"',
+    );
+    assert.throws(
+      () =>
+        importReferencePlanFor(
+          gqa,
+          refMeta,
+          { numLayers: 4, numHeads: 32, numKvHeads: 8 },
+          "gqa.json",
+        ),
+      (e: Error) =>
+        e instanceof InputError &&
+        e.message ===
+          "gqa.json: alphas[0]: expected 32 heads (one per query head) or 8 (one per kv " +
+            'head), got "4 heads"',
+    );
+    assert.throws(() => toKvHeads(samplePlan(), 2), /3 query heads do not split into 2 kv heads/);
+    assert.throws(() => toQueryHeads(samplePlan(), 4), /3 kv heads per layer do not spread over 4/);
+  });
+
+  await t.step("a plan file keeps its span semantics, and checks it", async () => {
+    const dir = await Deno.makeTempDir();
+    const plan = { ...samplePlan(), spans: "reference" as const };
+    await writePlan(`${dir}/p.json`, plan);
+    assert.deepEqual(await readPlan(`${dir}/p.json`), plan);
+    await Deno.remove(dir, { recursive: true });
+    assert.equal(
+      await readError({ ...samplePlan(), spans: "per-head" }),
+      'spans: expected one of "per-query", "reference", got "per-head"',
+    );
+    assert.equal(
+      await readError({ ...samplePlan(), spans: "reference", sink: 32 }),
+      "sink: expected a multiple of block 64 (the reference span semantics keeps whole sink " +
+        "blocks), got 32",
+    );
+  });
 });
