@@ -143,6 +143,7 @@ export {
 } from "./solver/plan.ts";
 export { validityCheck, type ValidityPair } from "./solver/validity.ts";
 export type { SparsePlan } from "./runtime/cpu/sparse_cache.ts";
+export { SPAN_SEMANTICS, type SpanSemantics } from "./runtime/spans.ts";
 
 // ONNX export (independent check and dense baseline)
 export { exportOnnx, type ExportOnnxOptions } from "./runtime/onnx/export.ts";
