@@ -145,6 +145,10 @@ export function sessionMethod(s: Session, spec: MethodSpec): MethodRunner {
 /** One measurement. */
 export interface Metric {
   metric: string;
+  /**
+   * NaN when there was nothing to measure (a LongEval cell with no cases): the value is
+   * missing, which metrics.csv writes as an empty field, not as 0.
+   */
   value: number;
   /** How many items the value summarises (cases, tokens, steps). */
   n: number;
@@ -164,7 +168,8 @@ const LONGEVAL_BATCH = 4;
 
 /**
  * LongEval accuracy, overall and per position decile of the asked line.
- * @returns `accuracy` and `accuracy_decile_<d>` rows, and `prompt_tokens` (mean length)
+ * @returns `accuracy` and `accuracy_decile_<d>` rows, and `prompt_tokens` (mean length); with
+ *   no cases, `accuracy` and `prompt_tokens` are missing (NaN, n = 0) rather than 0
  */
 export async function runLongEval(
   s: Session,
@@ -185,6 +190,12 @@ export async function runLongEval(
     });
     tick(Math.min(i + LONGEVAL_BATCH, cases.length), cases.length);
   }
+  if (cases.length === 0) {
+    return [
+      { metric: "accuracy", value: NaN, n: 0 },
+      { metric: "prompt_tokens", value: NaN, n: 0 },
+    ];
+  }
   const sum = summarize(results);
   return [
     { metric: "accuracy", value: sum.accuracy, n: sum.n },
@@ -195,7 +206,7 @@ export async function runLongEval(
     })),
     {
       metric: "prompt_tokens",
-      value: cases.length ? promptSum / cases.length : 0,
+      value: promptSum / cases.length,
       n: cases.length,
     },
   ];

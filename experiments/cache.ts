@@ -91,7 +91,8 @@ export class ArtifactStore {
   readonly #pollMs: number;
   readonly #heartbeatMs: number;
   readonly #staleMs: number;
-  readonly #reported = new Set<string>();
+  /** Invalid files reported, with the text they had then. */
+  readonly #reported = new Map<string, string>();
 
   /**
    * @param root the folder (created on first write)
@@ -120,29 +121,29 @@ export class ArtifactStore {
       text = await Deno.readTextFile(path);
     } catch (e) {
       if (e instanceof Deno.errors.NotFound) return null;
-      this.#invalid(path, `unreadable (${e instanceof Error ? e.message : e})`);
+      this.#invalid(path, "", `unreadable (${e instanceof Error ? e.message : e})`);
       return null;
     }
     let value: unknown;
     try {
       value = JSON.parse(text);
     } catch (e) {
-      this.#invalid(path, `not JSON (${e instanceof Error ? e.message : e})`);
+      this.#invalid(path, text, `not JSON (${e instanceof Error ? e.message : e})`);
       return null;
     }
     if (!validate) return value as T;
     try {
       return validate(value);
     } catch (e) {
-      this.#invalid(path, `not a ${stage} artifact: ${e instanceof Error ? e.message : e}`);
+      this.#invalid(path, text, `not a ${stage} artifact: ${e instanceof Error ? e.message : e}`);
       return null;
     }
   }
 
-  /** Reports an invalid artifact, once per file until it is stored again. */
-  #invalid(path: string, why: string): void {
-    if (this.#reported.has(path)) return;
-    this.#reported.add(path);
+  /** Reports an invalid artifact, once per file and content. */
+  #invalid(path: string, text: string, why: string): void {
+    if (this.#reported.get(path) === text) return;
+    this.#reported.set(path, text);
     this.#notice(`warning: ${path}: ${why}; it will be recomputed`);
   }
 

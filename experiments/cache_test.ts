@@ -57,7 +57,7 @@ Deno.test("ArtifactStore.get() validates what it reads and names a bad file", as
       await Deno.writeTextFile(s.path("cell", "bad"), text);
       assert.equal(await s.get("cell", "bad", validX), null);
       assert.equal(notices.length, 1, notices.join("\n"));
-      assert.ok(notices[0]!.startsWith(`warning: ${s.path("cell", "bad")}: `), notices[0]);
+      assert.ok(notices[0]!.startsWith(`warning: ${s.path("cell", "bad")}: `), notices[0]!);
       assert.match(notices[0]!, why);
       assert.match(notices[0]!, /; it will be recomputed$/);
     });

@@ -17,7 +17,7 @@ export const HELP = `moa experiment runner
 
 Usage:
   deno task experiment [FILE] [options]     run an experiment file (YAML or JSON)
-  deno task experiment merge DIR... [--out DIR]
+  deno task experiment merge DIR... [--out DIR] [--partial]
                                             merge the outputs of sharded runs
 
 FILE defaults to experiments/default.yaml.
@@ -30,6 +30,8 @@ Options:
   --dry-run      list the cells (marking cached ones) and write nothing
   --no-cache     recompute every stage, ignoring cached artifacts
   --cache DIR    stage artifact cache (default: $MOA_CACHE, else results/.cache)
+  --partial      merge: write the merge even when some cells are in none of the folders
+                 (without it, a missing shard is an error, exit code 2)
   -h, --help     show this help
 
 Outputs: DIR/experiment.resolved.json (the resolved experiment and its cells) and
@@ -50,6 +52,7 @@ export async function main(args: string[]): Promise<number> {
       "dry-run": { type: "boolean", default: false },
       "no-cache": { type: "boolean", default: false },
       cache: { type: "string" },
+      partial: { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
     },
   });
@@ -60,7 +63,9 @@ export async function main(args: string[]): Promise<number> {
   if (positionals[0] === "merge") {
     const dirs = positionals.slice(1);
     if (dirs.length === 0) {
-      throw new InputError("merge: usage: deno task experiment merge DIR... [--out DIR]");
+      throw new InputError(
+        "merge: usage: deno task experiment merge DIR... [--out DIR] [--partial]",
+      );
     }
     const stem = dirs[0]!.replace(/\/+$/, "");
     const out = values.out ??
@@ -70,14 +75,19 @@ export async function main(args: string[]): Promise<number> {
         "merge: --out DIR is required when the folders are not named <run>-shard<i>of<n>",
       );
     }
-    const { rows, missing } = await mergeRuns(dirs, out);
+    const { rows, missing } = await mergeRuns(dirs, out, { partial: values.partial });
     console.log(summaryTables(rows));
     console.error(`merged ${dirs.length} folders, ${rows.length} rows → ${out}/metrics.csv`);
     if (missing.length) {
-      console.error(`warning: ${missing.length} cells missing: ${missing.join(", ")}`);
+      console.error(
+        `warning: --partial: ${missing.length} cells are missing from the merge: ${
+          missing.join(", ")
+        }`,
+      );
     }
     return 0;
   }
+  if (values.partial) throw new InputError("--partial applies to merge only");
   if (positionals.length > 1) {
     throw new InputError(
       `expected one experiment file, got ${positionals.length}: ${positionals.join(" ")}`,

@@ -13,8 +13,17 @@ import { checkOutDir, type ResolvedRun } from "./runner.ts";
 export interface MergeResult {
   /** The merged metrics rows, in the unsharded run's cell order. */
   rows: Row[];
-  /** Cell ids no shard produced. */
+  /** Cell ids no shard produced (only with `partial`). */
   missing: string[];
+}
+
+/** Options of {@link mergeRuns}. */
+export interface MergeOptions {
+  /**
+   * Merge even when some cells are in none of the folders (`--partial`); they are listed in
+   * the result and in the merged experiment.resolved.json as `missing_cells`. @default false
+   */
+  partial?: boolean;
 }
 
 /**
@@ -23,9 +32,15 @@ export interface MergeResult {
  *
  * @param dirs the shard output folders
  * @param out where the merged experiment.resolved.json and metrics.csv go
- * @throws InputError when a folder is unreadable or belongs to another run
+ * @param opts `partial` allows cells that no folder holds
+ * @throws InputError when a folder is unreadable or belongs to another run, or (unless
+ *   `partial`) when some cells are in none of the folders; nothing is written then
  */
-export async function mergeRuns(dirs: string[], out: string): Promise<MergeResult> {
+export async function mergeRuns(
+  dirs: string[],
+  out: string,
+  opts: MergeOptions = {},
+): Promise<MergeResult> {
   if (dirs.length === 0) throw new InputError("merge: give at least one output folder");
   const runs: ResolvedRun[] = [];
   for (const d of dirs) {
@@ -70,9 +85,33 @@ export async function mergeRuns(dirs: string[], out: string): Promise<MergeResul
     .sort((a, b) => order.get(a[0])! - order.get(b[0])!)
     .flatMap(([, r]) => r);
   const missing = first.cells.filter((c) => !byCell.has(c.id)).map((c) => c.id);
+  if (missing.length > 0 && !opts.partial) {
+    const count = first.shard?.count;
+    const have = new Set(runs.map((r) => r.shard?.index));
+    const absent = count && runs.every((r) => r.shard?.count === count)
+      ? Array.from({ length: count }, (_, i) => i).filter((i) => !have.has(i))
+      : [];
+    throw new InputError(
+      `merge: ${missing.length} of ${first.cells.length} cells are in none of the folders ` +
+        `(${missing.slice(0, 3).join(", ")}${missing.length > 3 ? ", …" : ""})` +
+        (absent.length
+          ? `; no folder holds shard ${absent.map((i) => `${i}/${count}`).join(", ")}`
+          : "") +
+        `; give every shard's folder, or --partial to merge what is there`,
+    );
+  }
   await writeFileAtomic(
     `${out}/experiment.resolved.json`,
-    JSON.stringify({ ...first, shard: null, merged_from: dirs }, null, 2) + "\n",
+    JSON.stringify(
+      {
+        ...first,
+        shard: null,
+        merged_from: dirs,
+        ...(missing.length ? { missing_cells: missing } : {}),
+      },
+      null,
+      2,
+    ) + "\n",
   );
   await writeMetricsCsv(`${out}/metrics.csv`, rows);
   return { rows, missing };

@@ -14,9 +14,8 @@
 import { generateCases, type LongEvalCase, readLongEvalJsonl } from "../data/longeval/longeval.ts";
 import { brownText } from "../data/brown.ts";
 import { writeFileAtomic } from "../runtime/atomic.ts";
-import { loadTokenizer } from "../runtime/tokenizer.ts";
 import { InputError } from "../runtime/errors.ts";
-import { ArtifactStore, hashOf } from "./cache.ts";
+import { ArtifactStore, type Claim, describeHolder, hashOf } from "./cache.ts";
 import {
   type Metric,
   runLongEval,
@@ -33,11 +32,14 @@ import {
   type StoredInfluence,
   storeInfluence,
 } from "../solver/pipeline.ts";
-import { type Plan, writePlan } from "../solver/plan.ts";
+import { type Plan, validatePlan, writePlan } from "../solver/plan.ts";
+import type { ModelConfig } from "../runtime/model.ts";
+import { checkLength, checkMemory } from "./limits.ts";
 import { type Row, writeMetricsCsv } from "./csv.ts";
 import { createProgress, type Progress } from "./progress.ts";
 import { type Cell, expandCells, type Experiment, type Method } from "./schema.ts";
 import {
+  checkModel,
   modelFingerprint,
   openSession,
   promptTokens,
@@ -110,6 +112,8 @@ export interface RunOptions {
   source?: string;
   /** The commit the code came from. @default from git */
   gitSha?: string;
+  /** How often a run waiting for another run's cell looks again, ms. @default 1000 */
+  pollMs?: number;
 }
 
 /** What `experiment.resolved.json` holds. */
@@ -140,15 +144,24 @@ export interface RunResult {
   cachedCells: number;
 }
 
+/** What {@link preflight} found. */
+export interface Preflight {
+  modelDir: string;
+  /** The cases of a LongEval `file`, or null. */
+  fileCases: LongEvalCase[] | null;
+  config: ModelConfig;
+  /** Lines to print before running (`warning: …`): lengths past the model's context, cells
+   * whose file cases were all dropped. */
+  warnings: string[];
+}
+
 /**
  * Checks everything that can be checked before any output is written: methods and backend
- * available, model folder present, LongEval file readable.
+ * available, the model folder whole (config, weight headers, tokenizer), the LongEval file
+ * readable, and every length servable by the model and the data.
  * @throws InputError naming the field and what is wrong
  */
-export async function preflight(
-  exp: Experiment,
-  source?: string,
-): Promise<{ modelDir: string; fileCases: LongEvalCase[] | null }> {
+export async function preflight(exp: Experiment, source?: string): Promise<Preflight> {
   try {
     return await checkInputs(exp);
   } catch (e) {
@@ -157,9 +170,7 @@ export async function preflight(
   }
 }
 
-async function checkInputs(
-  exp: Experiment,
-): Promise<{ modelDir: string; fileCases: LongEvalCase[] | null }> {
+async function checkInputs(exp: Experiment): Promise<Preflight> {
   exp.methods.forEach((m, i) => {
     const why = UNAVAILABLE_METHODS[m];
     if (why) {
@@ -170,24 +181,12 @@ async function checkInputs(
       );
     }
   });
+  const modelDir = await resolveModelDir(exp.model);
+  const { config, tokenizer } = await checkModel(modelDir);
+  const countTokens = (t: string) =>
+    tokenizer.encode(t).length + (config.bosTokenId === null ? 0 : 1);
+  const warnings: string[] = [];
   if (exp.methods.some(isMoa)) {
-    // calibration prompts leave room for a response of up to 48 tokens
-    const tokenizer = await loadTokenizer(await resolveModelDir(exp.model));
-    exp.profile.lengths.forEach((n, i) => {
-      try {
-        generateCases({
-          count: 1,
-          targetLength: n - 48,
-          seed: exp.seed,
-          countTokens: (t) => tokenizer.encode(t).length + 1,
-        });
-      } catch (e) {
-        if (!(e instanceof RangeError)) throw e;
-        throw new InputError(
-          `profile.lengths[${i}]: ${n} tokens cannot hold a calibration prompt and its answer for this model: ${e.message}`,
-        );
-      }
-    });
     exp.profile.lengths.forEach((n, i) => {
       if (n > MAX_PROFILE_LENGTH) {
         throw new InputError(
@@ -195,18 +194,42 @@ async function checkInputs(
             `(jax-js keeps every layer's T×T attention in 4 GiB of WebAssembly memory); profile shorter lengths`,
         );
       }
+      // calibration prompts leave room for a response of up to 48 tokens
+      try {
+        generateCases({ count: 1, targetLength: n - 48, seed: exp.seed, countTokens });
+      } catch (e) {
+        if (!(e instanceof RangeError)) throw e;
+        throw new InputError(
+          `profile.lengths[${i}]: ${n} tokens cannot hold a calibration prompt and its answer for this model: ${e.message}`,
+        );
+      }
+      const w = checkLength(config, n, `profile.lengths[${i}]: ${n} tokens`);
+      if (w) warnings.push(w);
     });
   }
-  const modelDir = await resolveModelDir(exp.model);
+  const t = exp.benchmarks.throughput;
+  exp.lengths.forEach((n, i) => {
+    const w = checkLength(config, n, `lengths[${i}]: ${n} tokens`);
+    if (w) warnings.push(w);
+    checkMemory(config, n, `lengths[${i}]: ${n} tokens`);
+    if (t) {
+      checkMemory(
+        config,
+        t.batch * (n + t.decode),
+        `lengths[${i}]: throughput at ${n} tokens (+ ${t.decode} decoded) × batch ${t.batch}`,
+      );
+    }
+  });
   const le = exp.benchmarks.longeval;
   let fileCases: LongEvalCase[] | null = null;
   if (le && "file" in le) {
     fileCases = await readLongEvalJsonl(le.file);
     if (le.limit !== null) fileCases = fileCases.slice(0, le.limit);
+    warnings.push(
+      ...droppedCases(fileCases.map((c) => countTokens(c.prompt)), exp.lengths, le.file),
+    );
   } else if (le) {
     // every length must hold at least a two-line LongEval prompt in this model's tokens
-    const tokenizer = await loadTokenizer(modelDir);
-    const countTokens = (t: string) => tokenizer.encode(t).length + 1; // + BOS
     exp.lengths.forEach((length, i) => {
       try {
         generateCases({ count: 1, targetLength: length, seed: exp.seed, countTokens });
@@ -218,7 +241,52 @@ async function checkInputs(
       }
     });
   }
-  return { modelDir, fileCases };
+  if (exp.benchmarks.perplexity) {
+    // a perplexity window is `length` tokens scored after one more: the text must hold it
+    const have = tokenizer.encode(await brownText("heldout")).length;
+    exp.lengths.forEach((n, i) => {
+      if (n + 1 > have) {
+        throw new InputError(
+          `lengths[${i}]: perplexity at ${n} tokens needs a window of ${
+            n + 1
+          } tokens of held-out ` +
+            `text, but the held-out Brown text is ${have} tokens long for this model; use lengths ` +
+            `up to ${have - 1} or leave out benchmarks.perplexity`,
+        );
+      }
+    });
+  }
+  return { modelDir, fileCases, config, warnings };
+}
+
+/**
+ * Warnings for a LongEval file's cases that no length gets: each case goes to the smallest
+ * length its prompt fits in (see `bucketByLength`), so a length can end up with none (its
+ * accuracy is then missing) and cases longer than every length are dropped.
+ * @param tokens each case's prompt length in the model's tokens
+ */
+function droppedCases(tokens: number[], lengths: number[], file: string): string[] {
+  const out: string[] = [];
+  const sorted = [...lengths].sort((a, b) => a - b);
+  sorted.forEach((level, k) => {
+    const below = k === 0 ? 0 : sorted[k - 1]!;
+    if (!tokens.some((n) => n > below && n <= level)) {
+      out.push(
+        `warning: lengths[${lengths.indexOf(level)}]: no case of ${file} has a prompt of ` +
+          `${below + 1}–${level} tokens, so LongEval accuracy at ${level} is missing ` +
+          `(an empty value in metrics.csv, n/a in the table)`,
+      );
+    }
+  });
+  const longest = sorted.at(-1)!;
+  const over = tokens.filter((n) => n > longest).length;
+  if (over > 0) {
+    out.push(
+      `warning: ${over} of ${tokens.length} cases of ${file} are longer than the longest ` +
+        `length ${longest} and are left out`,
+    );
+  }
+  return out;
 }
 
 /** Methods that can run today. */
@@ -272,7 +340,8 @@ export function parseShard(text: string): Shard {
  */
 export async function runExperiment(exp: Experiment, opts: RunOptions): Promise<RunResult> {
   const notice = opts.notice ?? ((l: string) => console.error(l));
-  const { modelDir, fileCases } = await preflight(exp, opts.source);
+  const { modelDir, fileCases, config, warnings } = await preflight(exp, opts.source);
+  for (const w of warnings) notice(w);
   const fingerprint = await modelFingerprint(modelDir);
   const runId = await runIdOf(exp, fingerprint);
   const allCells = expandCells(exp).map((c, index) => ({ ...c, index }));
@@ -288,7 +357,14 @@ export async function runExperiment(exp: Experiment, opts: RunOptions): Promise<
     git_sha: opts.gitSha ?? await gitSha(),
   };
   await checkOutDir(opts.out, runId, opts.resume ?? false);
-  const store = new ArtifactStore(opts.cacheDir ?? `${opts.out}/../.cache`);
+  const cacheDir = opts.cacheDir ?? `${opts.out}/../.cache`;
+  await checkCacheDir(cacheDir);
+  // notices go to the progress display once it exists, so they do not tear its bar
+  let log = notice;
+  const store = new ArtifactStore(cacheDir, {
+    notice: (l) => log(l),
+    ...(opts.pollMs === undefined ? {} : { pollMs: opts.pollMs }),
+  });
 
   const casesKey = (length: number) =>
     hashOf({
@@ -341,6 +417,7 @@ export async function runExperiment(exp: Experiment, opts: RunOptions): Promise<
       "profile",
       k,
       async () => storeInfluence(await compute()),
+      (v) => validProfile(v, config),
     );
     return loadInfluence(value);
   };
@@ -376,7 +453,7 @@ export async function runExperiment(exp: Experiment, opts: RunOptions): Promise<
           )).plan;
         const plan = opts.noCache
           ? await make()
-          : (await store.getOrCompute("plan", key, make)).value;
+          : (await store.getOrCompute("plan", key, make, (v) => validPlan(v, config))).value;
         await writePlan(`${opts.out}/plans/${method}-d${density}.json`, plan);
         return plan;
       })();
@@ -387,7 +464,8 @@ export async function runExperiment(exp: Experiment, opts: RunOptions): Promise<
 
   if (opts.dryRun) {
     for (const c of cells) {
-      const hit = !opts.noCache && (await store.get("cell", await cellKey(c))) !== null;
+      const hit = !opts.noCache &&
+        (await store.get("cell", await cellKey(c), (v) => validCell(v, c))) !== null;
       console.log(`${String(c.index).padStart(4)}  ${c.id}${hit ? "  (cached)" : ""}`);
     }
     console.log(
@@ -403,22 +481,35 @@ export async function runExperiment(exp: Experiment, opts: RunOptions): Promise<
     JSON.stringify(resolved, null, 2) + "\n",
   );
   const progress = opts.progress ?? createProgress(cells.length);
+  log = (l) => progress.log(l);
   let session: Session | null = null;
   const open =
     async () => (session ??= await openSession(modelDir, exp.backend, (m) => progress.log(m)));
-  const rows: Row[] = [];
+  const rowsOf = new Map<number, Row[]>();
+  const inOrder = () => cells.flatMap((c) => rowsOf.get(c.index) ?? []);
   let cachedCells = 0;
-  try {
-    for (const c of cells) {
+  /**
+   * Runs one cell, or takes it from the cache. @returns false, doing nothing, when another run
+   * sharing the cache holds the cell's claim (it is computing it)
+   */
+  const runOne = async (c: (typeof cells)[number]): Promise<boolean> => {
+    const key = await cellKey(c);
+    const valid = (v: unknown) => validCell(v, c);
+    let art = opts.noCache ? null : await store.get<CellArtifact>("cell", key, valid);
+    let claim: Claim | null = null;
+    if (art === null && !opts.noCache) {
+      const got = await store.claim("cell", key);
+      if ("pid" in got) {
+        if (!waiting.has(c.id)) progress.log(`${c.id}: ${describeHolder(got)}; doing other cells`);
+        waiting.add(c.id);
+        return false;
+      }
+      claim = got;
+    }
+    try {
       progress.start(c.id);
-      const key = await cellKey(c);
-      type CellArtifact = {
-        metrics: Metric[];
-        backend: string;
-        device: string;
-        started_at: string;
-      };
-      let art = opts.noCache ? null : await store.get<CellArtifact>("cell", key);
+      // another run may have stored it between our look and our claim
+      if (art === null && claim) art = await store.get<CellArtifact>("cell", key, valid);
       const cached = art !== null;
       if (art) {
         cachedCells++;
@@ -447,8 +538,9 @@ export async function runExperiment(exp: Experiment, opts: RunOptions): Promise<
         };
         await store.put("cell", key, art);
       }
-      for (const m of art.metrics) {
-        rows.push({
+      rowsOf.set(
+        c.index,
+        art.metrics.map((m) => ({
           experiment: exp.name,
           run_id: runId,
           cell: c.id,
@@ -458,30 +550,200 @@ export async function runExperiment(exp: Experiment, opts: RunOptions): Promise<
           length: c.length,
           benchmark: c.benchmark,
           metric: m.metric,
-          value: m.value,
+          // a missing value (nothing to measure) is an empty field, never 0
+          value: Number.isNaN(m.value) ? "" : m.value,
           n: m.n,
           seed: exp.seed,
-          backend: art.backend,
-          device: art.device,
+          backend: art!.backend,
+          device: art!.device,
           git_sha: resolved.git_sha,
-          started_at: art.started_at,
-        });
-      }
-      await writeMetricsCsv(`${opts.out}/metrics.csv`, rows);
-      const head = art.metrics[0];
-      progress.finish(
-        `${head ? `${head.metric}=${+head.value.toPrecision(4)}` : "no metrics"}${
-          cached ? " (cached)" : ""
-        }`,
+          started_at: art!.started_at,
+        })),
       );
+      await writeMetricsCsv(`${opts.out}/metrics.csv`, inOrder());
+      const head = art.metrics[0];
+      const shown = head && (Number.isNaN(head.value) ? "n/a" : +head.value.toPrecision(4));
+      progress.finish(
+        `${head ? `${head.metric}=${shown}` : "no metrics"}${cached ? " (cached)" : ""}`,
+      );
+      return true;
+    } finally {
+      await claim?.release();
+    }
+  };
+  const waiting = new Set<string>();
+  try {
+    // cells another run is computing are passed over, then waited for once nothing else is left
+    let pending = cells;
+    while (pending.length > 0) {
+      const left: typeof cells = [];
+      for (const c of pending) if (!(await runOne(c))) left.push(c);
+      if (left.length === pending.length) await store.wait();
+      pending = left;
     }
   } finally {
     progress.stop();
   }
+  const rows = inOrder();
   if (cachedCells > 0) {
     notice(`${cachedCells} of ${cells.length} cells came from the cache (${store.root})`);
   }
   return { resolved, rows, cachedCells };
+}
+
+/** What the cache stores per cell. */
+interface CellArtifact {
+  /** A value of NaN is missing (stored as null): the cell had nothing to measure. */
+  metrics: Metric[];
+  backend: string;
+  device: string;
+  started_at: string;
+}
+
+/** The metrics every artifact of a benchmark's cell has. */
+const REQUIRED_METRICS: Record<Cell["benchmark"], string[]> = {
+  longeval: ["accuracy", "prompt_tokens"],
+  perplexity: ["perplexity", "nll"],
+  throughput: ["prefill_tokens_per_s", "decode_tokens_per_s", "kv_bytes"],
+};
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+function shown(v: unknown): string {
+  const t = v === undefined ? "nothing" : JSON.stringify(v);
+  return t.length > 60 ? `${t.slice(0, 60)}…` : t;
+}
+
+/**
+ * A stored cell artifact, checked: the metrics of the cell's benchmark with finite values (null
+ * for missing) and counts, and the strings every row takes.
+ * @throws Error naming the field that is wrong
+ */
+function validCell(v: unknown, c: Cell): CellArtifact {
+  if (!isRecord(v)) throw new Error(`expected an object, got ${shown(v)}`);
+  if (!Array.isArray(v.metrics)) {
+    throw new Error(`metrics: expected a list, got ${shown(v.metrics)}`);
+  }
+  const metrics = v.metrics.map((m: unknown, i): Metric => {
+    if (!isRecord(m)) throw new Error(`metrics[${i}]: expected an object, got ${shown(m)}`);
+    if (typeof m.metric !== "string" || m.metric === "") {
+      throw new Error(`metrics[${i}].metric: expected a name, got ${shown(m.metric)}`);
+    }
+    if (m.value !== null && (typeof m.value !== "number" || !Number.isFinite(m.value))) {
+      throw new Error(
+        `metrics[${i}].value: expected a number (or null for missing), got ${shown(m.value)}`,
+      );
+    }
+    if (typeof m.n !== "number" || !Number.isSafeInteger(m.n) || m.n < 0) {
+      throw new Error(`metrics[${i}].n: expected a count, got ${shown(m.n)}`);
+    }
+    return { metric: m.metric, value: m.value ?? NaN, n: m.n };
+  });
+  for (const name of REQUIRED_METRICS[c.benchmark]) {
+    if (!metrics.some((m) => m.metric === name)) {
+      throw new Error(`metrics: no '${name}', which every ${c.benchmark} cell has`);
+    }
+  }
+  for (const k of ["backend", "device", "started_at"] as const) {
+    if (typeof v[k] !== "string") throw new Error(`${k}: expected a string, got ${shown(v[k])}`);
+  }
+  return {
+    metrics,
+    backend: v.backend as string,
+    device: v.device as string,
+    started_at: v.started_at as string,
+  };
+}
+
+/**
+ * Stored LongEval cases, checked for what the benchmark reads.
+ * @throws Error naming the case and field that is wrong
+ */
+function validCases(v: unknown): LongEvalCase[] {
+  if (!Array.isArray(v) || v.length === 0) {
+    throw new Error(`expected a non-empty list of cases, got ${shown(v)}`);
+  }
+  v.forEach((c: unknown, i) => {
+    if (!isRecord(c)) throw new Error(`[${i}]: expected a case object, got ${shown(c)}`);
+    if (typeof c.id !== "string") {
+      throw new Error(`[${i}].id: expected a string, got ${shown(c.id)}`);
+    }
+    if (typeof c.prompt !== "string" || c.prompt === "") {
+      throw new Error(`[${i}].prompt: expected a prompt, got ${shown(c.prompt)}`);
+    }
+    if (typeof c.expected !== "number" || !Number.isSafeInteger(c.expected)) {
+      throw new Error(`[${i}].expected: expected an integer, got ${shown(c.expected)}`);
+    }
+    const d = c.decile;
+    if (d !== null && !(typeof d === "number" && Number.isInteger(d) && d >= 0 && d <= 9)) {
+      throw new Error(`[${i}].decile: expected null or 0–9, got ${shown(d)}`);
+    }
+  });
+  return v as LongEvalCase[];
+}
+
+/**
+ * A stored profile, checked against the model's shape.
+ * @throws Error naming the field that is wrong
+ */
+function validProfile(v: unknown, config: ModelConfig): StoredInfluence {
+  if (!isRecord(v)) throw new Error(`expected an object, got ${shown(v)}`);
+  for (const k of ["length", "block", "numBlocks", "samples"] as const) {
+    if (typeof v[k] !== "number" || !Number.isSafeInteger(v[k]) || (v[k] as number) < 1) {
+      throw new Error(`${k}: expected a positive integer, got ${shown(v[k])}`);
+    }
+  }
+  const nb = v.numBlocks as number;
+  if (nb !== Math.ceil((v.length as number) / (v.block as number))) {
+    throw new Error(`numBlocks: expected ⌈length / block⌉, got ${nb}`);
+  }
+  const values = v.values;
+  const ok = Array.isArray(values) && values.length === config.numLayers &&
+    values.every((l) =>
+      Array.isArray(l) && l.length === config.numKvHeads &&
+      l.every((h) =>
+        Array.isArray(h) && h.length === nb * nb &&
+        h.every((x) => typeof x === "number" && Number.isFinite(x))
+      )
+    );
+  if (!ok) {
+    throw new Error(
+      `values: expected ${config.numLayers} layers × ${config.numKvHeads} kv heads × ${nb}² finite numbers`,
+    );
+  }
+  return v as unknown as StoredInfluence;
+}
+
+/**
+ * A stored plan, checked as a plan file is and against the model's shape.
+ * @throws Error naming the field that is wrong
+ */
+function validPlan(v: unknown, config: ModelConfig): Plan {
+  const plan = validatePlan(v, "plan");
+  if (
+    plan.alphas.length !== config.numLayers ||
+    plan.alphas.some((l) => l.length !== config.numKvHeads)
+  ) {
+    throw new Error(
+      `plan: expected ${config.numLayers} layers × ${config.numKvHeads} kv heads of rules`,
+    );
+  }
+  return plan;
+}
+
+/** @throws InputError when the cache folder's path is taken by something else than a folder */
+async function checkCacheDir(dir: string): Promise<void> {
+  try {
+    if (!(await Deno.stat(dir)).isDirectory) {
+      throw new InputError(
+        `--cache: ${dir} is a file; the stage cache needs a folder (set by --cache or $MOA_CACHE)`,
+      );
+    }
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
 }
 
 /**
@@ -584,7 +846,7 @@ async function cachedCases(
     }
   };
   if (noCache) return make();
-  return (await store.getOrCompute("cases", key, make)).value;
+  return (await store.getOrCompute("cases", key, make, validCases)).value;
 }
 
 /**

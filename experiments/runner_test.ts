@@ -372,9 +372,23 @@ Deno.test("shards 0/3, 1/3 and 2/3 merge into the unsharded run's metrics.csv", 
     assert.equal(resolved.run_id, (await referenceRun()).resolved.run_id);
   });
 
-  await t.step("a merge lists the cells of a shard that is missing", async () => {
-    const { missing } = await mergeRuns([dirs[0]!, dirs[2]!], `${TMP}/merged-partial`);
+  await t.step("a merge without a shard is refused, naming it, and writes nothing", async () => {
+    const out = `${TMP}/merged-incomplete`;
+    await assert.rejects(mergeRuns([dirs[0]!, dirs[2]!], out), (e: unknown) => {
+      assert.ok(e instanceof InputError, String(e));
+      assert.match(e.message, /^merge: 2 of 6 cells are in none of the folders \(/);
+      assert.match(e.message, /no folder holds shard 1\/3; .*--partial/);
+      return true;
+    });
+    assert.equal(await exists(out), false);
+  });
+
+  await t.step("with partial, a merge lists the cells of a shard that is missing", async () => {
+    const out = `${TMP}/merged-partial`;
+    const { missing } = await mergeRuns([dirs[0]!, dirs[2]!], out, { partial: true });
     assert.deepEqual(missing, CELL_IDS.filter((_, k) => k % 3 === 1));
+    const resolved = JSON.parse(await Deno.readTextFile(`${out}/experiment.resolved.json`));
+    assert.deepEqual(resolved.missing_cells, missing);
   });
 
   await t.step(

@@ -23,7 +23,8 @@ function fmt(metric: string, v: number): string {
 }
 
 /**
- * Renders the summary tables as text.
+ * Renders the summary tables as text. A cell absent from `rows` shows as `–`; a row whose value
+ * is missing (empty: the cell had nothing to measure) shows as `n/a`.
  *
  * @example
  * ```ts
@@ -47,7 +48,11 @@ export function summaryTables(rows: Row[]): string {
         m,
         ...lengths.map((l) => {
           const r = sel.find((x) => `${x.method}@${x.density}` === m && Number(x.length) === l);
-          return r ? fmt(metric, Number(r.value)) : "–";
+          if (!r) return "–"; // not run
+          // an empty value is missing (nothing to measure), which is not 0
+          return r.value === "" || Number.isNaN(Number(r.value))
+            ? "n/a"
+            : fmt(metric, Number(r.value));
         }),
       ]);
       const widths = header.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));

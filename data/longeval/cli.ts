@@ -20,7 +20,8 @@ import type { MethodSpec } from "../../runtime/cpu/methods.ts";
 import { createProgress } from "../../experiments/progress.ts";
 import { availableMethods, isMoa, UNAVAILABLE_METHODS } from "../../experiments/runner.ts";
 import { type Backend, BACKENDS, type Method, METHODS } from "../../experiments/schema.ts";
-import { openSession, promptTokens, resolveModelDir } from "../../experiments/session.ts";
+import { checkModel, openSession, resolveModelDir } from "../../experiments/session.ts";
+import { checkLength, checkMemory, contextLength } from "../../experiments/limits.ts";
 
 /** One line pointing at the full help, appended to usage errors. */
 const USAGE_HINT = "usage: deno task longeval --model DIR --cases FILE.jsonl [options]; " +
@@ -284,6 +285,37 @@ function methodSpec(a: LongEvalArgs, plan: Plan | null): MethodSpec {
   );
 }
 
+/**
+ * Checks the prompts against the model before its weights are loaded: a prompt far past the
+ * model's context (or whose KV cache cannot fit in memory) is refused; prompts past the context
+ * run, with one warning (a user may be measuring extrapolation).
+ * @returns warning lines to print
+ * @throws {InputError} naming the case, its length and the limit, or a broken model folder
+ */
+async function checkPromptLengths(
+  dir: string,
+  cases: LongEvalCase[],
+  file: string,
+): Promise<string[]> {
+  const { config, tokenizer } = await checkModel(dir);
+  const bos = config.bosTokenId === null ? 0 : 1;
+  const lengths = cases.map((c) => tokenizer.encode(c.prompt).length + bos);
+  const longest = lengths.indexOf(Math.max(...lengths));
+  const what = `--cases: ${file}: case ${cases[longest]!.id} has a prompt of ${
+    lengths[longest]
+  } tokens, which`;
+  const warning = checkLength(config, lengths[longest]!, what);
+  checkMemory(config, lengths[longest]!, what);
+  if (warning === null) return [];
+  const { tokens, source } = contextLength(config);
+  const over = cases.filter((_, i) => lengths[i]! > tokens);
+  return [
+    `warning: ${over.length} of ${cases.length} prompts are longer than the model's context of ` +
+    `${tokens} (${source}; first: ${over[0]!.id}): positions past it were not trained, so ` +
+    `expect degraded results`,
+  ];
+}
+
 /** Options of {@link evaluate}. */
 export interface EvaluateOptions {
   /** one-line notices and progress @default stderr */
@@ -315,20 +347,12 @@ export async function evaluate(
   const dir = await resolveModelDir(a.model, "--model");
   let cases: LongEvalCase[] = await readLongEvalJsonl(a.cases);
   if (a.limit !== null) cases = cases.slice(0, a.limit);
+  for (const w of await checkPromptLengths(dir, cases, a.cases)) log(w);
   const spec = methodSpec(a, plan);
   const s = await openSession(dir, a.backend, log);
   const method = sessionMethod(s, spec);
   if (method.backend !== s.backend) {
     log(`notice: ${a.method} has no GPU cache; generating on the CPU`);
-  }
-
-  const maxPos = s.runner.model.config.maxPositionEmbeddings;
-  const tooLong = cases.filter((c) => promptTokens(s, c.prompt).length > maxPos);
-  if (tooLong.length > 0) {
-    log(
-      `warning: ${tooLong.length} of ${cases.length} prompts are longer than the model's ` +
-        `max_position_embeddings ${maxPos} (first: ${tooLong[0]!.id})`,
-    );
   }
 
   const label = `longeval ${cases.length} cases, ${a.method} on ${method.backend}`;
