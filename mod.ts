@@ -198,5 +198,5 @@ export {
   type Shard,
 } from "./experiments/runner.ts";
 export type { Progress } from "./experiments/progress.ts";
-export { type MergeResult, mergeRuns } from "./experiments/merge.ts";
+export { type MergeOptions, type MergeResult, mergeRuns } from "./experiments/merge.ts";
 export { CSV_COLUMNS, readMetricsCsv, type Row } from "./experiments/csv.ts";
