@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { InputError } from "../../runtime/errors.ts";
-import { Rng } from "../../runtime/rng.ts";
+import type { Rng } from "../../runtime/rng.ts";
 import {
   formatLine,
   formatQuestion,
