@@ -19,7 +19,7 @@ import { ADJECTIVES, HELDOUT_WORDS, NOUNS, TRAIN_WORDS } from "./words.ts";
 const EXPECTED_HEADER =
   "Below is a record of lines I want you to remember. Each line begins with 'line <line index>' and contains a '<REGISTER_CONTENT>' at the end of the line as a numerical value. For each line index, memorize its corresponding <REGISTER_CONTENT>. At the end of the record, I will ask you to retrieve the corresponding <REGISTER_CONTENT> of a certain line index. Now the record start:\n\n";
 const QUESTION_RE =
-  /\nNow the record is over\. Tell me what is the <REGISTER_CONTENT> in line ([a-z]+-[a-z]+)\? I need the number\. $/;
+  /\nNow the record is over\. Tell me what is the <REGISTER_CONTENT> in line ([a-z]+-[a-z]+)\? I need the number\. ?$/; // the sample file predates the space
 const LINE_RE = /^line ([a-z]+-[a-z]+): REGISTER_CONTENT is <(\d+)>$/;
 
 /** The fields of LongChat's published test files, in their order. */
