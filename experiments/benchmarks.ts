@@ -10,7 +10,7 @@ import {
   type CacheFactory,
   cacheFactory,
   type MethodSpec,
-  streamingRules,
+  windowRules,
 } from "../runtime/cpu/methods.ts";
 import type { CpuModel } from "../runtime/cpu/forward.ts";
 import type { SparsePlan } from "../runtime/cpu/sparse_cache.ts";
@@ -135,7 +135,7 @@ export function sessionMethod(s: Session, spec: MethodSpec): MethodRunner {
   if (s.gpu && spec.method !== "h2o") {
     if (spec.method === "dense") return gpuMethod(s.gpu, null);
     if (spec.method === "streaming") {
-      return gpuMethod(s.gpu, streamingRules(s.runner.model.config, spec.density, spec.sink));
+      return gpuMethod(s.gpu, windowRules(s.runner.model.config, spec));
     }
     if (spec.plan) return gpuMethod(s.gpu, spec.plan);
   }

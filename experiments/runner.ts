@@ -391,6 +391,8 @@ export async function runExperiment(exp: Experiment, opts: RunOptions): Promise<
       plan: isMoa(c.method) ? await planKey(c.method, c.density) : null,
       seed: exp.seed,
       backend: exp.backend,
+      // absent under the default per-query spans, so cells cached before the option still hit
+      spans: exp.spans === "reference" && c.method === "streaming" ? exp.spans : undefined,
     });
   // the moa plan of a density: depends on the model, the profile settings and the serving length
   const planKey = (method: Method, density: number) =>
@@ -398,10 +400,12 @@ export async function runExperiment(exp: Experiment, opts: RunOptions): Promise<
       method,
       stage: "plan",
       // 5: Pareto plans compared at every profiled length, and MoA's candidates include the
-      // `head` search's static windows (2–4 were intermediate versions of this session)
-      v: 5,
+      // `head` search's static windows (2–4 were intermediate versions of this session);
+      // 6: the profiler charges the band the plan's span semantics applies (was the static band)
+      v: 6,
       fingerprint,
       density,
+      spans: exp.spans,
       // the default influence is left out of the key, so plans cached before it existed still hit
       profile: exp.profile.influence === "abs"
         ? { ...exp.profile, influence: undefined }
@@ -445,6 +449,7 @@ export async function runExperiment(exp: Experiment, opts: RunOptions): Promise<
               block: exp.profile.block,
               sink: exp.profile.sink,
               influence: exp.profile.influence,
+              spans: exp.spans,
               seed: exp.seed,
               ...MOA_VARIANTS[method],
             },
@@ -788,6 +793,8 @@ async function runCell(
     density: c.density,
     sink: exp.profile.sink,
     ...(plan ? { plan } : {}),
+    spans: exp.spans,
+    block: exp.profile.block,
   };
   const newCache = cacheFactory(s.runner, spec);
   const method = sessionMethod(s, spec);

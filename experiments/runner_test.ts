@@ -472,6 +472,43 @@ Deno.test("streaming and h2o cells keep half the KV cache at density 0.5", async
   assert.notEqual(ppl("streaming"), ppl("dense"), "streaming attends to fewer tokens");
 });
 
+Deno.test("spans: reference runs streaming with the reference runtime's cache sizes", async () => {
+  const text = (spans: string) =>
+    [
+      `name: spans-${spans}`,
+      `model: ${MODEL_DIR}`,
+      "methods: [streaming]",
+      "densities: [0.5]",
+      "lengths: [640]",
+      "profile: {sink: 16, block: 16}",
+      "benchmarks:",
+      `  throughput: {decode: ${DECODE}, batch: 1}`,
+      "  perplexity: {tokens: 640}",
+      "backend: cpu",
+      `spans: ${spans}`,
+    ].join("\n") + "\n";
+  const runWith = async (spans: string) =>
+    (await runExperiment(await writeExperiment(`spans-${spans}`, text(spans)), {
+      out: `${TMP}/out-spans-${spans}`,
+      cacheDir: `${TMP}/cache-spans`, // shared: the two must not hit each other's cells
+      gitSha: GIT_SHA,
+      progress: new RecordingProgress(),
+      notice: () => {},
+    })).rows;
+  const perQuery = await runWith("per-query");
+  const reference = await runWith("reference");
+  const value = (rows: Row[], metric: string) =>
+    Number(rows.find((x) => x.metric === metric)!.value);
+  // streaming is (α, β) = (−16, 0.5); caches are made for N = 640 + 4 tokens. Per query: a ring
+  // of ⌈−16 + 322⌉ = 306 keys besides the 16 sink slots. Reference: ⌊306⌋ rounded up to 20
+  // blocks of 16 = 320 slots, the sink inside
+  const bytes = (slots: number) =>
+    CONFIG.numLayers * CONFIG.numKvHeads * slots * 2 * CONFIG.headDim * 4;
+  assert.equal(value(perQuery, "kv_bytes"), bytes(16 + 306));
+  assert.equal(value(reference, "kv_bytes"), bytes(320));
+  assert.notEqual(value(reference, "perplexity"), value(perQuery, "perplexity"));
+});
+
 Deno.test("a moa cell makes a plan within the density budget, caches it, and keeps less KV", async () => {
   const exp = await writeExperiment(
     "moa",

@@ -26,6 +26,7 @@ import {
   type YAMLMap,
 } from "yaml";
 import { InputError } from "../runtime/errors.ts";
+import { SPAN_SEMANTICS, type SpanSemantics } from "../runtime/spans.ts";
 
 /** The attention methods an experiment can compare. */
 export const METHODS = [
@@ -124,6 +125,13 @@ export interface Experiment {
   seed: number;
   /** Where the model runs. @default "auto" */
   backend: Backend;
+  /**
+   * How the windowed methods' caches (moa and its variants, streaming) turn rules into windows,
+   * and which band the profiler charges: `per-query` (this project's) or `reference` (the MoA
+   * reference runtime's; needs `profile.sink` a multiple of `profile.block`). See
+   * `runtime/spans.ts`. @default "per-query"
+   */
+  spans: SpanSemantics;
 }
 
 /** One unit of work: one method at one density and one prompt length, on one benchmark. */
@@ -451,6 +459,7 @@ const EXPERIMENT = {
   benchmarks: readBenchmarks,
   seed: anyInt,
   backend: readEnum(BACKENDS),
+  spans: readEnum(SPAN_SEMANTICS),
 } satisfies Spec;
 
 /**
@@ -498,6 +507,16 @@ function readExperiment(s: Source): Experiment {
   const lengths = need(s, m, "lengths", g.lengths, `a non-empty list of ${LENGTHS}`);
   const benchmarks = need(s, m, "benchmarks", g.benchmarks, "a mapping of benchmarks");
   const p = g.profile?.got ?? {};
+  const spans = g.spans ?? "per-query";
+  const [sink, block] = [p.sink ?? 32, p.block ?? 32];
+  if (spans === "reference" && sink % block !== 0) {
+    s.fail(
+      m.keyAt.spans!,
+      "spans",
+      `expected profile.sink (${sink}) to be a multiple of profile.block (${block}) for the ` +
+        `reference span semantics, which keeps whole sink blocks`,
+    );
+  }
   const model = rawModel.includes("/") || rawModel.startsWith(".")
     ? resolve(s.baseDir, rawModel)
     : rawModel;
@@ -510,13 +529,14 @@ function readExperiment(s: Source): Experiment {
     profile: {
       lengths: p.lengths ?? [...lengths],
       samples: p.samples ?? 8,
-      block: p.block ?? 32,
-      sink: p.sink ?? 32,
+      block,
+      sink,
       influence: p.influence ?? "abs",
     },
     benchmarks,
     seed: g.seed ?? 0,
     backend: g.backend ?? "auto",
+    spans,
   };
 }
 

@@ -73,7 +73,17 @@ const VALID: Valid[] = [
         benchmarks: { longeval: { cases: 20 } },
         seed: 0,
         backend: "auto",
+        spans: "per-query",
       }),
+  },
+  {
+    name: "the reference span semantics with a sink of whole blocks",
+    file: "t.yaml",
+    text: append("spans: reference", "profile: {sink: 64, block: 32}"),
+    check: (e) => {
+      assert.equal(e.spans, "reference");
+      assert.deepEqual([e.profile.sink, e.profile.block], [64, 32]);
+    },
   },
   {
     name: "a density of exactly 1 is accepted",
@@ -259,11 +269,26 @@ const INVALID: Invalid[] = [
     schema: true,
   },
   {
+    name: "an unknown span semantics",
+    file: "t.yaml",
+    text: append("spans: per-head"),
+    message: 't.yaml:7:8: spans: expected one of per-query, reference, got "per-head"',
+    schema: true,
+  },
+  {
+    name: "the reference span semantics with a sink that is not whole blocks",
+    file: "t.yaml",
+    text: append("spans: reference", "profile: {sink: 16, block: 32}"),
+    message: "t.yaml:7:1: spans: expected profile.sink (16) to be a multiple of profile.block " +
+      "(32) for the reference span semantics, which keeps whole sink blocks",
+    schema: false,
+  },
+  {
     name: "an unknown field with no close name",
     file: "t.yaml",
     text: append("colour: red"),
     message: "t.yaml:7:1: colour: unknown field 'colour', expected one of $schema, name, " +
-      "model, methods, densities, lengths, profile, benchmarks, seed, backend",
+      "model, methods, densities, lengths, profile, benchmarks, seed, backend, spans",
     schema: true,
   },
   {
@@ -556,6 +581,7 @@ Deno.test("loadExperiment() reads the example, full and minimal fixtures", async
       benchmarks: { longeval: { cases: 20 }, perplexity: { tokens: 4096 } },
       seed: 0,
       backend: "auto",
+      spans: "per-query",
     });
   });
   await t.step("the full YAML file keeps every value and resolves its paths", async () => {
@@ -573,6 +599,7 @@ Deno.test("loadExperiment() reads the example, full and minimal fixtures", async
       },
       seed: -3,
       backend: "cpu",
+      spans: "per-query",
     });
   });
   await t.step("the full JSON file resolves to the same experiment", async () => {
@@ -887,6 +914,7 @@ Deno.test("experiment.schema.json agrees with the TypeScript validator", async (
       benchmarks: "benchmarks: {perplexity: {}}",
       seed: "seed: 1",
       backend: "backend: cpu",
+      spans: "spans: reference",
     };
     assert.deepEqual(sorted(Object.keys(all)), sorted(FIELD_NAMES.experiment!));
     for (const field of Object.keys(all)) {
