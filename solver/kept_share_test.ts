@@ -48,7 +48,7 @@ Deno.test("syntheticPlanAtDensity() stays within the budget at every length", ()
   const plan = syntheticPlanAtDensity(4, 8, 1, 0.5);
   assert.equal(plan.length, 32);
   for (const n of [2048, 4096, 8192, 16384]) {
-    const mean = plan.reduce((a, r) => a + ruleDensity(r, n, 64, 64), 0) / plan.length;
+    const mean: number = plan.reduce((a, r) => a + ruleDensity(r, n, 64, 64), 0) / plan.length;
     assert.ok(mean <= 0.5, `${n}: ${mean}`);
   }
 });
