@@ -106,6 +106,7 @@ export {
 export { type BlockInfluence, type CalibrationSample, ruleLosses } from "./solver/profile.ts";
 export {
   type BandMode,
+  bandModeOf,
   type BlockMask,
   type CandidateOptions,
   candidateRules,
@@ -135,15 +136,27 @@ export {
 } from "./solver/pipeline.ts";
 export {
   exportReferencePlan,
+  formatReferencePlan,
+  type GroupDisagreement,
+  type HeadShape,
   importReferencePlan,
+  importReferencePlanFor,
   type Plan,
   type PlanMeta,
   readPlan,
+  toKvHeads,
+  toQueryHeads,
   writePlan,
 } from "./solver/plan.ts";
 export { validityCheck, type ValidityPair } from "./solver/validity.ts";
 export type { SparsePlan } from "./runtime/cpu/sparse_cache.ts";
-export { SPAN_SEMANTICS, type SpanSemantics } from "./runtime/spans.ts";
+export {
+  referenceCacheSize,
+  referenceWindow,
+  referenceWindowStart,
+  SPAN_SEMANTICS,
+  type SpanSemantics,
+} from "./runtime/spans.ts";
 
 // ONNX export (independent check and dense baseline)
 export { exportOnnx, type ExportOnnxOptions } from "./runtime/onnx/export.ts";

@@ -375,7 +375,9 @@ export interface HeadShape {
 
 /** A kv head whose query heads had different rules in a per-query-head plan. */
 export interface GroupDisagreement {
+  /** The layer. */
   layer: number;
+  /** The kv head within the layer. */
   kvHead: number;
   /** The query heads of the group: kvHead·G … kvHead·G + G − 1. */
   queryHeads: number[];
