@@ -24,7 +24,7 @@
  * @module
  */
 
-import { Rng } from "../../runtime/rng.ts";
+import type { Rng } from "../../runtime/rng.ts";
 import { ADJECTIVES, NOUNS } from "./words.ts";
 import { brownText } from "../brown.ts";
 
