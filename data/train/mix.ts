@@ -449,6 +449,7 @@ class LongEvalTokens {
   readonly #lineMid: Int32Array; // encode(": REGISTER_CONTENT is")
   readonly #qHead: Int32Array; // encode("\nNow the record is over. ... in line")
   readonly #qTail: Int32Array; // encode("? I need the number. ")
+  readonly #spaceLine: Int32Array; // encode(" line"): how an echoed answer starts
   readonly #keys = new Map<string, Int32Array>();
   readonly #values = new Map<number, Int32Array>();
   readonly #bareValues = new Map<number, Int32Array>();
@@ -472,6 +473,7 @@ class LongEvalTokens {
     this.#qTail = enc(qTail);
     this.#lineHead = enc(lineHead);
     this.#lineMid = enc(lineMid);
+    this.#spaceLine = enc(` ${lineHead}`);
     this.fast = qAt >= 0 && lAt >= 0 && lEnd >= 0 && HEADER.endsWith("\n") &&
       this.#verify(qHead, qTail, lineHead, lineMid);
   }
@@ -556,14 +558,17 @@ class LongEvalTokens {
   /** Tokens of an answer with its newline. */
   answerLength(line: RecordLine, style: AnswerStyle): number {
     return style === "echo"
-      ? this.lineLength(line)
+      ? this.#spaceLine.length + this.lineLength(line) - this.#lineHead.length
       : this.bareValue(line.value).length + this.nl.length;
   }
 
   /**
    * An answer with its newline, after the question's closing space: `<value>\n`, or the asked
-   * record line restated, `line {key}: REGISTER_CONTENT is <value>\n` (the same tokens as in the
-   * record).
+   * line restated, ` line {key}: REGISTER_CONTENT is <value>\n`. The echo starts with the token
+   * ` line` (space included), which the question has just before the key (`… in line {key}?`)
+   * and no record line has (they start with `line`): copying the key is then induction from the
+   * question, never from a record line. The doubled space this leaves in the text does not
+   * matter to the score (the last integer).
    */
   answer(line: RecordLine, style: AnswerStyle): Int32Array {
     return concat(this.answerParts(line, style));
@@ -572,7 +577,10 @@ class LongEvalTokens {
   /** {@link answer} as `[restated line before the value (empty unless echo), value + newline]`. */
   answerParts(line: RecordLine, style: AnswerStyle): [Int32Array, Int32Array] {
     return style === "echo"
-      ? this.lineParts(line)
+      ? [
+        concat([this.#spaceLine, this.key(line.key), this.#lineMid]),
+        concat([this.value(line.value), this.nl]),
+      ]
       : [new Int32Array(0), concat([this.bareValue(line.value), this.nl])];
   }
 

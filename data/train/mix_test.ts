@@ -133,7 +133,7 @@ function parseLongEval(text: string, echo = false) {
   const qa: { key: string; answer: number; at: number }[] = [];
   let at = qStart;
   const QA = echo
-    ? /^\nNow the record is over\. Tell me what is the <REGISTER_CONTENT> in line ([a-z-]+)\? I need the number\. line ([a-z-]+): REGISTER_CONTENT is <(\d+)>\n/
+    ? /^\nNow the record is over\. Tell me what is the <REGISTER_CONTENT> in line ([a-z-]+)\? I need the number\.  line ([a-z-]+): REGISTER_CONTENT is <(\d+)>\n/
     : /^\nNow the record is over\. Tell me what is the <REGISTER_CONTENT> in line ([a-z-]+)\? I need the number\. <(\d+)>\n/;
   while (at < text.length) {
     const m = QA.exec(text.slice(at));
@@ -309,7 +309,7 @@ Deno.test("MixStream echo answers restate the asked line, all of it weighted as 
       const valueOf = new Map(lines.map((l) => [l.key, l.value]));
       for (const q of qa) {
         assert.equal(q.answer, valueOf.get(q.key), `answer for ${q.key}`);
-        const answer = formatLine(q.key, q.answer);
+        const answer = ` ${formatLine(q.key, q.answer)}`; // after the question's space
         assert.equal(text.slice(q.at, q.at + answer.length), answer);
         for (let c = q.at; c < q.at + answer.length; c++) assert.equal(ex.weights[c], A);
         assert.equal(ex.weights[q.at - 1], C, "the question is context");
@@ -598,7 +598,7 @@ Deno.test("MixStream with varied keys: echoed answers are the asked record line"
     );
     for (
       const m of text.slice(qStart).matchAll(
-        /in line ([^?]+)\? I need the number\. (line [^\n]*)\n/g,
+        /in line ([^?]+)\? I need the number\.  (line [^\n]*)\n/g,
       )
     ) {
       const echo = LINE_ANY.exec(m[2]!);
