@@ -63,3 +63,19 @@ export function summaryTables(rows: Row[]): string {
   }
   return out.join("\n");
 }
+
+/** Formats rows of objects as an aligned text table. */
+export function textTable(rows: Record<string, string | number>[]): string {
+  if (rows.length === 0) return "(no rows)";
+  const cols = Object.keys(rows[0]!);
+  const cell = (v: string | number) =>
+    typeof v !== "number"
+      ? v
+      : Number.isInteger(v) || Math.abs(v) >= 100
+      ? v.toFixed(0)
+      : v.toPrecision(3);
+  const body = rows.map((r) => cols.map((c) => String(cell(r[c]!))));
+  const w = cols.map((c, i) => Math.max(c.length, ...body.map((b) => b[i]!.length)));
+  const line = (cs: string[]) => cs.map((c, i) => c.padStart(w[i]!)).join("  ");
+  return [line(cols), w.map((x) => "─".repeat(x)).join("  "), ...body.map(line)].join("\n");
+}

@@ -10,5 +10,5 @@ cd "$(dirname "$0")/../.."
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
 unset RUST_BACKTRACE
 # shellcheck disable=SC2086
-"${DENO:-deno}" run -A ${DENO_RUN_FLAGS:-} experiments/bench/cli.ts gpu \
+"${DENO:-deno}" run -A ${DENO_RUN_FLAGS:-} experiments/commands/bench.ts gpu \
   --csv "results/bench/gpu-$(hostname).csv" "$@"

@@ -28,6 +28,7 @@ import type { Model } from "../../runtime/model.ts";
 import { randomModel } from "../../runtime/random_model.ts";
 import { exportOnnx } from "../../runtime/onnx/export.ts";
 import { OrtModel } from "../../runtime/onnx/ort.ts";
+import { textTable } from "../table.ts";
 
 /** Llama-2-7B's shape. */
 export const LLAMA2_7B: ModelConfig = {
@@ -328,4 +329,96 @@ export async function writeGpuBenchCsv(path: string, rows: GpuBenchRow[]): Promi
     path,
     csvFormat(rows as unknown as Record<string, unknown>[] as never) + "\n",
   );
+}
+
+/**
+ * The GPU benchmark as a table of ratios, then the issue's targets with the measured values.
+ * @param rows benchmark rows
+ * @returns text
+ */
+export function gpuReport(rows: GpuBenchRow[]): string {
+  const f = (x: number, d = 1) =>
+    !Number.isFinite(x)
+      ? "—"
+      : Math.abs(x) >= 10 ** -d || x === 0
+      ? x.toFixed(d)
+      : x.toPrecision(2);
+  const table = textTable(rows.map((r) => ({
+    shape: r.shape,
+    method: r.method === "dense" || r.method.startsWith("ort")
+      ? r.method
+      : `${r.method} ${r.density}`,
+    context: r.context,
+    mode: r.batch_mode,
+    batch: r.batch,
+    "decode tok/s": f(r.decode_tokens_per_s),
+    "× dense": f(r.decode_vs_dense, 2),
+    "KV MiB": f(r.kv_bytes / 2 ** 20, 2),
+    "attn ms/step": f(r.attn_ms_per_step, 3),
+    "attn KV GB/s": f(r.attn_kv_gb_per_s, 1),
+    "step/bound": f(r.step_vs_bound, 1),
+    "prefill tok/s": f(r.prefill_tokens_per_s, 0),
+  })));
+  const pick = (p: (r: GpuBenchRow) => boolean) => rows.filter(p);
+  const longest = (shape: string) =>
+    Math.max(...pick((r) => r.shape === shape).map((r) => r.context));
+  const lines: string[] = [`device: ${rows[0]?.device ?? "?"} ${rows[0]?.driver ?? ""}`, ""];
+  for (const shape of new Set(rows.map((r) => r.shape))) {
+    const n = rows.some((r) => r.shape === shape && r.context === 16384) ? 16384 : longest(shape);
+    const get = (method: string, density: number, mode: string) =>
+      rows.find((r) =>
+        r.shape === shape && r.context === n && r.method === method && r.density === density &&
+        r.batch_mode === mode
+      );
+    const dense = get("dense", 1, "equal"), moa = get("moa", 0.5, "equal");
+    const denseMax = get("dense", 1, "max"), moaMax = get("moa", 0.5, "max");
+    const ort = pick((r) => r.shape === shape && r.method === "ort-webgpu-dense")
+      .sort((a, b) => b.context - a.context)[0];
+    const moaAtOrt = ort &&
+      rows.find((r) =>
+        r.shape === shape && r.context === ort.context && r.method === "moa" &&
+        r.density === 0.5 && r.batch_mode === "equal"
+      );
+    lines.push(`${shape} at context ${n}:`);
+    if (dense) {
+      lines.push(
+        `  decode attention ${
+          f(dense.attn_kv_gb_per_s)
+        } GB/s effective KV bandwidth (target ≥ 2900 on an H200)`,
+      );
+      if (shape.startsWith("llama2-7b")) {
+        lines.push(
+          `  dense step ${
+            f(dense.step_vs_bound, 2)
+          }× its bytes-read bound at 4.8 TB/s (target ≤ 2 at batch 1, 4k)`,
+        );
+      } else {
+        lines.push(
+          `  dense decode ${
+            f(dense.decode_tokens_per_s)
+          } tok/s at batch ${dense.batch} (target ≥ 2000)`,
+        );
+      }
+    }
+    if (dense && moa) {
+      lines.push(
+        `  moa 50% / dense, equal batch: ${
+          f(moa.decode_tokens_per_s / dense.decode_tokens_per_s, 2)
+        }× (target ≥ 1.8 at 16k)`,
+      );
+    }
+    if (denseMax && moaMax) {
+      lines.push(
+        `  moa 50% / dense, largest batch under the cap (${moaMax.batch} vs ${denseMax.batch}): ` +
+          `${f(moaMax.decode_tokens_per_s / denseMax.decode_tokens_per_s, 2)}× (target ≥ 3)`,
+      );
+    }
+    if (ort && moaAtOrt) {
+      lines.push(
+        `  moa 50% / onnxruntime-web WebGPU dense at context ${ort.context}: ` +
+          `${f(moaAtOrt.decode_tokens_per_s / ort.decode_tokens_per_s, 1)}× (target ≥ 10)`,
+      );
+    }
+  }
+  return table + "\n\n" + lines.join("\n");
 }

@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import { hasGpu } from "../../runtime/gpu/device.ts";
-import { benchGpu, benchPlan } from "./gpu.ts";
-import { gpuReport } from "./cli.ts";
+import { benchGpu, benchPlan, gpuReport } from "./gpu.ts";
 import { tinyConfig } from "../../runtime/random_model.ts";
 
 Deno.test("benchPlan() keeps the requested density with local and wide heads", () => {

@@ -1,6 +1,6 @@
 /**
- * Tries many kinds of bad input against the experiment runner (`experiments/cli.ts`, its
- * `merge` command and its stage cache) and the LongEval CLI (`data/longeval/cli.ts`), each as a
+ * Tries many kinds of bad input against the experiment runner (`experiments/commands/experiment.ts`, its
+ * `merge` command and its stage cache) and the LongEval CLI (`experiments/commands/longeval.ts`), each as a
  * user would, in a subprocess, and reports for each path how many kinds it handles as designed.
  *
  * ```
@@ -47,7 +47,7 @@ interface Outcome {
 /** Seconds a command may run before it counts as running until killed. */
 const TIMEOUT_S = 150;
 
-/** Runs a CLI of ROOT (`experiments/cli.ts` or `data/longeval/cli.ts`). */
+/** Runs a CLI of ROOT (`experiments/commands/experiment.ts` or `experiments/commands/longeval.ts`). */
 async function cli(script: string, args: string[]): Promise<Outcome> {
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", script, ...args],
@@ -61,8 +61,8 @@ async function cli(script: string, args: string[]): Promise<Outcome> {
   const stderr = out.signal ? `killed after ${TIMEOUT_S} s (${out.signal})\n` : text(out.stderr);
   return { code: out.code, stdout: text(out.stdout), stderr };
 }
-const experiment = (...args: string[]) => cli("experiments/cli.ts", args);
-const longeval = (...args: string[]) => cli("data/longeval/cli.ts", args);
+const experiment = (...args: string[]) => cli("experiments/commands/experiment.ts", args);
+const longeval = (...args: string[]) => cli("experiments/commands/longeval.ts", args);
 
 async function exists(path: string): Promise<boolean> {
   try {

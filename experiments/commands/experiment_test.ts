@@ -5,14 +5,14 @@
  *
  * @module
  */
-import { exists } from "../runtime/atomic.ts";
+import { exists } from "../../runtime/atomic.ts";
 import assert from "node:assert/strict";
-import { writeRandomModel } from "../data/models/init_random.ts";
-import { runExperiment, runIdOf } from "./runner.ts";
-import { loadExperiment } from "./schema.ts";
+import { writeRandomModel } from "../../data/models/init_random.ts";
+import { runExperiment, runIdOf } from "../runner.ts";
+import { loadExperiment } from "../schema.ts";
 
-const ROOT = new URL("..", import.meta.url).pathname;
-const MALFORMED_JSONL = new URL("./testdata/e2e_malformed.jsonl", import.meta.url).pathname;
+const ROOT = new URL("../..", import.meta.url).pathname;
+const MALFORMED_JSONL = new URL("../testdata/e2e_malformed.jsonl", import.meta.url).pathname;
 
 /** Every file this test writes lives here; removed when the test process ends. */
 const TMP = await Deno.makeTempDir({ prefix: "moa_cli_e2e_" });
@@ -58,10 +58,10 @@ interface Outcome {
   stderr: string;
 }
 
-/** Runs `deno run -A experiments/cli.ts ...args` from the project root. */
+/** Runs `deno run -A experiments/commands/experiment.ts ...args` from the project root. */
 async function cli(...args: string[]): Promise<Outcome> {
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "experiments/cli.ts", ...args],
+    args: ["run", "-A", "experiments/commands/experiment.ts", ...args],
     cwd: ROOT,
     stdout: "piped",
     stderr: "piped",

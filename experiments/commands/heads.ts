@@ -8,13 +8,13 @@
 // @ts-types="@types/d3-dsv"
 import { csvFormat } from "d3-dsv";
 import { parseArgs } from "node:util";
-import { generateCases } from "../data/longeval/longeval.ts";
-import { HELDOUT_WORDS } from "../data/longeval/words.ts";
-import { writeFileAtomic } from "../runtime/atomic.ts";
-import { InputError, runCli } from "../runtime/errors.ts";
-import { textTable } from "../experiments/bench/cli.ts";
-import { openSession, promptTokens, resolveModelDir } from "../experiments/session.ts";
-import { headStats, inductionScores } from "./heads.ts";
+import { generateCases } from "../../data/longeval/longeval.ts";
+import { HELDOUT_WORDS } from "../../data/longeval/words.ts";
+import { writeFileAtomic } from "../../runtime/atomic.ts";
+import { InputError, runCli } from "../../runtime/errors.ts";
+import { textTable } from "../table.ts";
+import { openSession, promptTokens, resolveModelDir } from "../session.ts";
+import { headStats, inductionScores } from "../../solver/heads.ts";
 
 const HELP = `moa heads: how far back each attention head looks
 

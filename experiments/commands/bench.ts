@@ -6,9 +6,10 @@
  */
 import { parseArgs } from "node:util";
 import { InputError, runCli } from "../../runtime/errors.ts";
-import { benchCpu, benchCpuDecode } from "./cpu.ts";
+import { benchCpu, benchCpuDecode } from "../bench/cpu.ts";
 import { benchPareto, benchSolver } from "../../solver/bench.ts";
-import { benchGpu, type GpuBenchRow, writeGpuBenchCsv } from "./gpu.ts";
+import { benchGpu, gpuReport, writeGpuBenchCsv } from "../bench/gpu.ts";
+import { textTable } from "../table.ts";
 
 const HELP = `moa benchmarks
 
@@ -43,22 +44,6 @@ gpu options:
   --kv-cap-mib N     KV memory cap of the max-batch rows (default 40960; 16 on software)
   --csv FILE         also write the rows as CSV (default results/bench/gpu.csv)
 `;
-
-/** Formats rows of objects as an aligned text table. */
-export function textTable(rows: Record<string, string | number>[]): string {
-  if (rows.length === 0) return "(no rows)";
-  const cols = Object.keys(rows[0]!);
-  const cell = (v: string | number) =>
-    typeof v !== "number"
-      ? v
-      : Number.isInteger(v) || Math.abs(v) >= 100
-      ? v.toFixed(0)
-      : v.toPrecision(3);
-  const body = rows.map((r) => cols.map((c) => String(cell(r[c]!))));
-  const w = cols.map((c, i) => Math.max(c.length, ...body.map((b) => b[i]!.length)));
-  const line = (cs: string[]) => cs.map((c, i) => c.padStart(w[i]!)).join("  ");
-  return [line(cols), w.map((x) => "─".repeat(x)).join("  "), ...body.map(line)].join("\n");
-}
 
 async function main(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
@@ -170,98 +155,6 @@ async function main(args: string[]): Promise<number> {
   if (values.json) console.log(JSON.stringify(rows));
   else console.log(textTable(rows as unknown as Record<string, string | number>[]));
   return 0;
-}
-
-/**
- * The GPU benchmark as a table of ratios, then the issue's targets with the measured values.
- * @param rows benchmark rows
- * @returns text
- */
-export function gpuReport(rows: GpuBenchRow[]): string {
-  const f = (x: number, d = 1) =>
-    !Number.isFinite(x)
-      ? "—"
-      : Math.abs(x) >= 10 ** -d || x === 0
-      ? x.toFixed(d)
-      : x.toPrecision(2);
-  const table = textTable(rows.map((r) => ({
-    shape: r.shape,
-    method: r.method === "dense" || r.method.startsWith("ort")
-      ? r.method
-      : `${r.method} ${r.density}`,
-    context: r.context,
-    mode: r.batch_mode,
-    batch: r.batch,
-    "decode tok/s": f(r.decode_tokens_per_s),
-    "× dense": f(r.decode_vs_dense, 2),
-    "KV MiB": f(r.kv_bytes / 2 ** 20, 2),
-    "attn ms/step": f(r.attn_ms_per_step, 3),
-    "attn KV GB/s": f(r.attn_kv_gb_per_s, 1),
-    "step/bound": f(r.step_vs_bound, 1),
-    "prefill tok/s": f(r.prefill_tokens_per_s, 0),
-  })));
-  const pick = (p: (r: GpuBenchRow) => boolean) => rows.filter(p);
-  const longest = (shape: string) =>
-    Math.max(...pick((r) => r.shape === shape).map((r) => r.context));
-  const lines: string[] = [`device: ${rows[0]?.device ?? "?"} ${rows[0]?.driver ?? ""}`, ""];
-  for (const shape of new Set(rows.map((r) => r.shape))) {
-    const n = rows.some((r) => r.shape === shape && r.context === 16384) ? 16384 : longest(shape);
-    const get = (method: string, density: number, mode: string) =>
-      rows.find((r) =>
-        r.shape === shape && r.context === n && r.method === method && r.density === density &&
-        r.batch_mode === mode
-      );
-    const dense = get("dense", 1, "equal"), moa = get("moa", 0.5, "equal");
-    const denseMax = get("dense", 1, "max"), moaMax = get("moa", 0.5, "max");
-    const ort = pick((r) => r.shape === shape && r.method === "ort-webgpu-dense")
-      .sort((a, b) => b.context - a.context)[0];
-    const moaAtOrt = ort &&
-      rows.find((r) =>
-        r.shape === shape && r.context === ort.context && r.method === "moa" &&
-        r.density === 0.5 && r.batch_mode === "equal"
-      );
-    lines.push(`${shape} at context ${n}:`);
-    if (dense) {
-      lines.push(
-        `  decode attention ${
-          f(dense.attn_kv_gb_per_s)
-        } GB/s effective KV bandwidth (target ≥ 2900 on an H200)`,
-      );
-      if (shape.startsWith("llama2-7b")) {
-        lines.push(
-          `  dense step ${
-            f(dense.step_vs_bound, 2)
-          }× its bytes-read bound at 4.8 TB/s (target ≤ 2 at batch 1, 4k)`,
-        );
-      } else {
-        lines.push(
-          `  dense decode ${
-            f(dense.decode_tokens_per_s)
-          } tok/s at batch ${dense.batch} (target ≥ 2000)`,
-        );
-      }
-    }
-    if (dense && moa) {
-      lines.push(
-        `  moa 50% / dense, equal batch: ${
-          f(moa.decode_tokens_per_s / dense.decode_tokens_per_s, 2)
-        }× (target ≥ 1.8 at 16k)`,
-      );
-    }
-    if (denseMax && moaMax) {
-      lines.push(
-        `  moa 50% / dense, largest batch under the cap (${moaMax.batch} vs ${denseMax.batch}): ` +
-          `${f(moaMax.decode_tokens_per_s / denseMax.decode_tokens_per_s, 2)}× (target ≥ 3)`,
-      );
-    }
-    if (ort && moaAtOrt) {
-      lines.push(
-        `  moa 50% / onnxruntime-web WebGPU dense at context ${ort.context}: ` +
-          `${f(moaAtOrt.decode_tokens_per_s / ort.decode_tokens_per_s, 1)}× (target ≥ 10)`,
-      );
-    }
-  }
-  return table + "\n\n" + lines.join("\n");
 }
 
 if (import.meta.main) await runCli(main);

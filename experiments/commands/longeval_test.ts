@@ -11,24 +11,24 @@ import {
   scoreAnswer,
   summarize,
   writeLongEvalJsonl,
-} from "./longeval.ts";
-import { writeRandomModel } from "../models/init_random.ts";
+} from "../../data/longeval/longeval.ts";
+import { writeRandomModel } from "../../data/models/init_random.ts";
 import { loadModel } from "../../runtime/hf.ts";
 import { loadTokenizer, type TextTokenizer } from "../../runtime/tokenizer.ts";
 import { CpuModel } from "../../runtime/cpu/forward.ts";
 import { fastEngine } from "../../runtime/cpu/engine.ts";
 import { generateGreedy } from "../../runtime/cpu/generate.ts";
-import { ANSWER_TOKENS } from "../../experiments/benchmarks.ts";
+import { ANSWER_TOKENS } from "../benchmarks.ts";
 import { hasGpu } from "../../runtime/gpu/device.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 /** Whether a WebGPU adapter is here (the `--backend webgpu` step is ignored without one). */
 const gpuHere = await hasGpu();
 
-/** Runs `data/longeval/cli.ts` with `args`; returns exit code, stdout and stderr. */
+/** Runs `experiments/commands/longeval.ts` with `args`; returns exit code, stdout and stderr. */
 async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "data/longeval/cli.ts", ...args],
+    args: ["run", "-A", "experiments/commands/longeval.ts", ...args],
     cwd: ROOT,
     stdout: "piped",
     stderr: "piped",

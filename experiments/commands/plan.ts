@@ -14,15 +14,15 @@
  */
 import { parseArgs } from "node:util";
 import { basename } from "node:path";
-import { InputError, runCli } from "../runtime/errors.ts";
-import { parseConfig } from "../runtime/config.ts";
-import type { ModelConfig } from "../runtime/model.ts";
-import { SPAN_SEMANTICS, type SpanSemantics } from "../runtime/spans.ts";
-import { writeFileAtomic } from "../runtime/atomic.ts";
-import { openSession, resolveModelDir } from "../experiments/session.ts";
-import { MAX_PROFILE_LENGTH } from "../experiments/runner.ts";
-import type { CalibrationKind } from "../data/calibration.ts";
-import { makePlan } from "./pipeline.ts";
+import { InputError, runCli } from "../../runtime/errors.ts";
+import { parseConfig } from "../../runtime/config.ts";
+import type { ModelConfig } from "../../runtime/model.ts";
+import { SPAN_SEMANTICS, type SpanSemantics } from "../../runtime/spans.ts";
+import { writeFileAtomic } from "../../runtime/atomic.ts";
+import { openSession, resolveModelDir } from "../session.ts";
+import { MAX_PROFILE_LENGTH } from "../runner.ts";
+import type { CalibrationKind } from "../../data/calibration.ts";
+import { makePlan } from "../../solver/pipeline.ts";
 import {
   exportReferencePlan,
   formatReferencePlan,
@@ -30,8 +30,8 @@ import {
   type Plan,
   readPlan,
   writePlan,
-} from "./plan.ts";
-import { ruleDensity } from "./rules.ts";
+} from "../../solver/plan.ts";
+import { ruleDensity } from "../../solver/rules.ts";
 
 const HELP = `moa plan: per-head sparse-attention rules for a density budget
 

@@ -9,10 +9,17 @@ import cliProgress from "cli-progress";
 import process from "node:process";
 import { parseArgs } from "node:util";
 import { InputError, runCli } from "../../runtime/errors.ts";
-import { loadTrainConfig, totalSteps } from "./config.ts";
-import { exportCheckpoint, probeCheckpoint, rewindTo, type StepReport, train } from "./train.ts";
+import { loadTrainConfig, totalSteps } from "../../data/train/config.ts";
+import {
+  exportCheckpoint,
+  probeCheckpoint,
+  rewindTo,
+  type StepReport,
+  train,
+} from "../../data/train/train.ts";
 
-const HERE = new URL(".", import.meta.url).pathname;
+/** The recipes' folder. */
+const HERE = new URL("../../data/train/", import.meta.url).pathname;
 const ROOT = new URL("../..", import.meta.url).pathname;
 
 const HELP = `moa train-tiny: train the embedded long-context model

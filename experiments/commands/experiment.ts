@@ -4,14 +4,15 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { InputError, runCli } from "../runtime/errors.ts";
-import { loadExperiment } from "./schema.ts";
-import { parseShard, runExperiment, runIdOf } from "./runner.ts";
-import { mergeRuns } from "./merge.ts";
-import { summaryTables } from "./table.ts";
+import { InputError, runCli } from "../../runtime/errors.ts";
+import { loadExperiment } from "../schema.ts";
+import { parseShard, runExperiment, runIdOf } from "../runner.ts";
+import { mergeRuns } from "../merge.ts";
+import { summaryTables } from "../table.ts";
 
-const HERE = new URL(".", import.meta.url).pathname;
-const ROOT = new URL("..", import.meta.url).pathname;
+/** The experiments folder, where `default.yaml` lives. */
+const HERE = new URL("..", import.meta.url).pathname;
+const ROOT = new URL("../..", import.meta.url).pathname;
 
 export const HELP = `moa experiment runner
 

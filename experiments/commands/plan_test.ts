@@ -5,16 +5,16 @@
  */
 import assert from "node:assert/strict";
 
-const ROOT = new URL("../", import.meta.url).pathname;
+const ROOT = new URL("../../", import.meta.url).pathname;
 const testdata = (name: string) => `${ROOT}solver/testdata/${name}`;
 
-/** Runs `solver/plan_cli.ts` with `args` in `cwd`; returns exit code, stdout and stderr. */
+/** Runs `experiments/commands/plan.ts` with `args` in `cwd`; returns exit code, stdout and stderr. */
 async function cli(
   cwd: string,
   ...args: string[]
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", `${ROOT}solver/plan_cli.ts`, ...args],
+    args: ["run", "-A", `${ROOT}experiments/commands/plan.ts`, ...args],
     cwd,
     stdout: "piped",
     stderr: "piped",

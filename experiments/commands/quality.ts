@@ -9,14 +9,14 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { generateCasesByLines } from "../longeval/longeval.ts";
-import { EVAL_KEY_SOURCES, evalKey, type EvalKeySource } from "../longeval/keys.ts";
-import { brownText } from "../brown.ts";
+import { generateCasesByLines } from "../../data/longeval/longeval.ts";
+import { EVAL_KEY_SOURCES, evalKey, type EvalKeySource } from "../../data/longeval/keys.ts";
+import { brownText } from "../../data/brown.ts";
 import { InputError, runCli } from "../../runtime/errors.ts";
 import { writeFileAtomic } from "../../runtime/atomic.ts";
-import { cpuMethod, runLongEval, runPerplexity } from "../../experiments/benchmarks.ts";
-import { openSession, promptTokens, resolveModelDir } from "../../experiments/session.ts";
-import { createProgress } from "../../experiments/progress.ts";
+import { cpuMethod, runLongEval, runPerplexity } from "../benchmarks.ts";
+import { openSession, promptTokens, resolveModelDir } from "../session.ts";
+import { createProgress } from "../progress.ts";
 
 const HELP = `moa quality: the model card's quality table
 

@@ -13,15 +13,15 @@
  */
 import { parseArgs } from "node:util";
 import { InputError, runCli } from "../../runtime/errors.ts";
-import { type LongEvalCase, readLongEvalJsonl } from "./longeval.ts";
-import { runLongEval, sessionMethod } from "../../experiments/benchmarks.ts";
+import { type LongEvalCase, readLongEvalJsonl } from "../../data/longeval/longeval.ts";
+import { runLongEval, sessionMethod } from "../benchmarks.ts";
 import { type Plan, readPlan } from "../../solver/plan.ts";
 import type { MethodSpec } from "../../runtime/cpu/methods.ts";
-import { createProgress } from "../../experiments/progress.ts";
-import { availableMethods, isMoa, UNAVAILABLE_METHODS } from "../../experiments/runner.ts";
-import { type Backend, BACKENDS, type Method, METHODS } from "../../experiments/schema.ts";
-import { checkModel, openSession, resolveModelDir } from "../../experiments/session.ts";
-import { checkLength, checkMemory, contextLength } from "../../experiments/limits.ts";
+import { createProgress } from "../progress.ts";
+import { availableMethods, isMoa, UNAVAILABLE_METHODS } from "../runner.ts";
+import { type Backend, BACKENDS, type Method, METHODS } from "../schema.ts";
+import { checkModel, openSession, resolveModelDir } from "../session.ts";
+import { checkLength, checkMemory, contextLength } from "../limits.ts";
 
 /** One line pointing at the full help, appended to usage errors. */
 const USAGE_HINT = "usage: deno task longeval --model DIR --cases FILE.jsonl [options]; " +
@@ -133,7 +133,7 @@ function parseRaw(args: string[]) {
  *   {@link evaluate}, after the plan file is read)
  * @example
  * ```ts
- * import { parseLongEvalArgs } from "./cli.ts";
+ * import { parseLongEvalArgs } from "./longeval.ts";
  * const a = parseLongEvalArgs(["--model", "moa-tiny", "--cases", "x.jsonl", "--limit", "5"]);
  * console.assert(a.method === "dense" && a.limit === 5);
  * ```
@@ -332,7 +332,7 @@ export interface EvaluateOptions {
  *   `--plan`/`--density` are given with the dense method
  * @example
  * ```ts ignore
- * import { evaluate, parseLongEvalArgs } from "./cli.ts";
+ * import { evaluate, parseLongEvalArgs } from "./longeval.ts";
  * const args = ["--model", "moa-tiny", "--cases", "data/longeval/testdata/longchat_sample.jsonl"];
  * const report = await evaluate(parseLongEvalArgs(args));
  * ```
@@ -396,7 +396,7 @@ export async function evaluate(
  * @returns a few lines of text, the last one without a newline
  * @example
  * ```ts
- * import { formatSummary } from "./cli.ts";
+ * import { formatSummary } from "./longeval.ts";
  * const text = formatSummary({
  *   model: "m", method: "dense", density: 1, backend: "cpu", n: 2, accuracy: 0.5,
  *   by_decile: [{ decile: 0, accuracy: 0.5, n: 2 }], prompt_tokens_mean: 700, seconds: 1.5,

@@ -8,10 +8,10 @@
 // @ts-types="@types/d3-dsv"
 import { csvFormat } from "d3-dsv";
 import { parseArgs } from "node:util";
-import { writeFileAtomic } from "../runtime/atomic.ts";
-import { InputError, runCli } from "../runtime/errors.ts";
-import { openSession, resolveModelDir } from "../experiments/session.ts";
-import { validityCheck } from "./validity.ts";
+import { writeFileAtomic } from "../../runtime/atomic.ts";
+import { InputError, runCli } from "../../runtime/errors.ts";
+import { openSession, resolveModelDir } from "../session.ts";
+import { validityCheck } from "../../solver/validity.ts";
 
 const HELP = `moa validity: does profiling predict the real loss increase of a rule?
 
