@@ -68,6 +68,7 @@ export {
   tokenizerFromJson,
 } from "./runtime/tokenizer.ts";
 export { randomModel, tinyConfig } from "./runtime/random_model.ts";
+export { type Backend, BACKENDS } from "./runtime/session.ts";
 export { InputError } from "./runtime/errors.ts";
 export { Rng } from "./runtime/rng.ts";
 
@@ -184,8 +185,6 @@ export {
 
 // experiments
 export {
-  type Backend,
-  BACKENDS,
   type BenchmarkName,
   BENCHMARKS,
   type BenchmarkSettings,

@@ -185,7 +185,13 @@ Deno.test("a broken model folder is refused before anything is written, so the f
       // fixed: the same command and --out run
       await Deno.remove(dir, { recursive: true });
       await brokenModel(dir, () => Promise.resolve());
-      const again = await cli("experiments/commands/experiment.ts", file, "--out", out, "--dry-run");
+      const again = await cli(
+        "experiments/commands/experiment.ts",
+        file,
+        "--out",
+        out,
+        "--dry-run",
+      );
       assert.equal(again.code, 0, again.stderr);
     });
   }
@@ -266,7 +272,13 @@ Deno.test("lengths the model or the data cannot serve are refused up front, or r
   };
 
   await t.step("LongEval CLI: a 2 MB prompt is refused before the model loads", async () => {
-    const o = await cli("experiments/commands/longeval.ts", "--model", MODEL, "--cases", await cases(2e6));
+    const o = await cli(
+      "experiments/commands/longeval.ts",
+      "--model",
+      MODEL,
+      "--cases",
+      await cases(2e6),
+    );
     assertInputError(
       o,
       /^error: --cases: .*\.jsonl: case \S+ has a prompt of 2000\d{3} tokens, which are more than 8× the model's context of 8192 .*accepts is 65536$/,
@@ -476,7 +488,14 @@ Deno.test("the merge CLI exits 2 on a missing shard unless --partial, which warn
     /^error: merge: 1 of 2 cells are in none of the folders \(dense-d1-n672-perplexity\); no folder holds shard 1\/2; give every shard's folder, or --partial to merge what is there$/,
   );
   assert.equal(await exists(out), false);
-  const o = await cli("experiments/commands/experiment.ts", "merge", dirs[0]!, "--out", out, "--partial");
+  const o = await cli(
+    "experiments/commands/experiment.ts",
+    "merge",
+    dirs[0]!,
+    "--out",
+    out,
+    "--partial",
+  );
   assert.equal(o.code, 0, o.stderr);
   assert.ok(
     o.stderr.includes(
@@ -484,7 +503,13 @@ Deno.test("the merge CLI exits 2 on a missing shard unless --partial, which warn
     ),
     o.stderr,
   );
-  const whole = await cli("experiments/commands/experiment.ts", "merge", ...dirs, "--out", fresh("merged"));
+  const whole = await cli(
+    "experiments/commands/experiment.ts",
+    "merge",
+    ...dirs,
+    "--out",
+    fresh("merged"),
+  );
   assert.equal(whole.code, 0, whole.stderr);
   assert.ok(!whole.stderr.includes("warning"), whole.stderr);
 });

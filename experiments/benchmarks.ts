@@ -16,7 +16,7 @@ import type { CpuModel } from "../runtime/cpu/forward.ts";
 import type { SparsePlan } from "../runtime/cpu/sparse_cache.ts";
 import type { GpuModel } from "../runtime/gpu/model.ts";
 import { Rng } from "../runtime/rng.ts";
-import { promptTokens, type Session } from "./session.ts";
+import { promptTokens, type Session } from "../runtime/session.ts";
 
 /** Greedy generation and timed decoding of one attention method on one backend. */
 export interface MethodRunner {

@@ -1,43 +1,12 @@
 /**
  * Content-addressed artifacts: each pipeline stage stores its output under a hash of its
  * resolved inputs, so a rerun (or a rerun after a crash) finds finished work and skips it.
- * Writes are atomic; a missing or unreadable artifact is simply recomputed.
+ * Writes are atomic; a missing or unreadable artifact is simply recomputed. The keys are
+ * `hashOf` (runtime/hash.ts) of the stage's inputs.
  *
  * @module
  */
 import { writeFileAtomic } from "../runtime/atomic.ts";
-
-/** JSON with object keys sorted, so equal values always give equal text. */
-export function stableStringify(value: unknown): string {
-  return JSON.stringify(value, (_k, v) => {
-    if (v && typeof v === "object" && !Array.isArray(v) && !ArrayBuffer.isView(v)) {
-      return Object.fromEntries(
-        Object.keys(v).sort().map((k) => [k, (v as Record<string, unknown>)[k]]),
-      );
-    }
-    return v;
-  });
-}
-
-/** Lower-case hex SHA-256 of bytes. */
-export async function sha256Hex(bytes: Uint8Array | string): Promise<string> {
-  const data = typeof bytes === "string" ? new TextEncoder().encode(bytes) : bytes;
-  const digest = await crypto.subtle.digest("SHA-256", data as Uint8Array<ArrayBuffer>);
-  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-/**
- * The hash of a value's stable JSON form, shortened to 16 hex digits.
- *
- * @example
- * ```ts
- * import { hashOf } from "./cache.ts";
- * console.log((await hashOf({ b: 1, a: 2 })) === (await hashOf({ a: 2, b: 1 })));
- * ```
- */
-export async function hashOf(value: unknown): Promise<string> {
-  return (await sha256Hex(stableStringify(value))).slice(0, 16);
-}
 
 /**
  * Checks a stored artifact's shape and returns it in memory form.

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { ArtifactStore, type Claim, type ClaimHolder, hashOf, stableStringify } from "./cache.ts";
+import { ArtifactStore, type Claim, type ClaimHolder } from "./cache.ts";
 
 /** A store in a fresh folder that records its notices. */
 async function store(opts: { staleMs?: number } = {}) {
@@ -20,15 +20,6 @@ function validX(v: unknown): { x: number } {
 function isClaim(c: Claim | ClaimHolder): c is Claim {
   return "release" in c;
 }
-
-Deno.test("hashOf() ignores key order and stableStringify() sorts keys", async () => {
-  assert.equal(
-    await hashOf({ b: 1, a: [2, { d: 3, c: 4 }] }),
-    await hashOf({ a: [2, { c: 4, d: 3 }], b: 1 }),
-  );
-  assert.notEqual(await hashOf({ a: 1 }), await hashOf({ a: 2 }));
-  assert.equal(stableStringify({ b: 1, a: 2 }), '{"a":2,"b":1}');
-});
 
 Deno.test("ArtifactStore.get() validates what it reads and names a bad file", async (t) => {
   await using st = await store();

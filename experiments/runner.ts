@@ -15,7 +15,8 @@ import { generateCases, type LongEvalCase, readLongEvalJsonl } from "../data/lon
 import { brownText } from "../data/brown.ts";
 import { writeFileAtomic } from "../runtime/atomic.ts";
 import { InputError } from "../runtime/errors.ts";
-import { ArtifactStore, type Claim, describeHolder, hashOf } from "./cache.ts";
+import { ArtifactStore, type Claim, describeHolder } from "./cache.ts";
+import { hashOf, modelFingerprint } from "../runtime/hash.ts";
 import {
   type Metric,
   runLongEval,
@@ -40,12 +41,11 @@ import { createProgress, type Progress } from "./progress.ts";
 import { type Cell, expandCells, type Experiment, type Method } from "./schema.ts";
 import {
   checkModel,
-  modelFingerprint,
   openSession,
   promptTokens,
   resolveModelDir,
   type Session,
-} from "./session.ts";
+} from "../runtime/session.ts";
 
 /**
  * Methods whose stages do not exist yet, with the reason given to the user. A method leaves this

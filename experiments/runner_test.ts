@@ -587,7 +587,7 @@ Deno.test({
   ignore: !(await hasGpu()) ||
     !(await (await import("../runtime/gpu/device.ts")).getGpu()).fallback,
 }, async () => {
-  const { openSession } = await import("./session.ts");
+  const { openSession } = await import("../runtime/session.ts");
   const notices: string[] = [];
   const s = await openSession(MODEL_DIR, "auto", (m) => notices.push(m));
   assert.equal(s.backend, "cpu");

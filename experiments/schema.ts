@@ -27,6 +27,7 @@ import {
 } from "yaml";
 import { InputError } from "../runtime/errors.ts";
 import { SPAN_SEMANTICS, type SpanSemantics } from "../runtime/spans.ts";
+import { type Backend, BACKENDS } from "../runtime/session.ts";
 
 /** The attention methods an experiment can compare. */
 export const METHODS = [
@@ -42,11 +43,6 @@ export const METHODS = [
 ] as const;
 /** An attention method: full attention, MoA, StreamingLLM, or H2O. */
 export type Method = (typeof METHODS)[number];
-
-/** Where the model runs; `auto` picks WebGPU when a GPU is there, else the CPU. */
-export const BACKENDS = ["auto", "cpu", "webgpu"] as const;
-/** A compute backend. */
-export type Backend = (typeof BACKENDS)[number];
 
 /** The benchmarks, in the order cells are expanded. */
 export const BENCHMARKS = ["longeval", "perplexity", "throughput"] as const;

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { parse as parseYaml } from "yaml";
 import { InputError } from "../runtime/errors.ts";
+import { BACKENDS } from "../runtime/session.ts";
 import {
-  BACKENDS,
   BENCHMARKS,
   type Cell,
   expandCells,

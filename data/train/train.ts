@@ -39,7 +39,7 @@ import { CpuModel, forwardLogits } from "../../runtime/cpu/forward.ts";
 import { argmax, logSoftmaxAt } from "../../runtime/cpu/ops.ts";
 import { fastEngine } from "../../runtime/cpu/engine.ts";
 import { cpuMethod, runLongEval } from "../../experiments/benchmarks.ts";
-import { hashOf, stableStringify } from "../../experiments/cache.ts";
+import { hashOf, stableStringify } from "../../runtime/hash.ts";
 import { InputError } from "../../runtime/errors.ts";
 import { Rng } from "../../runtime/rng.ts";
 

@@ -13,7 +13,7 @@ import { HELDOUT_WORDS } from "../../data/longeval/words.ts";
 import { writeFileAtomic } from "../../runtime/atomic.ts";
 import { InputError, runCli } from "../../runtime/errors.ts";
 import { textTable } from "../table.ts";
-import { openSession, promptTokens, resolveModelDir } from "../session.ts";
+import { openSession, promptTokens, resolveModelDir } from "../../runtime/session.ts";
 import { headStats, inductionScores } from "../../solver/heads.ts";
 
 const HELP = `moa heads: how far back each attention head looks

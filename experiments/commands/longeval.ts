@@ -19,8 +19,14 @@ import { type Plan, readPlan } from "../../solver/plan.ts";
 import type { MethodSpec } from "../../runtime/cpu/methods.ts";
 import { createProgress } from "../progress.ts";
 import { availableMethods, isMoa, UNAVAILABLE_METHODS } from "../runner.ts";
-import { type Backend, BACKENDS, type Method, METHODS } from "../schema.ts";
-import { checkModel, openSession, resolveModelDir } from "../session.ts";
+import { type Method, METHODS } from "../schema.ts";
+import {
+  type Backend,
+  BACKENDS,
+  checkModel,
+  openSession,
+  resolveModelDir,
+} from "../../runtime/session.ts";
 import { checkLength, checkMemory, contextLength } from "../limits.ts";
 
 /** One line pointing at the full help, appended to usage errors. */

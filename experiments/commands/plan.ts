@@ -19,7 +19,7 @@ import { parseConfig } from "../../runtime/config.ts";
 import type { ModelConfig } from "../../runtime/model.ts";
 import { SPAN_SEMANTICS, type SpanSemantics } from "../../runtime/spans.ts";
 import { writeFileAtomic } from "../../runtime/atomic.ts";
-import { openSession, resolveModelDir } from "../session.ts";
+import { openSession, resolveModelDir } from "../../runtime/session.ts";
 import { MAX_PROFILE_LENGTH } from "../runner.ts";
 import type { CalibrationKind } from "../../data/calibration.ts";
 import { makePlan } from "../../solver/pipeline.ts";

@@ -15,7 +15,7 @@ import { brownText } from "../../data/brown.ts";
 import { InputError, runCli } from "../../runtime/errors.ts";
 import { writeFileAtomic } from "../../runtime/atomic.ts";
 import { cpuMethod, runLongEval, runPerplexity } from "../benchmarks.ts";
-import { openSession, promptTokens, resolveModelDir } from "../session.ts";
+import { openSession, promptTokens, resolveModelDir } from "../../runtime/session.ts";
 import { createProgress } from "../progress.ts";
 
 const HELP = `moa quality: the model card's quality table

@@ -10,7 +10,7 @@ import { csvFormat } from "d3-dsv";
 import { parseArgs } from "node:util";
 import { writeFileAtomic } from "../../runtime/atomic.ts";
 import { InputError, runCli } from "../../runtime/errors.ts";
-import { openSession, resolveModelDir } from "../session.ts";
+import { openSession, resolveModelDir } from "../../runtime/session.ts";
 import { validityCheck } from "../../solver/validity.ts";
 
 const HELP = `moa validity: does profiling predict the real loss increase of a rule?

@@ -4,16 +4,20 @@
  *
  * @module
  */
-import { InputError } from "../runtime/errors.ts";
-import { checkModelFolder, loadModel } from "../runtime/hf.ts";
-import type { ModelConfig } from "../runtime/model.ts";
-import { loadTokenizer, type TextTokenizer } from "../runtime/tokenizer.ts";
-import { CpuModel } from "../runtime/cpu/forward.ts";
-import { fastEngine } from "../runtime/cpu/engine.ts";
-import { getGpu, GpuUnavailableError } from "../runtime/gpu/device.ts";
-import { GpuModel } from "../runtime/gpu/model.ts";
-import type { Backend } from "./schema.ts";
-import { sha256Hex } from "./cache.ts";
+import { InputError } from "./errors.ts";
+import { checkModelFolder, loadModel } from "./hf.ts";
+import type { ModelConfig } from "./model.ts";
+import { loadTokenizer, type TextTokenizer } from "./tokenizer.ts";
+import { CpuModel } from "./cpu/forward.ts";
+import { fastEngine } from "./cpu/engine.ts";
+import { getGpu, GpuUnavailableError } from "./gpu/device.ts";
+import { GpuModel } from "./gpu/model.ts";
+import { modelFingerprint } from "./hash.ts";
+
+/** Where the model runs; `auto` picks WebGPU when a hardware GPU is there, else the CPU. */
+export const BACKENDS = ["auto", "cpu", "webgpu"] as const;
+/** A compute backend. */
+export type Backend = (typeof BACKENDS)[number];
 
 /** Where embedded models live: `data/models/<name>/`. */
 export const EMBEDDED_MODELS_DIR = new URL("../data/models/", import.meta.url).pathname;
@@ -48,33 +52,6 @@ export async function resolveModelDir(model: string, field = "model"): Promise<s
     );
   }
   return dir;
-}
-
-/**
- * A fingerprint of a model folder's content (config, tokenizer and weights), so cached results
- * are invalidated when the model changes. Files above 256 MiB contribute their size and header.
- */
-export async function modelFingerprint(dir: string): Promise<string> {
-  const parts: string[] = [];
-  const names: string[] = [];
-  for await (const e of Deno.readDir(dir)) {
-    if (e.isFile && /\.(json|safetensors)$/.test(e.name)) names.push(e.name);
-  }
-  for (const name of names.sort()) {
-    const path = `${dir}/${name}`;
-    const size = (await Deno.stat(path)).size;
-    let bytes: Uint8Array;
-    if (size <= 256 << 20) {
-      bytes = await Deno.readFile(path);
-    } else {
-      const f = await Deno.open(path);
-      bytes = new Uint8Array(1 << 20);
-      await f.read(bytes);
-      f.close();
-    }
-    parts.push(`${name}:${size}:${await sha256Hex(bytes)}`);
-  }
-  return (await sha256Hex(parts.join("\n"))).slice(0, 16);
 }
 
 /** A model folder's parts that can be checked without loading its weights. */
