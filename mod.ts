@@ -150,13 +150,16 @@ export {
   writePlan,
 } from "./solver/plan.ts";
 export { validityCheck, type ValidityPair } from "./solver/validity.ts";
-export type { SparsePlan } from "./runtime/cpu/sparse_cache.ts";
 export {
+  checkSparsePlan,
+  elasticSpan,
+  type PlanShape,
   referenceCacheSize,
   referenceWindow,
   referenceWindowStart,
   SPAN_SEMANTICS,
   type SpanSemantics,
+  type SparsePlan,
 } from "./runtime/spans.ts";
 
 // ONNX export (independent check and dense baseline)

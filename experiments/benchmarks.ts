@@ -13,7 +13,7 @@ import {
   windowRules,
 } from "../runtime/cpu/methods.ts";
 import type { CpuModel } from "../runtime/cpu/forward.ts";
-import type { SparsePlan } from "../runtime/cpu/sparse_cache.ts";
+import type { SparsePlan } from "../runtime/spans.ts";
 import type { GpuModel } from "../runtime/gpu/model.ts";
 import { Rng } from "../runtime/rng.ts";
 import { promptTokens, type Session } from "../runtime/session.ts";

@@ -12,7 +12,7 @@ import {
   paramsFromModel,
 } from "../runtime/autodiff/jax_model.ts";
 import type { CpuModel } from "../runtime/cpu/forward.ts";
-import { MoaKvCache, type SparsePlan } from "../runtime/cpu/sparse_cache.ts";
+import { MoaKvCache } from "../runtime/cpu/sparse_cache.ts";
 import type { TextTokenizer } from "../runtime/tokenizer.ts";
 import { densityProblemFromRules, paretoSet, type Solution } from "./milp.ts";
 import { type Plan, planFromChoice } from "./plan.ts";
@@ -23,7 +23,7 @@ import {
   ruleLosses,
 } from "./profile.ts";
 import { bandModeOf, candidateRules, type Rule } from "./rules.ts";
-import { checkReferenceGrid, type SpanSemantics } from "../runtime/spans.ts";
+import { checkReferenceGrid, type SpanSemantics, type SparsePlan } from "../runtime/spans.ts";
 
 /** What a plan is made from. */
 export interface PlanSettings {

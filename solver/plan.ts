@@ -29,7 +29,13 @@
 import { writeFileAtomic } from "../runtime/atomic.ts";
 import { InputError } from "../runtime/errors.ts";
 import { type Rule, ruleSpan } from "./rules.ts";
-import { referenceCacheSize, SPAN_SEMANTICS, type SpanSemantics } from "../runtime/spans.ts";
+import {
+  checkSparsePlan,
+  referenceCacheSize,
+  SPAN_SEMANTICS,
+  type SpanSemantics,
+  type SparsePlan,
+} from "../runtime/spans.ts";
 
 /** A compression plan: one elastic rule per layer and KV head. */
 export interface Plan {
@@ -89,22 +95,15 @@ function intField(o: Record<string, unknown>, key: string, min: number, where: s
   return v;
 }
 
-/** Reads a rectangular [layer][head] table of finite numbers in [lo, hi]. */
-function table(
-  v: unknown,
-  field: string,
-  where: string,
-  lo: number,
-  hi: number,
-): number[][] {
+/**
+ * Reads a [layer][head] table of numbers; its shape and bounds are checked with the rest of the
+ * plan (`checkSparsePlan` in runtime/spans.ts).
+ */
+function table(v: unknown, field: string, where: string, what: string): number[][] {
   if (!Array.isArray(v) || v.length === 0) fail(where, field, "a non-empty [layer][head] list", v);
-  const width = Array.isArray(v[0]) ? v[0].length : 0;
   return v.map((row: unknown, l) => {
     if (!Array.isArray(row) || row.length === 0) {
       fail(where, `${field}[${l}]`, "a non-empty list of heads", row);
-    }
-    if (row.length !== width) {
-      fail(where, `${field}[${l}]`, `${width} heads like ${field}[0]`, `${row.length} heads`);
     }
     return row.map((x: unknown, h) => {
       if (Array.isArray(x)) {
@@ -114,31 +113,30 @@ function table(
             `[layer][head] table`,
         );
       }
-      if (typeof x !== "number" || !Number.isFinite(x) || x < lo || x > hi) {
-        const range = lo === -Infinity && hi === Infinity
-          ? "a finite number"
-          : `a number in [${lo}, ${hi}]`;
-        fail(where, `${field}[${l}][${h}]`, range, x);
-      }
+      if (typeof x !== "number") fail(where, `${field}[${l}][${h}]`, what, x);
       return x;
     });
   });
 }
 
-/** Checks alphas/betas and returns them as a matched pair of tables. */
+/**
+ * Reads alphas/betas and checks them, with the plan's sink, block and span semantics, as every
+ * plan is checked (`checkSparsePlan`): a matched pair of rectangular tables, α finite, β in
+ * [0, 1].
+ * @throws {InputError} naming the first bad field
+ */
 function rulesOf(
   o: Record<string, unknown>,
   where: string,
+  grid: Omit<SparsePlan, "alphas" | "betas"> = { sink: 0 },
 ): { alphas: number[][]; betas: number[][] } {
-  const alphas = table(o.alphas, "alphas", where, -Infinity, Infinity);
-  const betas = table(o.betas, "betas", where, 0, 1);
-  if (betas.length !== alphas.length || betas[0]!.length !== alphas[0]!.length) {
-    fail(
-      where,
-      "betas",
-      `${alphas.length} layers × ${alphas[0]!.length} heads like alphas`,
-      `${betas.length} × ${betas[0]!.length}`,
-    );
+  const alphas = table(o.alphas, "alphas", where, "a finite number");
+  const betas = table(o.betas, "betas", where, "a number in [0, 1]");
+  try {
+    checkSparsePlan({ ...grid, alphas, betas }, where);
+  } catch (e) {
+    if (e instanceof RangeError) throw new InputError(e.message);
+    throw e;
   }
   return { alphas, betas };
 }
@@ -189,16 +187,8 @@ export function validatePlan(value: unknown, where: string): Plan {
       fail(where, "spans", `one of ${SPAN_SEMANTICS.map((x) => `"${x}"`).join(", ")}`, o.spans);
     }
     spans = o.spans as SpanSemantics;
-    if (spans === "reference" && sink % block !== 0) {
-      fail(
-        where,
-        "sink",
-        `a multiple of block ${block} (the reference span semantics keeps whole sink blocks)`,
-        sink,
-      );
-    }
   }
-  const { alphas, betas } = rulesOf(o, where);
+  const { alphas, betas } = rulesOf(o, where, { sink, block, ...(spans ? { spans } : {}) });
   let provenance: Record<string, unknown> = {};
   if (o.provenance !== undefined) {
     if (!isRecord(o.provenance)) fail(where, "provenance", "a JSON object", o.provenance);

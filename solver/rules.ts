@@ -26,6 +26,7 @@
 import { InputError } from "../runtime/errors.ts";
 import {
   checkReferenceGrid,
+  elasticSpan,
   referenceCacheSize,
   referenceWindow,
   referenceWindowStart,
@@ -109,7 +110,8 @@ export function candidateRules(
 }
 
 /**
- * The window span of a rule at current length N, clamped to [0, N].
+ * The window span of a rule at current length N, clamped to [0, N]: the sparse rule's
+ * `elasticSpan` (runtime/spans.ts) of a {@link Rule}.
  *
  * @param rule the rule
  * @param n current sequence length
@@ -122,7 +124,7 @@ export function candidateRules(
  * ```
  */
 export function ruleSpan(rule: Rule, n: number): number {
-  return Math.min(n, Math.max(0, rule.alpha + rule.beta * n));
+  return elasticSpan(rule.alpha, rule.beta, n);
 }
 
 /**

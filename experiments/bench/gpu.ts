@@ -18,7 +18,7 @@
 import { csvFormat } from "d3-dsv";
 import { loadModel } from "../../runtime/hf.ts";
 import type { ModelConfig } from "../../runtime/model.ts";
-import type { SparsePlan } from "../../runtime/cpu/sparse_cache.ts";
+import type { SparsePlan } from "../../runtime/spans.ts";
 import { streamingRules } from "../../runtime/cpu/methods.ts";
 import { bytesOf, getGpu, type Gpu, type StorageType } from "../../runtime/gpu/device.ts";
 import { GpuModel, type GpuSession } from "../../runtime/gpu/model.ts";

@@ -7,8 +7,8 @@
 import type { ModelConfig } from "../model.ts";
 import type { CpuModel } from "./forward.ts";
 import type { KvCache } from "./kv_cache.ts";
-import { H2oKvCache, MoaKvCache, type SparsePlan } from "./sparse_cache.ts";
-import type { SpanSemantics } from "../spans.ts";
+import { H2oKvCache, MoaKvCache } from "./sparse_cache.ts";
+import { type SpanSemantics, type SparsePlan, uniformPlan } from "../spans.ts";
 
 /** Attention methods. */
 export type AttentionMethod = "dense" | "moa" | "streaming" | "h2o";
@@ -53,9 +53,12 @@ export function streamingRules(config: ModelConfig, density: number, sink: numbe
   if (!(density > 0 && density <= 1)) {
     throw new RangeError(`streamingRules(): density is ${density}; expected a number in (0, 1]`);
   }
-  const grid = (v: number) =>
-    Array.from({ length: config.numLayers }, () => new Array<number>(config.numKvHeads).fill(v));
-  return { sink, alphas: grid(-sink), betas: grid(density) };
+  return uniformPlan(
+    { layers: config.numLayers, kvHeads: config.numKvHeads },
+    -sink,
+    density,
+    sink,
+  );
 }
 
 /**

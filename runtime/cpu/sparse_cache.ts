@@ -1,6 +1,6 @@
 /**
  * Sparse key/value caches for the CPU backend: MoA's per-head elastic sink + sliding window
- * (`MoaKvCache`, which also runs StreamingLLM through `streamingRules` in methods.ts), and the
+ * (`MoaKvCache`, which also runs StreamingLLM through `streamingRules` in runtime/methods.ts), and the
  * heavy-hitter baseline H2O (`H2oKvCache`). Each is a drop-in `KvCache`: `CpuModel.step` runs
  * them unchanged.
  *
@@ -18,72 +18,14 @@ import type { Engine } from "./engine.ts";
 import type { KvCache } from "./kv_cache.ts";
 import { softmaxRow } from "./ops.ts";
 import {
-  checkReferenceGrid,
-  referenceWindow,
+  checkSparsePlan,
+  elasticSpan,
   referenceWindowStart,
+  ringCapacity,
+  slotsUsed,
   type SpanSemantics,
+  type SparsePlan,
 } from "../spans.ts";
-
-/** The part of a MoA plan that inference needs; plan files carry more (density, provenance). */
-export interface SparsePlan {
-  /** Leading tokens every head keeps. */
-  sink: number;
-  /** α per (layer, kv head), in tokens. */
-  alphas: number[][];
-  /** β per (layer, kv head), a share of the current length; ≥ 0. */
-  betas: number[][];
-  /** How rules become windows (`runtime/spans.ts`). @default "per-query" */
-  spans?: SpanSemantics;
-  /** Block size in tokens: the `reference` semantics needs it (the sink a multiple of it). */
-  block?: number;
-}
-
-/**
- * The elastic span S(n) = clamp(α + β·n, 0, n) of a rule at length n.
- *
- * @param alpha α, in tokens
- * @param beta β, a share of the length
- * @param n current length (position of the query + 1)
- * @returns the span; a query at i sees window keys j with i − j < S(n)
- *
- * @example
- * ```ts
- * import { elasticSpan } from "./sparse_cache.ts";
- * console.log(elasticSpan(-8, 0.5, 40)); // 12
- * ```
- */
-export function elasticSpan(alpha: number, beta: number, n: number): number {
-  return Math.min(n, Math.max(0, alpha + beta * n));
-}
-
-/**
- * A uniform plan with a fixed window: every head keeps `sink` tokens plus the last `window`
- * tokens (α = window, β = 0).
- *
- * @param config the model's shape
- * @param window window span in tokens, ≥ 0
- * @param sink leading tokens kept
- * @returns a uniform plan
- *
- * @example
- * ```ts
- * import { fixedWindowPlan } from "./sparse_cache.ts";
- * import { tinyConfig } from "../random_model.ts";
- * console.log(fixedWindowPlan(tinyConfig(), 128, 4).alphas[1]); // [128, 128]
- * ```
- */
-export function fixedWindowPlan(config: ModelConfig, window: number, sink: number): SparsePlan {
-  if (!(window >= 0)) {
-    throw new RangeError(`fixedWindowPlan(): window is ${window}; expected a number ≥ 0`);
-  }
-  return uniformPlan(config, window, 0, sink);
-}
-
-function uniformPlan(config: ModelConfig, alpha: number, beta: number, sink: number): SparsePlan {
-  const rows = (x: number) =>
-    Array.from({ length: config.numLayers }, () => new Array<number>(config.numKvHeads).fill(x));
-  return { sink, alphas: rows(alpha), betas: rows(beta) };
-}
 
 /**
  * Query rows per attention block in prefill, between these bounds: MoA sizes a head's blocks to
@@ -298,55 +240,28 @@ export class MoaKvCache implements KvCache {
     this.#NKV = NKV;
     this.#HS = config.headDim;
     checkInteger("MoaKvCache: maxLength", maxLength, 1);
-    checkInteger("MoaKvCache: plan.sink", plan.sink, 0);
+    checkSparsePlan(plan, "MoaKvCache: plan", { layers: L, kvHeads: NKV });
     this.#sink = plan.sink;
     this.#spans = plan.spans ?? "per-query";
-    if (this.#spans === "reference") checkReferenceGrid(plan.sink, plan.block, "MoaKvCache");
     this.#block = this.#spans === "reference" ? plan.block! : 0;
-    this.#alpha = new Float64Array(L * NKV);
-    this.#beta = new Float64Array(L * NKV);
+    this.#alpha = new Float64Array(plan.alphas.flat());
+    this.#beta = new Float64Array(plan.betas.flat());
     this.#window = new Int32Array(L * NKV);
     this.#start = new Int32Array(L * NKV);
-    for (const [name, rows] of [["alphas", plan.alphas], ["betas", plan.betas]] as const) {
-      if (rows.length !== L) {
-        throw new RangeError(
-          `MoaKvCache: plan.${name} has ${rows.length} layers; expected ${L}`,
-        );
-      }
-      for (let l = 0; l < L; l++) {
-        const row = rows[l]!;
-        if (row.length !== NKV) {
-          throw new RangeError(
-            `MoaKvCache: plan.${name}[${l}] has ${row.length} heads; expected ${NKV} ` +
-              `(one per kv head)`,
-          );
-        }
-        for (let g = 0; g < NKV; g++) {
-          const x = row[g]!;
-          const ok = name === "alphas" ? Number.isFinite(x) : Number.isFinite(x) && x >= 0;
-          if (!ok) {
-            throw new RangeError(
-              `MoaKvCache: plan.${name}[${l}][${g}] is ${x}; expected a finite number` +
-                (name === "betas" ? " ≥ 0" : ""),
-            );
-          }
-          (name === "alphas" ? this.#alpha : this.#beta)[l * NKV + g] = x;
-        }
-      }
-    }
     let widest = 0;
     const slotsPerLayer: number[] = [];
     for (let l = 0; l < L; l++) {
       let slots = 0;
       for (let g = 0; g < NKV; g++) {
         const i = l * NKV + g;
-        if (this.#spans === "reference") {
-          const [a, b] = [this.#alpha[i]!, this.#beta[i]!];
-          this.#window[i] = referenceWindow(a, b, maxLength, this.#sink, this.#block);
-        } else {
-          const span = Math.ceil(elasticSpan(this.#alpha[i]!, this.#beta[i]!, maxLength));
-          this.#window[i] = Math.min(span, Math.max(0, maxLength - this.#sink));
-        }
+        this.#window[i] = ringCapacity(
+          this.#alpha[i]!,
+          this.#beta[i]!,
+          maxLength,
+          this.#sink,
+          this.#spans,
+          plan.block,
+        );
         this.#start[i] = slots;
         slots += this.#sink + this.#window[i]!;
         widest = Math.max(widest, this.#window[i]!);
@@ -380,9 +295,7 @@ export class MoaKvCache implements KvCache {
    * @returns tokens stored for that head
    */
   slotsUsed(layer: number, kvHead: number): number {
-    const n = this.#length;
-    const w = this.#window[layer * this.#NKV + kvHead]!;
-    return Math.min(n, this.#sink) + Math.min(Math.max(0, n - this.#sink), w);
+    return slotsUsed(this.#length, this.#sink, this.#window[layer * this.#NKV + kvHead]!);
   }
 
   /** Bytes of K and V stored now: Σ over layers and kv heads of slots used × 2 × HS × 4. */

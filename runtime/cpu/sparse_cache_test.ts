@@ -6,7 +6,8 @@ import { tsEngine } from "./engine.ts";
 import { CpuModel, forwardLogits } from "./forward.ts";
 import type { KvCache } from "./kv_cache.ts";
 import { cacheFactory } from "./methods.ts";
-import { H2oKvCache, MoaKvCache, type SparsePlan } from "./sparse_cache.ts";
+import { H2oKvCache, MoaKvCache } from "./sparse_cache.ts";
+import type { SparsePlan } from "../spans.ts";
 
 const tokens = (n: number, V: number, seed: number) => {
   const r = new Rng(seed);
@@ -250,17 +251,20 @@ Deno.test("MoaKvCache rejects a plan that does not fit the model", async (t) => 
     const plan = { ...good(), alphas: [[0, 0, 0, 0], [0, 0]] };
     assert.throws(
       () => new MoaKvCache(config, plan, 64),
-      /plan\.alphas\[0\] has 4 heads; expected 2 \(one per kv head\)/,
+      /MoaKvCache: plan: alphas\[0\]: expected 2 heads \(one per kv head\), got "4 heads"/,
     );
   });
   await t.step("a negative β", () => {
     const plan = { ...good(), betas: [[0.5, 0.5], [-0.5, 0.5]] };
-    assert.throws(() => new MoaKvCache(config, plan, 64), /plan\.betas\[1\]\[0\] is -0\.5/);
+    assert.throws(
+      () => new MoaKvCache(config, plan, 64),
+      /MoaKvCache: plan: betas\[1\]\[0\]: expected a number in \[0, 1\], got -0\.5/,
+    );
   });
   await t.step("a fractional sink", () => {
     assert.throws(
       () => new MoaKvCache(config, { ...good(), sink: 1.5 }, 64),
-      /plan\.sink is 1\.5; expected an integer ≥ 0/,
+      /MoaKvCache: plan: sink: expected an integer ≥ 0, got 1\.5/,
     );
   });
 });
@@ -499,14 +503,14 @@ Deno.test("MoaKvCache with the reference span semantics matches a naive masked f
   await t.step("a sink that is not whole blocks is refused", () => {
     assert.throws(
       () => new MoaKvCache(config, { ...plan, sink: 6 }, N),
-      /MoaKvCache: the reference span semantics needs a sink of whole blocks; sink 6 is not a multiple of block 4/,
+      /MoaKvCache: plan: sink: expected a multiple of block 4 \(the reference span semantics keeps whole sink blocks\), got 6/,
     );
     assert.throws(
       () => {
         const { block: _, ...noBlock } = plan;
         return new MoaKvCache(config, noBlock, N);
       },
-      /needs a block size/,
+      /MoaKvCache: plan: block: expected an integer ≥ 1 \(the reference span semantics needs it\), got nothing/,
     );
   });
 });

@@ -12,7 +12,7 @@
  * @module
  */
 import type { Model, ModelConfig } from "../model.ts";
-import type { SparsePlan } from "../cpu/sparse_cache.ts";
+import { slotsUsed, type SparsePlan } from "../spans.ts";
 import { ropeInvFreq } from "../cpu/ops.ts";
 import {
   bytesOf,
@@ -366,7 +366,7 @@ export class GpuSession {
     const c = this.model.config, kvb = bytesOf(this.model.kernels.kv), L = this.layout;
     let slots = 0;
     for (let i = 0; i < L.window.length; i++) {
-      slots += Math.min(n, L.sink) + Math.min(Math.max(0, n - L.sink), L.window[i]!);
+      slots += slotsUsed(n, L.sink, L.window[i]!);
     }
     return slots * c.headDim * 2 * kvb;
   }

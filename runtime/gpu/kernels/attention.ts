@@ -11,9 +11,7 @@
  * @module
  */
 import type { Gpu } from "../device.ts";
-import type { SparsePlan } from "../../cpu/sparse_cache.ts";
-import { elasticSpan } from "../../cpu/sparse_cache.ts";
-import { checkReferenceGrid, referenceWindow } from "../../spans.ts";
+import { checkSparsePlan, ringCapacity, type SparsePlan } from "../../spans.ts";
 import { flatGrid, type KernelConfig, makeOp, type Op } from "./_op.ts";
 import spanSrc from "./span.wgsl" with { type: "text" };
 import kvStoreSrc from "./kv_store.wgsl" with { type: "text" };
@@ -26,6 +24,8 @@ import argmaxSrc from "./argmax.wgsl" with { type: "text" };
 export const Q = 32768;
 /** Longest length the Q15 arithmetic is exact for (β·n must fit 32 bits). */
 export const MAX_GPU_LENGTH = 131072;
+/** Largest |α| in tokens the Q15 arithmetic holds (α·2¹⁵ must fit a signed 32-bit word). */
+export const MAX_GPU_ALPHA = 65535;
 
 /** The per-head layout of a cache: what {@link headTable} uploads. */
 export interface CacheLayout {
@@ -51,8 +51,10 @@ export interface CacheLayout {
 }
 
 /**
- * The cache layout of a plan at a maximum length (null = dense). Ring capacities match the CPU
- * `MoaKvCache`: window_g = min(⌈S_g(maxLength)⌉, maxLength − sink). α and β are rounded to Q15;
+ * The cache layout of a plan at a maximum length (null = dense). The plan is checked as every
+ * plan is (`checkSparsePlan` in runtime/spans.ts), and the ring capacities are the CPU
+ * `MoaKvCache`'s (`ringCapacity`): window_g = min(⌈S_g(maxLength)⌉, maxLength − sink), and |α|
+ * must fit the Q15 arithmetic ({@link MAX_GPU_ALPHA}). α and β are rounded to Q15;
  * plans whose α and β are multiples of 2⁻¹⁵ (every rule of the solver's grid, and
  * StreamingLLM at densities k/2^j) see exactly the CPU cache's keys.
  *
@@ -77,9 +79,10 @@ export function cacheLayout(
       `cacheLayout(): maxLength is ${maxLength}; expected an integer in [1, ${MAX_GPU_LENGTH}]`,
     );
   }
+  if (plan) checkSparsePlan(plan, "cacheLayout(): plan", { layers: L, kvHeads: NKV });
   const sink = plan?.sink ?? 0;
-  const reference = plan?.spans === "reference";
-  if (reference) checkReferenceGrid(sink, plan!.block, "cacheLayout()");
+  const spans = plan?.spans ?? "per-query";
+  const reference = spans === "reference";
   const n = L * NKV;
   const window = new Int32Array(n), start = new Int32Array(n);
   const alphaQ = new Int32Array(n), betaQ = new Uint32Array(n);
@@ -90,21 +93,21 @@ export function cacheLayout(
       const i = l * NKV + g;
       const alpha = plan ? plan.alphas[l]![g]! : maxLength;
       const beta = plan ? plan.betas[l]![g]! : 0;
-      if (!(beta >= 0 && beta <= 1) || !Number.isFinite(alpha) || Math.abs(alpha) > 65535) {
+      if (Math.abs(alpha) > MAX_GPU_ALPHA) {
         throw new RangeError(
-          `cacheLayout(): rule of layer ${l} kv head ${g} is α=${alpha}, β=${beta}; expected ` +
-            "β in [0, 1] and |α| ≤ 65535",
+          `cacheLayout(): rule of layer ${l} kv head ${g} has α=${alpha}; the GPU's Q15 ` +
+            `arithmetic holds |α| ≤ ${MAX_GPU_ALPHA}`,
         );
       }
       if (reference) {
-        window[i] = referenceWindow(alpha, beta, maxLength, sink, plan!.block!);
+        // the ring is the reference window; (0, 1) makes decode see all of it
+        window[i] = ringCapacity(alpha, beta, maxLength, sink, spans, plan!.block);
         alphaQ[i] = 0;
         betaQ[i] = Q;
       } else {
         alphaQ[i] = Math.round(alpha * Q);
         betaQ[i] = Math.round(beta * Q);
-        const span = Math.ceil(elasticSpan(alphaQ[i]! / Q, betaQ[i]! / Q, maxLength));
-        window[i] = Math.min(span, Math.max(0, maxLength - sink));
+        window[i] = ringCapacity(alphaQ[i]! / Q, betaQ[i]! / Q, maxLength, sink, spans);
       }
       start[i] = slots;
       slots += sink + window[i]!;

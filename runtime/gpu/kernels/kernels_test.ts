@@ -32,7 +32,8 @@ import {
 } from "./attention.ts";
 import { applyRope, argmax, embedTokens, rmsnorm, ropeInvFreq, siluMul } from "../../cpu/ops.ts";
 import { matmulTSync, tsEngine } from "../../cpu/engine.ts";
-import { elasticSpan, MoaKvCache, type SparsePlan } from "../../cpu/sparse_cache.ts";
+import { MoaKvCache } from "../../cpu/sparse_cache.ts";
+import { elasticSpan, type SparsePlan } from "../../spans.ts";
 import { tinyConfig } from "../../random_model.ts";
 
 const ignore = !(await hasGpu());
