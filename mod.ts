@@ -69,6 +69,19 @@ export {
 } from "./runtime/tokenizer.ts";
 export { randomModel, tinyConfig } from "./runtime/random_model.ts";
 export { type Backend, BACKENDS } from "./runtime/session.ts";
+export {
+  type CacheKind,
+  cacheOf,
+  isMoa,
+  type Method,
+  METHOD_TABLE,
+  METHODS,
+  type MethodSpec,
+  type MoaMethod,
+  type PlanRecipe,
+  planRecipe,
+  streamingRules,
+} from "./runtime/methods.ts";
 export { InputError } from "./runtime/errors.ts";
 export { Rng } from "./runtime/rng.ts";
 
@@ -102,9 +115,10 @@ export {
   buildCalibration,
   type CalibrationKind,
   type CalibrationOptions,
+  type CalibrationSample,
 } from "./data/calibration.ts";
 // profileInfluence takes jax-js parameters (runtime/autodiff/), which makePlan prepares itself
-export { type BlockInfluence, type CalibrationSample, ruleLosses } from "./solver/profile.ts";
+export { type BlockInfluence, ruleLosses } from "./solver/profile.ts";
 export {
   type BandMode,
   bandModeOf,
@@ -198,8 +212,6 @@ export {
   INFLUENCES,
   loadExperiment,
   type LongEvalSettings,
-  type Method,
-  METHODS,
   parseExperiment,
   type PerplexitySettings,
   type ProfileSettings,

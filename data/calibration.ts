@@ -13,11 +13,20 @@
 import { COPY_INSTRUCTION, loadBrownCorpus } from "./train/mix.ts";
 import { formatLine, formatQuestion, HEADER } from "./longeval/longeval.ts";
 import { TRAIN_WORDS } from "./longeval/words.ts";
-import type { CalibrationSample } from "../solver/profile.ts";
 import { generateGreedy } from "../runtime/cpu/generate.ts";
 import type { CpuModel } from "../runtime/cpu/forward.ts";
 import type { TextTokenizer } from "../runtime/tokenizer.ts";
 import { Rng } from "../runtime/rng.ts";
+
+/** One calibration sequence: next-token targets and the loss weight of each position. */
+export interface CalibrationSample {
+  /** (T) */
+  tokens: Int32Array;
+  /** (T) */
+  targets: Int32Array;
+  /** (T) loss weights: 1 on response tokens, 0 elsewhere */
+  mask: Float32Array;
+}
 
 /** Where the responses of a calibration set come from. */
 export type CalibrationKind = "model" | "reference" | "context";

@@ -17,28 +17,30 @@ import { writeFileAtomic } from "../runtime/atomic.ts";
 import { InputError } from "../runtime/errors.ts";
 import { ArtifactStore, type Claim, describeHolder } from "./cache.ts";
 import { hashOf, modelFingerprint } from "../runtime/hash.ts";
+import { type Metric, runLongEval, runPerplexity, runThroughput } from "../data/benchmarks.ts";
+import { sessionDecoder } from "../runtime/decoder.ts";
+import { cacheFactory } from "../runtime/cpu/method_cache.ts";
 import {
-  type Metric,
-  runLongEval,
-  runPerplexity,
-  runThroughput,
-  sessionMethod,
-} from "./benchmarks.ts";
-import { type AttentionMethod, cacheFactory, scoringChunk } from "../runtime/cpu/methods.ts";
+  isMoa,
+  type Method,
+  type MoaMethod,
+  planRecipe,
+  scoringChunk,
+} from "../runtime/methods.ts";
 import {
   loadInfluence,
   makePlan,
-  type PlanSettings,
   type ProfileCache,
   type StoredInfluence,
   storeInfluence,
 } from "../solver/pipeline.ts";
+import { MAX_PROFILE_LENGTH } from "../solver/profile.ts";
 import { type Plan, validatePlan, writePlan } from "../solver/plan.ts";
 import type { ModelConfig } from "../runtime/model.ts";
 import { checkLength, checkMemory } from "./limits.ts";
 import { type Row, writeMetricsCsv } from "./csv.ts";
 import { createProgress, type Progress } from "./progress.ts";
-import { type Cell, expandCells, type Experiment, type Method } from "./schema.ts";
+import { type Cell, expandCells, type Experiment } from "./schema.ts";
 import {
   checkModel,
   openSession,
@@ -47,36 +49,9 @@ import {
   type Session,
 } from "../runtime/session.ts";
 
-/**
- * Methods whose stages do not exist yet, with the reason given to the user. A method leaves this
- * table when its stages land.
- */
-export const UNAVAILABLE_METHODS: Partial<Record<Method, string>> = {};
-
-/** The MoA methods: how each variant's plan is searched and calibrated (the paper's ablations). */
-export const MOA_VARIANTS = {
-  moa: { search: "elastic", calibration: "model" },
-  "moa-uniform": { search: "uniform", calibration: "model" },
-  "moa-layer": { search: "layer", calibration: "model" },
-  "moa-head": { search: "head", calibration: "model" },
-  "moa-ref": { search: "elastic", calibration: "reference" },
-  "moa-ctx": { search: "elastic", calibration: "context" },
-} as const satisfies Record<string, Pick<PlanSettings, "search" | "calibration">>;
-
-/** A method that runs with a MoA plan. */
-export type MoaMethod = keyof typeof MOA_VARIANTS;
-
-/** Whether a method runs with a MoA plan. */
-export function isMoa(m: Method): m is MoaMethod {
-  return m in MOA_VARIANTS;
-}
-
-/** Longest profiled length the WebAssembly profiler can hold (measured: 1.2 GB at 2048). */
-export const MAX_PROFILE_LENGTH = 2048;
-
 /** Tokens per perplexity step of a cell's method (`scoringChunk`). */
 function pplChunk(c: Cell): number {
-  return scoringChunk(isMoa(c.method) ? "moa" : c.method as AttentionMethod);
+  return scoringChunk(c.method);
 }
 
 /** Bump when a change alters what a cell measures, so old cached cells are not reused. */
@@ -171,16 +146,6 @@ export async function preflight(exp: Experiment, source?: string): Promise<Prefl
 }
 
 async function checkInputs(exp: Experiment): Promise<Preflight> {
-  exp.methods.forEach((m, i) => {
-    const why = UNAVAILABLE_METHODS[m];
-    if (why) {
-      throw new InputError(
-        `methods[${i}]: method '${m}' is not available yet: ${why}; available: ${
-          availableMethods().join(", ")
-        }`,
-      );
-    }
-  });
   const modelDir = await resolveModelDir(exp.model);
   const { config, tokenizer } = await checkModel(modelDir);
   const countTokens = (t: string) =>
@@ -287,11 +252,6 @@ function droppedCases(tokens: number[], lengths: number[], file: string): string
     );
   }
   return out;
-}
-
-/** Methods that can run today. */
-export function availableMethods(): Method[] {
-  return (["dense", "moa", "streaming", "h2o"] as Method[]).filter((m) => !UNAVAILABLE_METHODS[m]);
 }
 
 /** The short commit id of the code, with `-dirty` when the tree has changes; "unknown" outside git. */
@@ -451,7 +411,7 @@ export async function runExperiment(exp: Experiment, opts: RunOptions): Promise<
               influence: exp.profile.influence,
               spans: exp.spans,
               seed: exp.seed,
-              ...MOA_VARIANTS[method],
+              ...planRecipe(method),
             },
             log,
             profileCache,
@@ -789,7 +749,7 @@ async function runCell(
   tick: (done: number, total: number) => void,
 ): Promise<{ metrics: Metric[]; backend: string }> {
   const spec = {
-    method: isMoa(c.method) ? "moa" : c.method as AttentionMethod,
+    method: c.method,
     density: c.density,
     sink: exp.profile.sink,
     ...(plan ? { plan } : {}),
@@ -797,7 +757,7 @@ async function runCell(
     block: exp.profile.block,
   };
   const newCache = cacheFactory(s.runner, spec);
-  const method = sessionMethod(s, spec);
+  const method = sessionDecoder(s, spec);
   switch (c.benchmark) {
     case "longeval": {
       const cases = fileCases

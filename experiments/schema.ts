@@ -28,21 +28,7 @@ import {
 import { InputError } from "../runtime/errors.ts";
 import { SPAN_SEMANTICS, type SpanSemantics } from "../runtime/spans.ts";
 import { type Backend, BACKENDS } from "../runtime/session.ts";
-
-/** The attention methods an experiment can compare. */
-export const METHODS = [
-  "dense",
-  "moa",
-  "streaming",
-  "h2o",
-  "moa-uniform",
-  "moa-layer",
-  "moa-head",
-  "moa-ref",
-  "moa-ctx",
-] as const;
-/** An attention method: full attention, MoA, StreamingLLM, or H2O. */
-export type Method = (typeof METHODS)[number];
+import { type Method, METHODS } from "../runtime/methods.ts";
 
 /** The benchmarks, in the order cells are expanded. */
 export const BENCHMARKS = ["longeval", "perplexity", "throughput"] as const;

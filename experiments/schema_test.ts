@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { parse as parseYaml } from "yaml";
 import { InputError } from "../runtime/errors.ts";
 import { BACKENDS } from "../runtime/session.ts";
+import { METHODS } from "../runtime/methods.ts";
 import {
   BENCHMARKS,
   type Cell,
@@ -9,7 +10,6 @@ import {
   type Experiment,
   FIELD_NAMES,
   loadExperiment,
-  METHODS,
   NAME_PATTERN,
   parseExperiment,
   REQUIRED_FIELDS,

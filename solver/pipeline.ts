@@ -4,7 +4,11 @@
  *
  * @module
  */
-import { buildCalibration, type CalibrationKind } from "../data/calibration.ts";
+import {
+  buildCalibration,
+  type CalibrationKind,
+  type CalibrationSample,
+} from "../data/calibration.ts";
 import {
   disposeParams,
   initJax,
@@ -16,12 +20,7 @@ import { MoaKvCache } from "../runtime/cpu/sparse_cache.ts";
 import type { TextTokenizer } from "../runtime/tokenizer.ts";
 import { densityProblemFromRules, paretoSet, type Solution } from "./milp.ts";
 import { type Plan, planFromChoice } from "./plan.ts";
-import {
-  type BlockInfluence,
-  type CalibrationSample,
-  profileInfluence,
-  ruleLosses,
-} from "./profile.ts";
+import { type BlockInfluence, profileInfluence, ruleLosses } from "./profile.ts";
 import { bandModeOf, candidateRules, type Rule } from "./rules.ts";
 import { checkReferenceGrid, type SpanSemantics, type SparsePlan } from "../runtime/spans.ts";
 

@@ -5,10 +5,13 @@ import { byteModel } from "./_test_model.ts";
 import {
   loadInfluence,
   makePlan,
+  type PlanSearch,
+  type PlanSettings,
   type ProfileCache,
   storeInfluence,
   validationLoss,
 } from "./pipeline.ts";
+import { isMoa, METHODS, planRecipe } from "../runtime/methods.ts";
 import { ruleDensity } from "./rules.ts";
 
 const { runner, tok } = byteModel();
@@ -122,4 +125,14 @@ Deno.test("makePlan() profiles each length once through its cache, and plans as 
   assert.deepEqual([again.plan.alphas, again.plan.betas], [fresh.plan.alphas, fresh.plan.betas]);
   await makePlan(runner, tok, "tiny", { ...base, calibration: "context" }, () => {}, cache);
   assert.equal(computed, 4, "another calibration is another profile");
+});
+
+Deno.test("every MoA method of the registry names a search space and calibration makePlan takes", () => {
+  const searches: PlanSearch[] = ["uniform", "layer", "head", "elastic"];
+  for (const m of METHODS.filter(isMoa)) {
+    // a recipe outside PlanSettings' types would not compile here
+    const recipe: Pick<PlanSettings, "search" | "calibration"> = planRecipe(m);
+    assert.ok(searches.includes(recipe.search!), `${m}: ${recipe.search}`);
+    assert.ok(["model", "reference", "context"].includes(recipe.calibration!), m);
+  }
 });

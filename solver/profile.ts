@@ -17,17 +17,11 @@
  */
 import { attentionGradsByLayer, type Params } from "../runtime/autodiff/jax_model.ts";
 import type { ModelConfig } from "../runtime/model.ts";
+import type { CalibrationSample } from "../data/calibration.ts";
 import { type BandMode, droppedInfluence, type Rule } from "./rules.ts";
 
-/** One calibration sequence: next-token targets and the loss weight of each position. */
-export interface CalibrationSample {
-  /** (T) */
-  tokens: Int32Array;
-  /** (T) */
-  targets: Int32Array;
-  /** (T) loss weights: 1 on response tokens, 0 elsewhere */
-  mask: Float32Array;
-}
+/** Longest profiled length the WebAssembly profiler can hold (measured: 1.2 GB at 2048). */
+export const MAX_PROFILE_LENGTH = 2048;
 
 /** Block influence of every kv head at one length, averaged over samples. */
 export interface BlockInfluence {

@@ -5,11 +5,11 @@ import { randomModel, tinyConfig } from "../runtime/random_model.ts";
 import { Rng } from "../runtime/rng.ts";
 import {
   type BlockInfluence,
-  type CalibrationSample,
   layerBlockInfluence,
   profileInfluence,
   ruleLosses,
 } from "./profile.ts";
+import type { CalibrationSample } from "../data/calibration.ts";
 import { spearman } from "./validity.ts";
 
 const config = tinyConfig({

@@ -38,7 +38,8 @@ import {
 import { CpuModel, forwardLogits } from "../../runtime/cpu/forward.ts";
 import { argmax, logSoftmaxAt } from "../../runtime/cpu/ops.ts";
 import { fastEngine } from "../../runtime/cpu/engine.ts";
-import { cpuMethod, runLongEval } from "../../experiments/benchmarks.ts";
+import { runLongEval } from "../benchmarks.ts";
+import { cpuDecoder } from "../../runtime/decoder.ts";
 import { hashOf, stableStringify } from "../../runtime/hash.ts";
 import { InputError } from "../../runtime/errors.ts";
 import { Rng } from "../../runtime/rng.ts";
@@ -811,7 +812,7 @@ async function evaluate(
     const metrics = await runLongEval(
       session,
       cases,
-      cpuMethod(runner, (n) => runner.newCache(n)),
+      cpuDecoder(runner, (n) => runner.newCache(n)),
       () => {},
     );
     return metrics.find((m) => m.metric === "accuracy")!.value;

@@ -19,7 +19,7 @@ import { csvFormat } from "d3-dsv";
 import { loadModel } from "../../runtime/hf.ts";
 import type { ModelConfig } from "../../runtime/model.ts";
 import type { SparsePlan } from "../../runtime/spans.ts";
-import { streamingRules } from "../../runtime/cpu/methods.ts";
+import { streamingRules } from "../../runtime/methods.ts";
 import { bytesOf, getGpu, type Gpu, type StorageType } from "../../runtime/gpu/device.ts";
 import { GpuModel, type GpuSession } from "../../runtime/gpu/model.ts";
 import { writeFileAtomic } from "../../runtime/atomic.ts";

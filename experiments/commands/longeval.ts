@@ -14,12 +14,11 @@
 import { parseArgs } from "node:util";
 import { InputError, runCli } from "../../runtime/errors.ts";
 import { type LongEvalCase, readLongEvalJsonl } from "../../data/longeval/longeval.ts";
-import { runLongEval, sessionMethod } from "../benchmarks.ts";
+import { runLongEval } from "../../data/benchmarks.ts";
 import { type Plan, readPlan } from "../../solver/plan.ts";
-import type { MethodSpec } from "../../runtime/cpu/methods.ts";
+import { cacheOf, type Method, METHODS, type MethodSpec } from "../../runtime/methods.ts";
+import { sessionDecoder } from "../../runtime/decoder.ts";
 import { createProgress } from "../progress.ts";
-import { availableMethods, isMoa, UNAVAILABLE_METHODS } from "../runner.ts";
-import { type Method, METHODS } from "../schema.ts";
 import {
   type Backend,
   BACKENDS,
@@ -44,10 +43,8 @@ Required:
   --cases FILE       LongEval cases in the LongChat JSONL format (prompt, expected_number, ...)
 
 Options:
-  --method M         ${METHODS.join(" | ")} (default dense; available now: ${
-  availableMethods().join(", ")
-})
-  --plan FILE        a MoA plan (JSON); sparse methods only
+  --method M         ${METHODS.join(" | ")} (default dense)
+  --plan FILE        a MoA plan (JSON); needed by moa and its variants
   --density D        KV-cache density in (0, 1]; sparse methods only (dense always uses 1)
   --limit N          evaluate only the first N cases
   --backend B        ${BACKENDS.join(" | ")} (default auto); webgpu runs dense, moa and
@@ -187,14 +184,6 @@ export function parseLongEvalArgs(args: string[]): LongEvalArgs {
       `--method: expected one of ${METHODS.join(", ")}, got '${values.method}'`,
     );
   }
-  const why = UNAVAILABLE_METHODS[method];
-  if (why) {
-    throw new InputError(
-      `--method: method '${method}' is not available yet: ${why}; available: ${
-        availableMethods().join(", ")
-      }`,
-    );
-  }
 
   const backend = values.backend as Backend;
   if (!(BACKENDS as readonly string[]).includes(backend)) {
@@ -245,18 +234,21 @@ const DEFAULT_SINK = 32;
  * @throws {InputError} when either is given with the dense method, or h2o is asked on webgpu
  */
 function checkMethodOptions(a: LongEvalArgs): void {
-  if (a.backend === "webgpu" && a.method === "h2o") {
+  const cache = cacheOf(a.method);
+  if (a.backend === "webgpu" && cache === "h2o") {
     throw new InputError(
       "--backend webgpu: h2o has no GPU cache and runs on the CPU only; use --backend cpu or auto",
     );
   }
-  if (isMoa(a.method) && a.plan === null) {
-    throw new InputError("--plan: required with --method moa (make one with deno task plan)");
+  if (cache === "moa" && a.plan === null) {
+    throw new InputError(
+      `--plan: required with --method ${a.method} (make one with deno task plan)`,
+    );
   }
-  if ((a.method === "streaming" || a.method === "h2o") && a.density === null) {
+  if ((cache === "streaming" || cache === "h2o") && a.density === null) {
     throw new InputError(`--density: required with --method ${a.method}`);
   }
-  if (a.method !== "dense") return;
+  if (cache !== "dense") return;
   if (a.density !== null) {
     throw new InputError("--density applies to sparse methods; dense always uses density 1");
   }
@@ -265,30 +257,41 @@ function checkMethodOptions(a: LongEvalArgs): void {
   }
 }
 
-/** The method with its settings, as `sessionMethod` (experiments/benchmarks.ts) builds it. */
+/**
+ * The method with its settings, as `sessionDecoder` (runtime/decoder.ts) takes it.
+ * @throws {InputError} when the method's density or plan is missing, or `--density` differs
+ *   from the plan's
+ */
 function methodSpec(a: LongEvalArgs, plan: Plan | null): MethodSpec {
-  if (a.method === "dense") return { method: "dense", density: 1, sink: 0 };
-  if (a.method === "streaming" || a.method === "h2o") {
-    if (a.density === null) throw new InputError(`--density: required with --method ${a.method}`);
-    const sink = a.method === "streaming" ? DEFAULT_SINK : 0;
-    return { method: a.method, density: a.density, sink };
-  }
-  if (isMoa(a.method)) {
-    if (plan === null) {
-      throw new InputError("--plan: required with --method moa (make one with deno task plan)");
+  const cache = cacheOf(a.method);
+  switch (cache) {
+    case "dense":
+      return { method: a.method, density: 1, sink: 0 };
+    case "streaming":
+    case "h2o": {
+      if (a.density === null) {
+        throw new InputError(`--density: required with --method ${a.method}`);
+      }
+      return {
+        method: a.method,
+        density: a.density,
+        sink: cache === "streaming" ? DEFAULT_SINK : 0,
+      };
     }
-    if (a.density !== null && a.density !== plan.density) {
-      throw new InputError(
-        `--density: ${a.density} differs from the plan's density ${plan.density}; leave it out`,
-      );
+    case "moa": {
+      if (plan === null) {
+        throw new InputError(
+          `--plan: required with --method ${a.method} (make one with deno task plan)`,
+        );
+      }
+      if (a.density !== null && a.density !== plan.density) {
+        throw new InputError(
+          `--density: ${a.density} differs from the plan's density ${plan.density}; leave it out`,
+        );
+      }
+      return { method: a.method, density: plan.density, sink: plan.sink, plan };
     }
-    return { method: "moa", density: plan.density, sink: plan.sink, plan };
   }
-  throw new InputError(
-    `--method: '${a.method}' has no KV cache in the LongEval command yet; available: ${
-      availableMethods().join(", ")
-    }`,
-  );
 }
 
 /**
@@ -356,7 +359,7 @@ export async function evaluate(
   for (const w of await checkPromptLengths(dir, cases, a.cases)) log(w);
   const spec = methodSpec(a, plan);
   const s = await openSession(dir, a.backend, log);
-  const method = sessionMethod(s, spec);
+  const method = sessionDecoder(s, spec);
   if (method.backend !== s.backend) {
     log(`notice: ${a.method} has no GPU cache; generating on the CPU`);
   }

@@ -18,7 +18,7 @@ import { loadTokenizer, type TextTokenizer } from "../../runtime/tokenizer.ts";
 import { CpuModel } from "../../runtime/cpu/forward.ts";
 import { fastEngine } from "../../runtime/cpu/engine.ts";
 import { generateGreedy } from "../../runtime/cpu/generate.ts";
-import { ANSWER_TOKENS } from "../benchmarks.ts";
+import { ANSWER_TOKENS } from "../../data/benchmarks.ts";
 import { hasGpu } from "../../runtime/gpu/device.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;

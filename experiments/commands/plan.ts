@@ -20,7 +20,7 @@ import type { ModelConfig } from "../../runtime/model.ts";
 import { SPAN_SEMANTICS, type SpanSemantics } from "../../runtime/spans.ts";
 import { writeFileAtomic } from "../../runtime/atomic.ts";
 import { openSession, resolveModelDir } from "../../runtime/session.ts";
-import { MAX_PROFILE_LENGTH } from "../runner.ts";
+import { MAX_PROFILE_LENGTH } from "../../solver/profile.ts";
 import type { CalibrationKind } from "../../data/calibration.ts";
 import { makePlan } from "../../solver/pipeline.ts";
 import {

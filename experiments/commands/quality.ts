@@ -14,7 +14,8 @@ import { EVAL_KEY_SOURCES, evalKey, type EvalKeySource } from "../../data/longev
 import { brownText } from "../../data/brown.ts";
 import { InputError, runCli } from "../../runtime/errors.ts";
 import { writeFileAtomic } from "../../runtime/atomic.ts";
-import { cpuMethod, runLongEval, runPerplexity } from "../benchmarks.ts";
+import { runLongEval, runPerplexity } from "../../data/benchmarks.ts";
+import { cpuDecoder } from "../../runtime/decoder.ts";
 import { openSession, promptTokens, resolveModelDir } from "../../runtime/session.ts";
 import { createProgress } from "../progress.ts";
 
@@ -111,7 +112,7 @@ async function main(args: string[]): Promise<number> {
       const m = await runLongEval(
         s,
         cs,
-        cpuMethod(s.runner, newCache),
+        cpuDecoder(s.runner, newCache),
         (d, t) => progress.update(d, t),
       );
       const acc = m.find((x) => x.metric === "accuracy")!;

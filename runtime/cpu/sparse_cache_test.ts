@@ -5,7 +5,7 @@ import { Rng } from "../rng.ts";
 import { tsEngine } from "./engine.ts";
 import { CpuModel, forwardLogits } from "./forward.ts";
 import type { KvCache } from "./kv_cache.ts";
-import { cacheFactory } from "./methods.ts";
+import { cacheFactory } from "./method_cache.ts";
 import { H2oKvCache, MoaKvCache } from "./sparse_cache.ts";
 import type { SparsePlan } from "../spans.ts";
 
