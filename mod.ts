@@ -133,14 +133,13 @@ export {
 export {
   type Constraint,
   densityProblemFromRules,
-  type ParetoOptions,
-  paretoSet,
   type Problem,
   type RulesProblemInput,
   type Solution,
-  solveMilp,
-  type SolveOptions,
-} from "./solver/milp.ts";
+} from "./solver/problem.ts";
+export { solveMilp, type SolveOptions } from "./solver/milp.ts";
+export type { HighsOptions } from "./solver/highs.ts";
+export { type ParetoOptions, paretoSet } from "./solver/pareto.ts";
 export {
   makePlan,
   type PlanResult,

@@ -6,7 +6,9 @@
  * @module
  */
 import { Rng } from "../runtime/rng.ts";
-import { densityProblemFromRules, paretoSet, type Problem, solveMilp } from "./milp.ts";
+import { densityProblemFromRules, type Problem } from "./problem.ts";
+import { solveMilp } from "./milp.ts";
+import { paretoSet } from "./pareto.ts";
 import { candidateRules, ruleDensity } from "./rules.ts";
 
 /** Options of {@link syntheticProblem} and {@link benchSolver}. */

@@ -19,7 +19,8 @@
  *
  * @module
  */
-import { loadHighs, type Problem } from "./milp.ts";
+import { loadHighs } from "./highs.ts";
+import type { Problem } from "./problem.ts";
 import { Rng } from "../runtime/rng.ts";
 
 /** Options of {@link solveLagrange}. */

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { Rng } from "../runtime/rng.ts";
-import { evaluate, type Problem, solveMilp } from "./milp.ts";
+import { evaluate, type Problem } from "./problem.ts";
+import { solveMilp } from "./milp.ts";
 import { type LagrangeResult, solveLagrange } from "./lagrange.ts";
 import { syntheticProblem } from "./bench.ts";
 

@@ -18,7 +18,8 @@ import {
 import type { CpuModel } from "../runtime/cpu/forward.ts";
 import { MoaKvCache } from "../runtime/cpu/sparse_cache.ts";
 import type { TextTokenizer } from "../runtime/tokenizer.ts";
-import { densityProblemFromRules, paretoSet, type Solution } from "./milp.ts";
+import { densityProblemFromRules, type Solution } from "./problem.ts";
+import { paretoSet } from "./pareto.ts";
 import { type Plan, planFromChoice } from "./plan.ts";
 import { type BlockInfluence, profileInfluence, ruleLosses } from "./profile.ts";
 import { bandModeOf, candidateRules, type Rule } from "./rules.ts";
