@@ -99,16 +99,11 @@ export {
   perplexity,
   tokenLogProbs,
 } from "./runtime/cpu/generate.ts";
-export {
-  type AttentionDims,
-  AutoEngine,
-  type Engine,
-  fastEngine,
-  JaxEngine,
-  OrtEngine,
-  TsEngine,
-  tsEngine,
-} from "./runtime/cpu/engine.ts";
+export { type AttentionDims, type Engine } from "./runtime/cpu/engine.ts";
+export { TsEngine, tsEngine } from "./runtime/cpu/engine_ts.ts";
+export { OrtEngine } from "./runtime/cpu/engine_ort.ts";
+export { JaxEngine } from "./runtime/cpu/engine_jax.ts";
+export { AutoEngine, fastEngine } from "./runtime/cpu/engine_auto.ts";
 
 // the MoA chain: calibrate → profile → optimise → validate → plan
 export {

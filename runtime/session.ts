@@ -9,7 +9,7 @@ import { checkModelFolder, loadModel } from "./hf.ts";
 import type { ModelConfig } from "./model.ts";
 import { loadTokenizer, type TextTokenizer } from "./tokenizer.ts";
 import { CpuModel } from "./cpu/forward.ts";
-import { fastEngine } from "./cpu/engine.ts";
+import { fastEngine } from "./cpu/engine_auto.ts";
 import { getGpu, GpuUnavailableError } from "./gpu/device.ts";
 import { GpuModel } from "./gpu/model.ts";
 import { modelFingerprint } from "./hash.ts";

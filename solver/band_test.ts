@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { tinyConfig } from "../runtime/random_model.ts";
-import { tsEngine } from "../runtime/cpu/engine.ts";
+import { tsEngine } from "../runtime/cpu/engine_ts.ts";
 import { MoaKvCache } from "../runtime/cpu/sparse_cache.ts";
 import type { SpanSemantics } from "../runtime/spans.ts";
 import { type BandMode, bandModeOf, droppedBlocks, type Rule, ruleKeeps } from "./rules.ts";

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { CpuModel } from "../runtime/cpu/forward.ts";
-import { maxAbsDiff } from "../runtime/cpu/_reference.ts";
 import { randomModel, tinyConfig } from "../runtime/random_model.ts";
 import { Rng } from "../runtime/rng.ts";
 import { headStats, inductionScores, StatsKvCache } from "./heads.ts";
+import { assertAllClose } from "../runtime/_testing.ts";
 
 const config = tinyConfig({ numLayers: 2, numHeads: 4, numKvHeads: 2 });
 const rng = new Rng(2);
@@ -14,7 +14,7 @@ Deno.test("StatsKvCache attends exactly like the dense cache", async () => {
   const dense = (await runner.step([{ cache: runner.newCache(), tokens: prompt }], "all"))[0]!;
   const stats =
     (await runner.step([{ cache: new StatsKvCache(config), tokens: prompt }], "all"))[0]!;
-  assert.ok(maxAbsDiff(dense, stats) <= 1e-5);
+  assertAllClose(dense, stats, { atol: 1e-5 });
 });
 
 Deno.test("headStats() gives the closed form for uniform attention", async () => {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { CpuModel, forwardLogits } from "../runtime/cpu/forward.ts";
 import { randomModel, tinyConfig } from "../runtime/random_model.ts";
-import { byteModel } from "./_test_model.ts";
+import { byteModel } from "../runtime/_testing.ts";
 import {
   loadInfluence,
   makePlan,
@@ -14,7 +14,7 @@ import {
 import { isMoa, METHODS, planRecipe } from "../runtime/methods.ts";
 import { ruleDensity } from "./rules.ts";
 
-const { runner, tok } = byteModel();
+const { cpu, tok } = byteModel();
 
 Deno.test("makePlan() runs calibrate → profile → optimize → validate within the budget", async () => {
   const settings = {
@@ -27,7 +27,7 @@ Deno.test("makePlan() runs calibrate → profile → optimize → validate withi
     seed: 1,
     timeLimit: 20,
   };
-  const { plan, pareto } = await makePlan(runner, tok, "tiny", settings);
+  const { plan, pareto } = await makePlan(cpu, tok, "tiny", settings);
   assert.equal(plan.alphas.length, 2);
   assert.equal(plan.alphas[0]!.length, 2, "one rule per kv head");
   assert.ok(pareto.length >= 1);
@@ -50,7 +50,7 @@ Deno.test("makePlan() runs calibrate → profile → optimize → validate withi
 Deno.test("validationLoss() with a plan that keeps everything is the dense masked loss", async () => {
   const config = tinyConfig({ vocabSize: 64, numLayers: 2, numHeads: 4, numKvHeads: 2 });
   const model = randomModel(config, 5, 10);
-  const runner = new CpuModel(model);
+  const cpu = new CpuModel(model);
   const T = 80;
   const tokens = Int32Array.from({ length: T }, (_, i) => (i * 7 + 3) % 64);
   const targets = Int32Array.from({ length: T }, (_, i) => (i * 5 + 1) % 64);
@@ -64,11 +64,11 @@ Deno.test("validationLoss() with a plan that keeps everything is the dense maske
   }
   want /= 20;
   const full = { sink: 4, alphas: [[0, 0], [0, 0]], betas: [[1, 1], [1, 1]] };
-  const got = await validationLoss(runner, full, [{ tokens, targets, mask }]);
+  const got = await validationLoss(cpu, full, [{ tokens, targets, mask }]);
   assert.ok(Math.abs(got - want) < 1e-5, `${got} vs ${want}`);
   const narrow = { sink: 4, alphas: [[8, 8], [8, 8]], betas: [[0, 0], [0, 0]] };
   assert.ok(
-    Math.abs((await validationLoss(runner, narrow, [{ tokens, targets, mask }])) - want) > 1e-4,
+    Math.abs((await validationLoss(cpu, narrow, [{ tokens, targets, mask }])) - want) > 1e-4,
   );
 });
 
@@ -84,7 +84,7 @@ Deno.test("makePlan() ablation searches tie heads as asked and use static window
     timeLimit: 20,
   };
   const rules = async (search: "uniform" | "layer" | "head") => {
-    const { plan } = await makePlan(runner, tok, "tiny", { ...base, search });
+    const { plan } = await makePlan(cpu, tok, "tiny", { ...base, search });
     assert.ok(plan.betas.flat().every((b) => b === 0), `${search}: static windows only`);
     return plan.alphas;
   };
@@ -117,13 +117,13 @@ Deno.test("makePlan() profiles each length once through its cache, and plans as 
     }
     return loadInfluence(JSON.parse(stored.get(k)!));
   };
-  await makePlan(runner, tok, "tiny", base, () => {}, cache);
+  await makePlan(cpu, tok, "tiny", base, () => {}, cache);
   assert.equal(computed, 2, "one profile per length");
-  const again = await makePlan(runner, tok, "tiny", { ...base, density: 0.4 }, () => {}, cache);
+  const again = await makePlan(cpu, tok, "tiny", { ...base, density: 0.4 }, () => {}, cache);
   assert.equal(computed, 2, "a second density profiles nothing");
-  const fresh = await makePlan(runner, tok, "tiny", { ...base, density: 0.4 });
+  const fresh = await makePlan(cpu, tok, "tiny", { ...base, density: 0.4 });
   assert.deepEqual([again.plan.alphas, again.plan.betas], [fresh.plan.alphas, fresh.plan.betas]);
-  await makePlan(runner, tok, "tiny", { ...base, calibration: "context" }, () => {}, cache);
+  await makePlan(cpu, tok, "tiny", { ...base, calibration: "context" }, () => {}, cache);
   assert.equal(computed, 4, "another calibration is another profile");
 });
 

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { spearman, validityCheck } from "./validity.ts";
-import { byteModel } from "./_test_model.ts";
+import { byteModel } from "../runtime/_testing.ts";
 import { candidateRules } from "./rules.ts";
 
 Deno.test("spearman() is 1 for any increasing relation, -1 for a decreasing one, and handles ties", () => {
@@ -11,9 +11,9 @@ Deno.test("spearman() is 1 for any increasing relation, -1 for a decreasing one,
 });
 
 Deno.test("validityCheck() measures every pair and correlates what it returns", async () => {
-  const { runner, tok } = byteModel();
+  const { cpu, tok } = byteModel();
   const o = { length: 640, samples: 1, pairs: 10, block: 64, sink: 64, seed: 2 };
-  const r = await validityCheck(runner, tok, o);
+  const r = await validityCheck(cpu, tok, o);
   assert.equal(r.pairs.length, 10);
   const rules = candidateRules([320, 640], 1280);
   for (const p of r.pairs) {

@@ -37,7 +37,7 @@ import {
 } from "../../runtime/autodiff/jax_model.ts";
 import { CpuModel, forwardLogits } from "../../runtime/cpu/forward.ts";
 import { argmax, logSoftmaxAt } from "../../runtime/cpu/ops.ts";
-import { fastEngine } from "../../runtime/cpu/engine.ts";
+import { fastEngine } from "../../runtime/cpu/engine_auto.ts";
 import { runLongEval } from "../benchmarks.ts";
 import { cpuDecoder } from "../../runtime/decoder.ts";
 import { hashOf, stableStringify } from "../../runtime/hash.ts";

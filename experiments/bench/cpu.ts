@@ -6,13 +6,15 @@
  * @module
  */
 import { CpuModel } from "../../runtime/cpu/forward.ts";
-import { type Engine, JaxEngine, OrtEngine, tsEngine } from "../../runtime/cpu/engine.ts";
-import { AutoEngine } from "../../runtime/cpu/engine.ts";
+import type { Engine } from "../../runtime/cpu/engine.ts";
+import { tsEngine } from "../../runtime/cpu/engine_ts.ts";
+import { OrtEngine } from "../../runtime/cpu/engine_ort.ts";
+import { JaxEngine } from "../../runtime/cpu/engine_jax.ts";
+import { AutoEngine, fastEngine } from "../../runtime/cpu/engine_auto.ts";
 import { loadModel } from "../../runtime/hf.ts";
 import type { Model, ModelConfig } from "../../runtime/model.ts";
 import { randomModel, tinyConfig } from "../../runtime/random_model.ts";
 import { Rng } from "../../runtime/rng.ts";
-import { fastEngine } from "../../runtime/cpu/engine.ts";
 import { MoaKvCache } from "../../runtime/cpu/sparse_cache.ts";
 import { benchPlan } from "./gpu.ts";
 

@@ -16,7 +16,7 @@ import { writeRandomModel } from "../../data/models/init_random.ts";
 import { loadModel } from "../../runtime/hf.ts";
 import { loadTokenizer, type TextTokenizer } from "../../runtime/tokenizer.ts";
 import { CpuModel } from "../../runtime/cpu/forward.ts";
-import { fastEngine } from "../../runtime/cpu/engine.ts";
+import { fastEngine } from "../../runtime/cpu/engine_auto.ts";
 import { generateGreedy } from "../../runtime/cpu/generate.ts";
 import { ANSWER_TOKENS } from "../../data/benchmarks.ts";
 import { hasGpu } from "../../runtime/gpu/device.ts";

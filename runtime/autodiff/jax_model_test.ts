@@ -4,7 +4,7 @@ import type { Model, ModelConfig } from "../model.ts";
 import { randomModel, tinyConfig } from "../random_model.ts";
 import { Rng } from "../rng.ts";
 import { forwardLogits as cpuLogits } from "../cpu/forward.ts";
-import { maxAbsDiff, referenceLogits } from "../cpu/_reference.ts";
+import { referenceLogits } from "../cpu/_reference.ts";
 import {
   attentionGrads,
   type Batch,
@@ -17,6 +17,7 @@ import {
   paramsFromModel,
   readF32,
 } from "./jax_model.ts";
+import { assertAllClose, maxAbsDiff } from "../_testing.ts";
 
 await initJax("wasm");
 
@@ -81,8 +82,7 @@ Deno.test("forwardLogits() matches the CPU runtime within 1e-4", async (t) => {
       const params = paramsFromModel(model);
       for (const embedding of ["take", "onehot"] as const) {
         const got = await forwardLogits(config, params, tokens, T, { embedding });
-        const d = maxAbsDiff(got, want);
-        assert.ok(d <= 1e-4, `${embedding}: max |diff| ${d}`);
+        assertAllClose(got, want, { atol: 1e-4 }, `${embedding}`);
       }
       // the check can fail: a changed weight moves the logits
       const p2 = paramsFromModel({
@@ -212,7 +212,7 @@ Deno.test("lossAndGrad() agrees with central differences of the CPU runtime", as
     const oneHot = await lossAndGrad(config, params, batch, 1, T, { embedding: "onehot" });
     assert.equal(take.grads.lmHead, undefined);
     const g = await readF32(take.grads.embed.ref);
-    assert.ok(maxAbsDiff(await readF32(oneHot.grads.embed.ref), g) <= 1e-6);
+    assertAllClose(await readF32(oneHot.grads.embed.ref), g, { atol: 1e-6 });
     const C = config.hiddenSize;
     const unused = [...Array(config.vocabSize).keys()].find((v) => !batch.tokens.includes(v))!;
     const entries: [number, number][] = [[batch.tokens[12]!, 3], [batch.tokens[2]!, 17], [
@@ -329,7 +329,7 @@ Deno.test("attentionGrads() gives A and ∂L/∂A matching a float64 perturbed f
     assert.equal(res.probs.length, config.numLayers);
     for (const [l, p] of res.probs.entries()) {
       assert.equal(p.length, NH * T * T);
-      assert.ok(maxAbsDiff(p, base.probs[l]!) <= 1e-5, `layer ${l}`);
+      assertAllClose(p, base.probs[l]!, { atol: 1e-5 }, `layer ${l}`);
     }
   });
   await t.step("∂L/∂A agrees with central differences at 24 entries", () => {

@@ -87,11 +87,3 @@ export function referenceLogits(
   xs.forEach((x, t) => out.set(lin(norm(x, w.finalNorm), w.lmHead, null, V), t * V));
   return out;
 }
-
-/** The largest |a − b| over two equal-length arrays. */
-export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  if (a.length !== b.length) throw new RangeError(`length ${a.length} ≠ ${b.length}`);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
-  return m;
-}

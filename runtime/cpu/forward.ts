@@ -10,7 +10,8 @@
  * @module
  */
 import type { Model } from "../model.ts";
-import { type Engine, tsEngine } from "./engine.ts";
+import type { Engine } from "./engine.ts";
+import { tsEngine } from "./engine_ts.ts";
 import { DenseKvCache, type KvCache } from "./kv_cache.ts";
 import {
   addBias,

@@ -2,24 +2,18 @@ import assert from "node:assert/strict";
 import type { Model, ModelConfig } from "../model.ts";
 import { randomModel, tinyConfig } from "../random_model.ts";
 import { Rng } from "../rng.ts";
-import { tsEngine } from "./engine.ts";
+import { tsEngine } from "./engine_ts.ts";
 import { CpuModel, forwardLogits } from "./forward.ts";
 import type { KvCache } from "./kv_cache.ts";
 import { cacheFactory } from "./method_cache.ts";
 import { H2oKvCache, MoaKvCache } from "./sparse_cache.ts";
 import type { SparsePlan } from "../spans.ts";
+import { assertAllClose, maxAbsDiff } from "../_testing.ts";
 
 const tokens = (n: number, V: number, seed: number) => {
   const r = new Rng(seed);
   return Array.from({ length: n }, () => r.int(0, V - 1));
 };
-
-function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  assert.equal(a.length, b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
-  return m;
-}
 
 /** Which keys a query sees: layer, kv head, query position i, key position j ≤ i. */
 type Visible = (layer: number, kvHead: number, i: number, j: number) => boolean;
@@ -155,8 +149,7 @@ Deno.test("MoaKvCache with rules spanning the whole length reproduces dense logi
     for (const chunks of [[N], [90, 1, 5, 64]]) {
       await t.step(`${name}, chunks ${chunks.join("+")} then decode`, async () => {
         const got = await run(runner, new MoaKvCache(config, plan, N), ids, chunks);
-        const d = maxAbsDiff(got, dense);
-        assert.ok(d <= 1e-5, `max |diff| ${d}`);
+        assertAllClose(got, dense, { atol: 1e-5 }, "logits");
       });
     }
   }
@@ -173,8 +166,7 @@ Deno.test("MoaKvCache matches a naive masked float64 forward within 1e-4", async
   for (const chunks of [[160], [37, 5, 1, 90, 27]]) {
     await t.step(`prefill ${chunks.join("+")}, then decode to ${N}`, async () => {
       const got = await run(runner, new MoaKvCache(config, plan, N), ids, chunks);
-      const d = maxAbsDiff(got, want);
-      assert.ok(d <= 1e-4, `max |diff| ${d}`);
+      assertAllClose(got, want, { atol: 1e-4 }, "logits");
       // the plan really is sparse: dense logits are far from these
       assert.ok(maxAbsDiff(got, dense) > 1e-2);
     });
@@ -182,18 +174,18 @@ Deno.test("MoaKvCache matches a naive masked float64 forward within 1e-4", async
   await t.step("without sink tokens, where early queries of a head see no key", async () => {
     const noSink = { ...plan, sink: 0 };
     const got = await run(runner, new MoaKvCache(config, noSink, N), ids, [60, 7]);
-    const d = maxAbsDiff(got, maskedLogits(model, ids, ruleMask(noSink)));
-    assert.ok(d <= 1e-4, `max |diff| ${d}`);
+    assertAllClose(got, maskedLogits(model, ids, ruleMask(noSink)), { atol: 1e-4 }, "logits");
   });
   await t.step("past maxLength, each window is capped at its ring's capacity", async () => {
     const M = 120;
     const cache = new MoaKvCache(config, plan, M);
     const got = await run(runner, cache, ids, [100]);
-    const d = maxAbsDiff(
+    assertAllClose(
       got,
       maskedLogits(model, ids, ruleMask(plan, (l, g) => cache.capacity(l, g) - plan.sink)),
+      { atol: 1e-4 },
+      "logits",
     );
-    assert.ok(d <= 1e-4, `max |diff| ${d}`);
     assert.deepEqual([cache.capacity(0, 0), cache.capacity(0, 1)], [3 + 6, 3 + 50]);
     assert.deepEqual([cache.capacity(1, 0), cache.capacity(1, 1)], [3 + 50, 120]);
   });
@@ -206,8 +198,7 @@ Deno.test("MoaKvCache matches a naive masked float64 forward within 1e-4", async
       // written out here: the sink, then a window of density·n − sink recent keys
       const visible = (_l: number, _g: number, i: number, j: number) =>
         j < sink || i - j < Math.min(i + 1, Math.max(0, density * (i + 1) - sink));
-      const d = maxAbsDiff(got, maskedLogits(model, ids, visible));
-      assert.ok(d <= 1e-4, `max |diff| ${d}`);
+      assertAllClose(got, maskedLogits(model, ids, visible), { atol: 1e-4 }, "logits");
       const heads = config.numLayers * config.numKvHeads;
       assert.equal(cache.bytes(), heads * density * N * 2 * config.headDim * 4);
     },
@@ -277,8 +268,7 @@ Deno.test("H2oKvCache with a budget of the whole length reproduces dense logits"
     await t.step(`chunks ${chunks.join("+")} then decode`, async () => {
       const cache = new H2oKvCache(config, { density: 1, length: N });
       const got = await run(runner, cache, ids, chunks);
-      const d = maxAbsDiff(got, dense);
-      assert.ok(d <= 1e-5, `max |diff| ${d}`);
+      assertAllClose(got, dense, { atol: 1e-5 }, "logits");
       assert.equal(
         cache.bytes(),
         config.numLayers * config.numKvHeads * N * 2 * config.headDim * 4,
@@ -310,8 +300,7 @@ Deno.test("H2oKvCache fed in chunks: each query sees the keys kept before its ch
     const c = Math.floor(i / chunk);
     return j >= c * chunk || keptBefore[c]![l]![g]!.has(j);
   });
-  const d = maxAbsDiff(got, want);
-  assert.ok(d <= 1e-4, `max |diff| ${d}`);
+  assertAllClose(got, want, { atol: 1e-4 }, "logits");
   // and it is not dense attention: past the budget the logits differ
   const dense = await forwardLogits(model, ids);
   assert.ok(maxAbsDiff(got, dense) > 1e-3, "eviction changed nothing");
@@ -485,8 +474,7 @@ Deno.test("MoaKvCache with the reference span semantics matches a naive masked f
         return 1;
       };
       const got = await run(runner, cache, ids, chunks);
-      const d = maxAbsDiff(got, maskedLogits(model, ids, mask(stepOf)));
-      assert.ok(d <= 1e-4, `max |diff| ${d}`);
+      assertAllClose(got, maskedLogits(model, ids, mask(stepOf)), { atol: 1e-4 }, "logits");
       assert.ok(maxAbsDiff(got, dense) > 1e-2, "the plan is sparse");
     });
   }

@@ -1,12 +1,11 @@
 /**
- * Test helpers for the GPU backend: {@link assertClose} for results against a CPU twin, and
- * {@link storageStep} for steps that need an optional adapter capability. Those are ignored, with
+ * Test helpers for the GPU backend: {@link storageStep} for steps that need an optional adapter
+ * capability (results are compared with their CPU twin by `assertAllClose`, runtime/_testing.ts). Those are ignored, with
  * the reason in their name, where the adapter lacks it (as whole GPU tests are ignored where there
  * is no adapter at all), so `deno task test` passes on any machine and says what it did not check.
  *
  * @module
  */
-import assert from "node:assert/strict";
 import type { Gpu, StorageType } from "./device.ts";
 
 /**
@@ -39,31 +38,4 @@ export function storageStep(
 ): Deno.TestStepDefinition {
   const why = types.map((s) => missingStorage(gpu, s)).find((w) => w !== null) ?? null;
   return why === null ? { name, fn } : { name: `${name} (ignored: ${why})`, ignore: true, fn };
-}
-
-/**
- * Asserts |got − want| ≤ atol + rtol·|want| elementwise, naming the first bad index.
- *
- * @param got the values under test
- * @param want the reference values
- * @param atol absolute tolerance
- * @param rtol relative tolerance
- * @param what the name used in the failure message
- */
-export function assertClose(
-  got: ArrayLike<number>,
-  want: ArrayLike<number>,
-  atol: number,
-  rtol: number,
-  what: string,
-): void {
-  assert.equal(got.length, want.length, `${what}: length`);
-  for (let i = 0; i < want.length; i++) {
-    const d = Math.abs(got[i]! - want[i]!);
-    if (!(d <= atol + rtol * Math.abs(want[i]!))) {
-      assert.fail(
-        `${what}[${i}]: got ${got[i]}, want ${want[i]} (|Δ| ${d} > ${atol} + ${rtol}·|want|)`,
-      );
-    }
-  }
 }

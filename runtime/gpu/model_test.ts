@@ -6,7 +6,8 @@
  */
 import assert from "node:assert/strict";
 import { getGpu, hasGpu } from "./device.ts";
-import { assertClose, storageStep } from "./_testing.ts";
+import { storageStep } from "./_testing.ts";
+import { assertAllClose } from "../_testing.ts";
 import { GpuModel } from "./model.ts";
 import { forwardLogits } from "../cpu/forward.ts";
 import { CpuModel } from "../cpu/forward.ts";
@@ -19,7 +20,7 @@ import { randomModel, tinyConfig } from "../random_model.ts";
 import { loadModel } from "../hf.ts";
 import { loadTokenizer } from "../tokenizer.ts";
 import { formatLine, formatQuestion, HEADER } from "../../data/longeval/longeval.ts";
-import { tsEngine } from "../cpu/engine.ts";
+import { tsEngine } from "../cpu/engine_ts.ts";
 
 const ignore = !(await hasGpu());
 const MOA_TINY = new URL("../../data/models/moa-tiny", import.meta.url).pathname;
@@ -51,7 +52,7 @@ Deno.test({
         await s.prefill(0, toks);
         const got = await s.lastLogits();
         const tol = weights === "f32" ? 1e-4 : 2e-2;
-        assertClose(got, want, tol, tol, "logits");
+        assertAllClose(got, want, { atol: tol, rtol: tol }, "logits");
         s.destroy();
         g.destroy();
       }));

@@ -6,6 +6,7 @@ import { Rng } from "../rng.ts";
 import { exportOnnx } from "./export.ts";
 import { OrtModel } from "./ort.ts";
 import { hasGpu } from "../gpu/device.ts";
+import { assertAllClose } from "../_testing.ts";
 
 /** ONNX logits must match the CPU forward pass to this max |difference|. */
 const ATOL = 1e-4;
@@ -31,13 +32,6 @@ function randomTokens(rng: Rng, n: number, vocab: number): number[] {
   return Array.from({ length: n }, () => rng.int(0, vocab - 1));
 }
 
-function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  assert.equal(a.length, b.length, "lengths differ");
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
-  return m;
-}
-
 function maxAbs(a: ArrayLike<number>): number {
   let m = 0;
   for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]!));
@@ -52,8 +46,7 @@ async function assertPrefillMatches(model: Model, tokens: number[]): Promise<voi
     assert.deepEqual(dims, [1, tokens.length, model.config.vocabSize]);
     const want = await forwardLogits(model, tokens);
     assert.ok(maxAbs(want) > 2, `reference logits too small to test: max ${maxAbs(want)}`);
-    const diff = maxAbsDiff(logits, want);
-    assert.ok(diff <= ATOL, `max |onnx − cpu| = ${diff} > ${ATOL}`);
+    assertAllClose(logits, want, { atol: ATOL }, "logits");
   } finally {
     await ort.release();
   }
@@ -82,8 +75,7 @@ Deno.test("exportOnnx() runs in onnxruntime-web and matches forwardLogits()", as
         assert.equal(last.length, 2 * V);
         for (const [b, seq] of seqs.entries()) {
           const want = (await forwardLogits(model, seq)).subarray(407 * V, 408 * V);
-          const diff = maxAbsDiff(last.subarray(b * V, (b + 1) * V), want);
-          assert.ok(diff <= ATOL, `sequence ${b}: max |onnx − cpu| = ${diff} > ${ATOL}`);
+          assertAllClose(last.subarray(b * V, (b + 1) * V), want, { atol: ATOL }, `sequence ${b}`);
         }
       } finally {
         await ort.release();
@@ -170,8 +162,7 @@ Deno.test({
     let last: Float32Array = new Float32Array(0);
     for (let i = 64; i < 70; i++) last = await ort.decode([seq[i]!]);
     const want = (await forwardLogits(model, seq)).subarray(69 * V);
-    const diff = maxAbsDiff(last, want);
-    assert.ok(diff <= ATOL, `max |onnx webgpu − cpu| = ${diff} > ${ATOL}`);
+    assertAllClose(last, want, { atol: ATOL }, "logits");
   } finally {
     await ort.release();
   }

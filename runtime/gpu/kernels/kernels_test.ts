@@ -16,7 +16,8 @@ import {
   storage,
   writeBuffer,
 } from "../device.ts";
-import { assertClose, storageStep } from "../_testing.ts";
+import { storageStep } from "../_testing.ts";
+import { assertAllClose } from "../../_testing.ts";
 import { type KernelConfig, runOps } from "./_op.ts";
 import { embedOp, rmsnormOp, ropeOp, ropeTable, swigluOp } from "./elementwise.ts";
 import { matmulOp } from "./matmul.ts";
@@ -31,7 +32,7 @@ import {
   windowStartQ15,
 } from "./attention.ts";
 import { applyRope, argmax, embedTokens, rmsnorm, ropeInvFreq, siluMul } from "../../cpu/ops.ts";
-import { matmulTSync, tsEngine } from "../../cpu/engine.ts";
+import { matmulTSync, tsEngine } from "../../cpu/engine_ts.ts";
 import { MoaKvCache } from "../../cpu/sparse_cache.ts";
 import { elasticSpan, type SparsePlan } from "../../spans.ts";
 import { tinyConfig } from "../../random_model.ts";
@@ -73,7 +74,7 @@ Deno.test({ name: "embed.wgsl gathers the rows embedTokens() gathers", ignore },
       C,
     ),
   ]);
-  assertClose(await read(x, T * C), want, 0, 0, "x");
+  assertAllClose(await read(x, T * C), want, { atol: 0, rtol: 0 }, "x");
 });
 
 Deno.test({ name: "rmsnorm.wgsl matches rmsnorm() within 1e-5 relative", ignore }, async () => {
@@ -85,7 +86,7 @@ Deno.test({ name: "rmsnorm.wgsl matches rmsnorm() within 1e-5 relative", ignore 
   await runOps(gpu, [
     await rmsnormOp(gpu, K32, out, storage(gpu, "x", x), storage(gpu, "w", w), T, C, 1e-5),
   ]);
-  assertClose(await read(out, T * C), want, 1e-6, 1e-5, "out");
+  assertAllClose(await read(out, T * C), want, { atol: 1e-6, rtol: 1e-5 }, "out");
 });
 
 Deno.test({
@@ -129,7 +130,7 @@ Deno.test({
             },
           ),
         ]);
-        assertClose(await read(y, M * N), want, 1e-4, 1e-4, "y");
+        assertAllClose(await read(y, M * N), want, { atol: 1e-4, rtol: 1e-4 }, "y");
       }));
     }
   }
@@ -161,7 +162,7 @@ Deno.test(
         width,
       ),
     ]);
-    assertClose(await read(buf, rows * width), want, 1e-5, 1e-5, "qkv");
+    assertAllClose(await read(buf, rows * width), want, { atol: 1e-5, rtol: 1e-5 }, "qkv");
   },
 );
 
@@ -179,7 +180,7 @@ Deno.test({ name: "swiglu.wgsl matches siluMul() within 1e-6 relative", ignore }
   }
   const act = storage(gpu, "act", rows * F * 4);
   await runOps(gpu, [await swigluOp(gpu, K32, act, storage(gpu, "gu", gu), rows, F)]);
-  assertClose(await read(act, rows * F), want, 1e-6, 1e-5, "act");
+  assertAllClose(await read(act, rows * F), want, { atol: 1e-6, rtol: 1e-5 }, "act");
 });
 
 Deno.test({
@@ -323,11 +324,10 @@ Deno.test(
                 end: P0 + T,
               }),
             ]);
-            assertClose(
+            assertAllClose(
               await read(outBuf, T * NH * HS),
               want,
-              2e-5,
-              2e-5,
+              { atol: 2e-5, rtol: 2e-5 },
               `prefill chunk at ${P0}`,
             );
           }
@@ -369,7 +369,12 @@ Deno.test(
                 splits: Math.max(splits, need),
               }),
             ]);
-            assertClose(await read(outBuf, NH * HS), want, 2e-5, 2e-5, `decode at ${p}`);
+            assertAllClose(
+              await read(outBuf, NH * HS),
+              want,
+              { atol: 2e-5, rtol: 2e-5 },
+              `decode at ${p}`,
+            );
           }
         }));
       }

@@ -1,0 +1,78 @@
+/**
+ * The contract every engine (`runtime/cpu/engine.ts`) keeps, checked against float64 loops
+ * written here apart from the engines: `matmulT`, `matmul` (with shapes no kernel tiles evenly)
+ * and causal grouped-query `attention` queried from the middle of the keys. Each engine's test
+ * runs it.
+ *
+ * @module
+ */
+import { assertAllClose } from "../_testing.ts";
+import { Rng } from "../rng.ts";
+import type { AttentionDims, Engine } from "./engine.ts";
+
+const M = 37, K = 53, N = 29;
+/** T=5 queries at positions 3..7 over S=8 keys, NH=4, NKV=2, HS=6. */
+const DIMS: AttentionDims = { T: 5, S: 8, NH: 4, NKV: 2, HS: 6, first: 3 };
+
+/** Random inputs and their float64 results. */
+function cases() {
+  const r = new Rng(9);
+  const normal = (n: number) => Float32Array.from({ length: n }, () => r.normal());
+  const x = normal(M * K), w = normal(N * K), b = normal(K * N);
+  const wantT = new Float64Array(M * N), want = new Float64Array(M * N);
+  for (let m = 0; m < M; m++) {
+    for (let n = 0; n < N; n++) {
+      let s = 0, u = 0;
+      for (let k = 0; k < K; k++) {
+        s += x[m * K + k]! * w[n * K + k]!;
+        u += x[m * K + k]! * b[k * N + n]!;
+      }
+      wantT[m * N + n] = s;
+      want[m * N + n] = u;
+    }
+  }
+  const { T, S, NH, NKV, HS, first } = DIMS;
+  const q = normal(T * NH * HS), k = normal(NKV * S * HS), v = normal(NKV * S * HS);
+  const wantA = new Float64Array(T * NH * HS);
+  for (let t = 0; t < T; t++) {
+    for (let h = 0; h < NH; h++) {
+      const g = Math.floor(h / (NH / NKV));
+      const sc = Array.from({ length: first + t + 1 }, (_, j) => {
+        let s = 0;
+        for (let d = 0; d < HS; d++) s += q[(t * NH + h) * HS + d]! * k[(g * S + j) * HS + d]!;
+        return s / Math.sqrt(HS);
+      });
+      const mx = Math.max(...sc);
+      const e = sc.map((s) => Math.exp(s - mx));
+      const z = e.reduce((a, y) => a + y, 0);
+      for (let d = 0; d < HS; d++) {
+        wantA[(t * NH + h) * HS + d] = e.reduce(
+          (a, p, j) => a + (p / z) * v[(g * S + j) * HS + d]!,
+          0,
+        );
+      }
+    }
+  }
+  return { x, w, b, wantT, want, q, k, v, wantA };
+}
+
+/**
+ * Checks an engine's products and attention against float64 loops (the weight path twice, so an
+ * engine that keeps constant weights is checked on its cached copy too).
+ *
+ * @param e the engine
+ */
+export async function checkEngine(e: Engine): Promise<void> {
+  const c = cases();
+  const out = new Float32Array(M * N);
+  await e.matmulT(out, c.x, c.w, M, K, N, true);
+  assertAllClose(out, c.wantT, { atol: 1e-4 }, `${e.name} matmulT`);
+  out.fill(0);
+  await e.matmulT(out, c.x, c.w, M, K, N, true); // a cached weight
+  assertAllClose(out, c.wantT, { atol: 1e-4 }, `${e.name} matmulT, again`);
+  await e.matmul(out, c.x, c.b, M, K, N);
+  assertAllClose(out, c.want, { atol: 1e-4 }, `${e.name} matmul`);
+  const att = new Float32Array(c.wantA.length);
+  await e.attention(att, c.q, c.k, c.v, DIMS);
+  assertAllClose(att, c.wantA, { atol: 1e-5 }, `${e.name} attention`);
+}
