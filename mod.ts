@@ -13,8 +13,8 @@
  * const dir = new URL("./data/models/moa-tiny", import.meta.url).pathname;
  * const model = await loadModel(dir);
  * const tokenizer = await loadTokenizer(dir);
- * const runner = new CpuModel(model, await fastEngine());
- * const [out] = await generateGreedy(runner, [tokenizer.encode("line 1: ")], { maxNewTokens: 4 });
+ * const cpu = new CpuModel(model, await fastEngine());
+ * const [out] = await generateGreedy(cpu, [tokenizer.encode("line 1: ")], { maxNewTokens: 4 });
  * console.log(tokenizer.decode(out!));
  * ```
  *
@@ -31,8 +31,8 @@
  * ```ts ignore
  * import { CpuModel, fastEngine, loadModel, loadTokenizer, makePlan, writePlan } from "./mod.ts";
  * const dir = new URL("./data/models/moa-tiny", import.meta.url).pathname;
- * const runner = new CpuModel(await loadModel(dir), await fastEngine());
- * const { plan } = await makePlan(runner, await loadTokenizer(dir), "moa-tiny", {
+ * const cpu = new CpuModel(await loadModel(dir), await fastEngine());
+ * const { plan } = await makePlan(cpu, await loadTokenizer(dir), "moa-tiny", {
  *   density: 0.5, lengths: [512, 1024], servingLength: 2048, samples: 4, block: 32, sink: 32, seed: 0,
  * });
  * await writePlan("plan-d0.5.json", plan); // alphas/betas per layer and kv head, as the reference

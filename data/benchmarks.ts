@@ -42,7 +42,7 @@ const LONGEVAL_BATCH = 4;
  *   no cases, `accuracy` and `prompt_tokens` are missing (NaN, n = 0) rather than 0
  */
 export async function runLongEval(
-  s: Session,
+  s: Pick<Session, "tokenizer" | "bos" | "stopTokens">,
   cases: LongEvalCase[],
   method: Decoder,
   tick: Tick,
@@ -91,7 +91,7 @@ export async function runLongEval(
  * @returns `perplexity` and `nll` (mean negative log-likelihood, nats) rows
  */
 export async function runPerplexity(
-  s: Session,
+  s: Pick<Session, "tokenizer" | "cpu">,
   text: string,
   length: number,
   total: number,
@@ -112,7 +112,7 @@ export async function runPerplexity(
   for (let w = 0; w < windows; w++) {
     const start = Math.min(w * stride, ids.length - length - 1);
     const window = ids.slice(start, start + length + 1);
-    const lp = await tokenLogProbs(s.runner, window, chunk, newCache(window.length));
+    const lp = await tokenLogProbs(s.cpu, window, chunk, newCache(window.length));
     for (const x of lp) lps.push(x);
     tick(w + 1, windows);
   }
@@ -128,7 +128,7 @@ export async function runPerplexity(
  * @returns `prefill_tokens_per_s`, `decode_tokens_per_s`, `kv_bytes` rows
  */
 export async function runThroughput(
-  s: Session,
+  s: Pick<Session, "cpu">,
   length: number,
   decode: number,
   batch: number,
@@ -136,7 +136,7 @@ export async function runThroughput(
   method: Decoder,
   tick: Tick,
 ): Promise<Metric[]> {
-  const V = s.runner.model.config.vocabSize;
+  const V = s.cpu.model.config.vocabSize;
   const rng = new Rng(seed);
   const prompts = Array.from(
     { length: batch },

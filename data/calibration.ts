@@ -90,11 +90,11 @@ async function copyTask(
 
 /**
  * Builds a calibration set.
- * @param runner the dense model (generates the responses of kind `model`)
+ * @param cpu the dense model (generates the responses of kind `model`)
  * @param tok its tokenizer
  */
 export async function buildCalibration(
-  runner: CpuModel,
+  cpu: CpuModel,
   tok: TextTokenizer,
   o: CalibrationOptions,
 ): Promise<CalibrationSample[]> {
@@ -123,7 +123,7 @@ export async function buildCalibration(
       if (o.kind === "reference") {
         response = tok.encode(task.reference).slice(0, maxResponse);
       } else {
-        response = (await generateGreedy(runner, [prompt], {
+        response = (await generateGreedy(cpu, [prompt], {
           maxNewTokens: maxResponse,
           stopTokens: [EOS, ...(newline.length === 1 ? newline : [])],
         }))[0]!;

@@ -7,18 +7,18 @@ import { byteLevelTokenizerJson, tokenizerFromJson } from "../runtime/tokenizer.
 import { HELDOUT_WORDS } from "./longeval/words.ts";
 
 const tok = tokenizerFromJson(byteLevelTokenizerJson([]));
-const runner = new CpuModel(randomModel(tinyConfig({ vocabSize: 320, numLayers: 1 }), 2, 20));
+const cpu = new CpuModel(randomModel(tinyConfig({ vocabSize: 320, numLayers: 1 }), 2, 20));
 const opts = { length: 700, samples: 2, seed: 4, maxResponse: 8, brownDocuments: 3 };
 
 Deno.test("buildCalibration() 'model': responses are the dense model's own greedy answers", async () => {
-  const [le, copy] = await buildCalibration(runner, tok, { ...opts, kind: "model" });
+  const [le, copy] = await buildCalibration(cpu, tok, { ...opts, kind: "model" });
   for (const s of [le!, copy!]) {
     assert.equal(s.tokens.length, 700);
     const first = s.mask.indexOf(1);
     assert.ok(first > 0, "some response positions");
     // the prompt is tokens[0..first]; regenerate from it and compare with the masked targets
     const prompt = Array.from(s.tokens.subarray(0, first + 1));
-    const want = (await generateGreedy(runner, [prompt], {
+    const want = (await generateGreedy(cpu, [prompt], {
       maxNewTokens: 8,
       stopTokens: [2, ...tok.encode("\n")],
     }))[0]!;
@@ -38,7 +38,7 @@ Deno.test("buildCalibration() 'model': responses are the dense model's own greed
 });
 
 Deno.test("buildCalibration() 'reference' answers with the truth and 'context' counts every token", async () => {
-  const [le] = await buildCalibration(runner, tok, { ...opts, maxResponse: 12, kind: "reference" });
+  const [le] = await buildCalibration(cpu, tok, { ...opts, maxResponse: 12, kind: "reference" });
   const first = le!.mask.indexOf(1);
   const answer = tok.decode(
     Array.from(le!.targets.subarray(first)).filter((_, i) => le!.mask[first + i]),
@@ -47,7 +47,7 @@ Deno.test("buildCalibration() 'reference' answers with the truth and 'context' c
   const key = /in line ([a-z]+-[a-z]+)\?/.exec(prompt)![1]!;
   const value = new RegExp(`line ${key}: REGISTER_CONTENT is <(\\d+)>`).exec(prompt)![1]!;
   assert.equal(answer, ` <${value}>\n`);
-  const [ctx] = await buildCalibration(runner, tok, { ...opts, kind: "context" });
+  const [ctx] = await buildCalibration(cpu, tok, { ...opts, kind: "context" });
   assert.equal(ctx!.mask.reduce((a, x) => a + x, 0), 700);
   assert.deepEqual(ctx!.tokens.subarray(1), ctx!.targets.subarray(0, 699));
 });

@@ -74,9 +74,9 @@ Deno.test("kvCacheBytes() counts what a dense CPU cache holds", async () => {
   const config = tinyConfig(); // 2 layers, 2 kv heads of 16
   // by hand: 2 layers × (K and V) × 2 kv heads × 16 floats × 4 bytes = 512 bytes per token
   assert.equal(kvCacheBytes(config, 100), 51_200);
-  const runner = new CpuModel(randomModel(config, 1));
-  const cache = runner.newCache(8);
-  await runner.step([{ cache, tokens: Array.from({ length: 37 }, (_, i) => 3 + i) }], "none");
+  const cpu = new CpuModel(randomModel(config, 1));
+  const cache = cpu.newCache(8);
+  await cpu.step([{ cache, tokens: Array.from({ length: 37 }, (_, i) => 3 + i) }], "none");
   assert.equal(cache.bytes(), kvCacheBytes(config, 37));
 });
 

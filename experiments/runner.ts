@@ -398,7 +398,7 @@ export async function runExperiment(exp: Experiment, opts: RunOptions): Promise<
         const key = await planKey(method, density);
         const make = async () =>
           (await makePlan(
-            s.runner,
+            s.cpu,
             s.tokenizer,
             exp.model,
             {
@@ -756,7 +756,7 @@ async function runCell(
     spans: exp.spans,
     block: exp.profile.block,
   };
-  const newCache = cacheFactory(s.runner, spec);
+  const newCache = cacheFactory(s.cpu, spec);
   const method = sessionDecoder(s, spec);
   switch (c.benchmark) {
     case "longeval": {

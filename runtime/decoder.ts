@@ -133,7 +133,7 @@ export function sessionDecoder(s: Session, spec: MethodSpec): Decoder {
   if (s.gpu && cache !== "h2o") {
     // dense is one full-length window per head: no rules
     if (cache === "dense") return gpuDecoder(s.gpu, null);
-    return gpuDecoder(s.gpu, windowRules(s.runner.model.config, spec));
+    return gpuDecoder(s.gpu, windowRules(s.cpu.model.config, spec));
   }
-  return cpuDecoder(s.runner, cacheFactory(s.runner, spec));
+  return cpuDecoder(s.cpu, cacheFactory(s.cpu, spec));
 }

@@ -1,6 +1,7 @@
 /**
  * A loaded model ready to be benchmarked: weights, tokenizer, compute engine and the facts
- * that go into every CSV row (backend, device).
+ * that go into every CSV row (backend, device); the backend choice (`auto` takes a hardware GPU
+ * when there is one), and the checks of a model folder that need no weights.
  *
  * @module
  */
@@ -86,9 +87,13 @@ function checkVocab(dir: string, tokenizer: TextTokenizer, config: ModelConfig):
 
 /** A model loaded for evaluation. */
 export interface Session {
+  /** The model folder. */
   dir: string;
+  /** Its content fingerprint (`modelFingerprint`, runtime/hash.ts). */
   fingerprint: string;
-  runner: CpuModel;
+  /** The model on the CPU (perplexity, H2O and profiling run here on any backend). */
+  cpu: CpuModel;
+  /** The model's tokenizer. */
   tokenizer: TextTokenizer;
   /** Prepended to every prompt, or null. */
   bos: number | null;
@@ -145,7 +150,7 @@ export async function openSession(
   return {
     dir,
     fingerprint,
-    runner: new CpuModel(model, engine),
+    cpu: new CpuModel(model, engine),
     tokenizer,
     bos: model.config.bosTokenId,
     stopTokens,
@@ -158,7 +163,7 @@ export async function openSession(
 }
 
 /** Token ids of a prompt as the model sees it (BOS first when the model has one). */
-export function promptTokens(s: Session, text: string): number[] {
+export function promptTokens(s: Pick<Session, "tokenizer" | "bos">, text: string): number[] {
   const ids = s.tokenizer.encode(text);
   return s.bos === null ? ids : [s.bos, ...ids];
 }

@@ -159,11 +159,11 @@ export class StatsKvCache implements KvCache {
  * @param opts sinkTokens (default 64) and minQuery: only queries at or after this position count
  */
 export async function headStats(
-  runner: CpuModel,
+  cpu: CpuModel,
   prompts: number[][],
   opts: { sinkTokens?: number; minQuery?: number } = {},
 ): Promise<HeadStats[]> {
-  const c = runner.model.config;
+  const c = cpu.model.config;
   const n = c.numLayers * c.numHeads;
   const keys = [
     "distance",
@@ -180,7 +180,7 @@ export async function headStats(
   >;
   for (const p of prompts) {
     const cache = new StatsKvCache(c, opts.sinkTokens ?? 64, opts.minQuery ?? 0, p);
-    await runner.step([{ cache, tokens: p }], "none");
+    await cpu.step([{ cache, tokens: p }], "none");
     for (const key of keys) {
       for (let i = 0; i < n; i++) tot[key][i]! += cache.sums[key][i]!;
     }
@@ -212,7 +212,7 @@ export async function headStats(
  *   next-token accuracy there (the copies it gets right)
  */
 export async function inductionScores(
-  runner: CpuModel,
+  cpu: CpuModel,
   o: {
     span: number;
     sequences: number;
@@ -229,12 +229,12 @@ export async function inductionScores(
     const r = Array.from({ length: o.span }, () => rng.int(first, first + o.vocab - 1));
     prompts.push([o.bos ?? 1, ...r, ...r]);
   }
-  const heads = await headStats(runner, prompts, { sinkTokens: 1, minQuery: 1 + o.span });
+  const heads = await headStats(cpu, prompts, { sinkTokens: 1, minQuery: 1 + o.span });
   let hit = 0, n = 0;
-  const V = runner.model.config.vocabSize;
+  const V = cpu.model.config.vocabSize;
   for (const p of prompts) {
-    const cache = runner.newCache(p.length);
-    const logits = (await runner.step([{ cache, tokens: p }], "all"))[0]!;
+    const cache = cpu.newCache(p.length);
+    const logits = (await cpu.step([{ cache, tokens: p }], "all"))[0]!;
     for (let t = 1 + o.span; t < p.length - 1; t++) {
       if (argmax(logits, t * V, V) === p[t + 1]) hit++;
       n++;

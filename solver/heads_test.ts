@@ -10,10 +10,9 @@ const rng = new Rng(2);
 const prompt = Array.from({ length: 150 }, () => rng.int(3, config.vocabSize - 1));
 
 Deno.test("StatsKvCache attends exactly like the dense cache", async () => {
-  const runner = new CpuModel(randomModel(config, 4, 8));
-  const dense = (await runner.step([{ cache: runner.newCache(), tokens: prompt }], "all"))[0]!;
-  const stats =
-    (await runner.step([{ cache: new StatsKvCache(config), tokens: prompt }], "all"))[0]!;
+  const cpu = new CpuModel(randomModel(config, 4, 8));
+  const dense = (await cpu.step([{ cache: cpu.newCache(), tokens: prompt }], "all"))[0]!;
+  const stats = (await cpu.step([{ cache: new StatsKvCache(config), tokens: prompt }], "all"))[0]!;
   assertAllClose(dense, stats, { atol: 1e-5 });
 });
 
@@ -61,9 +60,9 @@ Deno.test("headStats() induction and previous-token mass: closed form for unifor
 });
 
 Deno.test("inductionScores() is seeded and bounded, and a random model does not copy", async () => {
-  const runner = new CpuModel(randomModel(config, 4, 8));
+  const cpu = new CpuModel(randomModel(config, 4, 8));
   const o = { span: 20, sequences: 2, vocab: 50, seed: 3 };
-  const a = await inductionScores(runner, o), b = await inductionScores(runner, o);
+  const a = await inductionScores(cpu, o), b = await inductionScores(cpu, o);
   assert.deepEqual(a, b, "seeded");
   assert.ok(a.copyAccuracy >= 0 && a.copyAccuracy <= 0.2, `random model copies ${a.copyAccuracy}`);
   for (const h of a.heads) {

@@ -112,16 +112,16 @@ export interface PlanResult {
  * @returns nats per response token
  */
 export async function validationLoss(
-  runner: CpuModel,
+  cpu: CpuModel,
   plan: SparsePlan,
   samples: CalibrationSample[],
 ): Promise<number> {
-  const V = runner.model.config.vocabSize;
+  const V = cpu.model.config.vocabSize;
   let s = 0, w = 0;
   for (const x of samples) {
     const T = x.tokens.length;
-    const cache = new MoaKvCache(runner.model.config, plan, T);
-    const logits = (await runner.step([{ cache, tokens: x.tokens }], "all"))[0]!;
+    const cache = new MoaKvCache(cpu.model.config, plan, T);
+    const logits = (await cpu.step([{ cache, tokens: x.tokens }], "all"))[0]!;
     for (let t = 0; t < T; t++) {
       const m = x.mask[t]!;
       if (!m) continue;
@@ -138,21 +138,21 @@ export async function validationLoss(
 
 /**
  * Runs the chain.
- * @param runner the dense model on the CPU (calibration responses, validation)
+ * @param cpu the dense model on the CPU (calibration responses, validation)
  * @param tok its tokenizer
  * @param modelName recorded in the plan
  * @param log progress lines
  * @param cache keeps each length's profile (default: none, everything is computed)
  */
 export async function makePlan(
-  runner: CpuModel,
+  cpu: CpuModel,
   tok: TextTokenizer,
   modelName: string,
   s: PlanSettings,
   log: (line: string) => void = () => {},
   cache: ProfileCache = (_key, compute) => compute(),
 ): Promise<PlanResult> {
-  const config = runner.model.config;
+  const config = cpu.model.config;
   const NKV = config.numKvHeads;
   const lengths = [...s.lengths].sort((a, b) => a - b);
   const kind = s.calibration ?? "model";
@@ -186,7 +186,7 @@ export async function makePlan(
       const key = { length: N, samples: s.samples, seed: s.seed, kind, block: s.block, signed };
       const inf = await cache(key, async () => {
         log(`calibrate: ${s.samples} samples of ${N} tokens (${kind} responses)`);
-        const samples = await buildCalibration(runner, tok, {
+        const samples = await buildCalibration(cpu, tok, {
           length: N,
           samples: s.samples,
           seed: s.seed,
@@ -195,7 +195,7 @@ export async function makePlan(
         log(`profile: attention influence at ${N} tokens, block ${s.block}`);
         if (!params) {
           await initJax("wasm");
-          params = paramsFromModel(runner.model);
+          params = paramsFromModel(cpu.model);
         }
         return await profileInfluence(config, params, samples, s.block, () => {}, signed);
       });
@@ -245,7 +245,7 @@ export async function makePlan(
   const vSamples: CalibrationSample[][] = [];
   for (const N of vLengths) {
     vSamples.push(
-      await buildCalibration(runner, tok, {
+      await buildCalibration(cpu, tok, {
         length: N,
         samples: s.samples,
         seed: s.seed + 1,
@@ -267,7 +267,7 @@ export async function makePlan(
     const choice = Array.from({ length: H }, (_, h) => sol.choice[groupOf(h)]!);
     const plan = planFromChoice(rules, choice, NKV, meta);
     let sum = 0;
-    for (const samples of vSamples) sum += await validationLoss(runner, plan, samples);
+    for (const samples of vSamples) sum += await validationLoss(cpu, plan, samples);
     scored.push({ sol, plan, validationLoss: sum / vSamples.length });
   }
   scored.sort((a, b) => a.validationLoss - b.validationLoss);

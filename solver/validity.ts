@@ -71,7 +71,7 @@ export interface ValidityPair {
  * @returns the pairs and their Spearman correlation
  */
 export async function validityCheck(
-  runner: CpuModel,
+  cpu: CpuModel,
   tok: TextTokenizer,
   o: {
     length: number;
@@ -93,16 +93,16 @@ export async function validityCheck(
     spearmanBlockSigned: number;
   }
 > {
-  const config = runner.model.config;
+  const config = cpu.model.config;
   const { numLayers: L, numKvHeads: NKV } = config;
-  const samples = await buildCalibration(runner, tok, {
+  const samples = await buildCalibration(cpu, tok, {
     length: o.length,
     samples: o.samples,
     seed: o.seed,
     kind: o.calibration ?? "model",
   });
   await initJax("wasm");
-  const params = paramsFromModel(runner.model);
+  const params = paramsFromModel(cpu.model);
   const inf = await profileInfluence(config, params, samples, o.block);
   const tokenInf = await profileInfluence(config, params, samples, 1);
   const blockSignedInf = await profileInfluence(config, params, samples, o.block, () => {}, true);
@@ -114,7 +114,7 @@ export async function validityCheck(
   const predictedElastic = ruleLosses(inf, rules, o.sink, "elastic");
   const predictedBlockSigned = ruleLosses(blockSignedInf, rules, o.sink);
   const full = { sink: o.sink, alphas: grid(L, NKV, o.length), betas: grid(L, NKV, 1) };
-  const base = await validationLoss(runner, full, samples);
+  const base = await validationLoss(cpu, full, samples);
   const rng = new Rng(o.seed);
   const out: ValidityPair[] = [];
   for (let k = 0; k < o.pairs; k++) {
@@ -123,7 +123,7 @@ export async function validityCheck(
     const plan = { sink: o.sink, alphas: grid(L, NKV, o.length), betas: grid(L, NKV, 1) };
     plan.alphas[layer]![kvHead] = rule.alpha;
     plan.betas[layer]![kvHead] = rule.beta;
-    const measured = (await validationLoss(runner, plan, samples)) - base;
+    const measured = (await validationLoss(cpu, plan, samples)) - base;
     out.push({
       layer,
       kvHead,

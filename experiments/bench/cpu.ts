@@ -62,20 +62,20 @@ export async function benchModel(
   contexts: number[],
   decodeSteps = 16,
 ): Promise<CpuBenchRow[]> {
-  const runner = new CpuModel(model, engine);
+  const cpu = new CpuModel(model, engine);
   const V = model.config.vocabSize;
   const rng = new Rng(3);
   const rows: CpuBenchRow[] = [];
-  await runner.step([{ cache: runner.newCache(), tokens: [1, 2, 3] }]); // warm-up
+  await cpu.step([{ cache: cpu.newCache(), tokens: [1, 2, 3] }]); // warm-up
   for (const T of contexts) {
     const tokens = Array.from({ length: T }, () => rng.int(3, V - 1));
-    const cache = runner.newCache(T + decodeSteps);
+    const cache = cpu.newCache(T + decodeSteps);
     let t0 = performance.now();
-    await runner.step([{ cache, tokens }], "last");
+    await cpu.step([{ cache, tokens }], "last");
     const prefill = (performance.now() - t0) / 1000;
     t0 = performance.now();
     for (let i = 0; i < decodeSteps; i++) {
-      await runner.step([{ cache, tokens: [rng.int(3, V - 1)] }], "last");
+      await cpu.step([{ cache, tokens: [rng.int(3, V - 1)] }], "last");
     }
     const decode = (performance.now() - t0) / 1000;
     const gflops = prefillFlops(model.config, T) / prefill / 1e9;
@@ -169,7 +169,7 @@ export async function benchCpuDecode(
   opts: { modelDir: string; context: number; decode?: number; batch?: number },
 ): Promise<CpuDecodeRow[]> {
   const model = await loadModel(opts.modelDir);
-  const runner = new CpuModel(model, await fastEngine());
+  const cpu = new CpuModel(model, await fastEngine());
   const c = model.config, V = c.vocabSize;
   const steps = opts.decode ?? 32, B = opts.batch ?? 1, n = opts.context;
   const rng = new Rng(5);
@@ -181,18 +181,18 @@ export async function benchCpuDecode(
   for (const [method, density] of [["dense", 1], ["moa", 0.5], ["moa", 0.25]] as const) {
     const plan = method === "moa" ? benchPlan(c, density, n + steps) : null;
     const caches = prompts.map(() =>
-      plan ? new MoaKvCache(c, plan, n + steps) : runner.newCache(n + steps)
+      plan ? new MoaKvCache(c, plan, n + steps) : cpu.newCache(n + steps)
     );
     for (let at = 0; at < n; at += 2048) {
-      await runner.step(
+      await cpu.step(
         prompts.map((p, b) => ({ cache: caches[b]!, tokens: p.slice(at, at + 2048) })),
         "none",
       );
     }
-    await runner.step(caches.map((cache) => ({ cache, tokens: [5] })), "last"); // warm-up
+    await cpu.step(caches.map((cache) => ({ cache, tokens: [5] })), "last"); // warm-up
     const t0 = performance.now();
     for (let i = 0; i < steps - 1; i++) {
-      await runner.step(caches.map((cache) => ({ cache, tokens: [rng.int(3, V - 1)] })), "last");
+      await cpu.step(caches.map((cache) => ({ cache, tokens: [rng.int(3, V - 1)] })), "last");
     }
     const tps = (B * (steps - 1)) / ((performance.now() - t0) / 1000);
     const kv = caches.reduce((a, k) => a + k.bytes(), 0);

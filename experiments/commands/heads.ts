@@ -75,11 +75,11 @@ async function main(args: string[]): Promise<number> {
     words: HELDOUT_WORDS,
   });
   const prompts = cases.map((c) => promptTokens(session, c.prompt));
-  const stats = await headStats(session.runner, prompts, {
+  const stats = await headStats(session.cpu, prompts, {
     sinkTokens,
     minQuery: Math.floor(length / 2),
   });
-  const V = session.runner.model.config.vocabSize;
+  const V = session.cpu.model.config.vocabSize;
   const vocab = values["induction-vocab"] === undefined
     ? V - 3
     : positiveInt("induction-vocab", values["induction-vocab"]);
@@ -88,7 +88,7 @@ async function main(args: string[]): Promise<number> {
       `--induction-vocab: at most ${V - 3} (the model's ordinary ids), got ${vocab}`,
     );
   }
-  const ind = await inductionScores(session.runner, {
+  const ind = await inductionScores(session.cpu, {
     span: positiveInt("induction-span", values["induction-span"]),
     sequences: 8,
     vocab,

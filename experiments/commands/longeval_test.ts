@@ -39,7 +39,7 @@ async function cli(...args: string[]): Promise<{ code: number; stdout: string; s
 
 /** A model folder loaded here, independently of experiments/session.ts. */
 interface Reference {
-  runner: CpuModel;
+  cpu: CpuModel;
   tokenizer: TextTokenizer;
   bos: number | null;
   stop: number[];
@@ -51,7 +51,7 @@ async function loadReference(dir: string): Promise<Reference> {
   const nl = tokenizer.encode("\n");
   assert.equal(nl.length, 1, "the byte-level tokenizer encodes a newline as one token");
   return {
-    runner: new CpuModel(model, await fastEngine()),
+    cpu: new CpuModel(model, await fastEngine()),
     tokenizer,
     bos: model.config.bosTokenId,
     stop: [...model.config.eosTokenIds, nl[0]!],
@@ -66,7 +66,7 @@ function idsOf(r: Reference, prompt: string): number[] {
 /** The model's greedy answer to each case. */
 async function answers(r: Reference, cases: LongEvalCase[]): Promise<string[]> {
   // `await` keeps this working whether generateGreedy is synchronous or returns a promise
-  const outs = await generateGreedy(r.runner, cases.map((c) => idsOf(r, c.prompt)), {
+  const outs = await generateGreedy(r.cpu, cases.map((c) => idsOf(r, c.prompt)), {
     maxNewTokens: ANSWER_TOKENS,
     stopTokens: r.stop,
   });

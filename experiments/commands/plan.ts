@@ -163,7 +163,7 @@ async function makeMain(args: string[]): Promise<number> {
   const dir = await resolveModelDir(values.model, "--model");
   const s = await openSession(dir, "cpu");
   const t0 = performance.now();
-  const { plan, pareto } = await makePlan(s.runner, s.tokenizer, values.model, {
+  const { plan, pareto } = await makePlan(s.cpu, s.tokenizer, values.model, {
     density,
     lengths,
     servingLength: serving,

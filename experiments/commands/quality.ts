@@ -88,8 +88,8 @@ async function main(args: string[]): Promise<number> {
     }
   }
   const s = await openSession(await resolveModelDir(values.model, "--model"), "cpu");
-  const max = s.runner.model.config.maxPositionEmbeddings;
-  const newCache = (n: number) => s.runner.newCache(n);
+  const max = s.cpu.model.config.maxPositionEmbeddings;
+  const newCache = (n: number) => s.cpu.newCache(n);
   const progress = createProgress(lines.length * keys.length + (pplLength > 0 ? 1 : 0));
   const cells: { lines: number; keys: string; tokens: number; correct: number; n: number }[] = [];
   for (const n of lines) {
@@ -112,7 +112,7 @@ async function main(args: string[]): Promise<number> {
       const m = await runLongEval(
         s,
         cs,
-        cpuDecoder(s.runner, newCache),
+        cpuDecoder(s.cpu, newCache),
         (d, t) => progress.update(d, t),
       );
       const acc = m.find((x) => x.metric === "accuracy")!;

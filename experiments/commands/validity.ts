@@ -53,7 +53,7 @@ async function main(args: string[]): Promise<number> {
     return n;
   };
   const s = await openSession(await resolveModelDir(values.model, "--model"), "cpu");
-  const r = await validityCheck(s.runner, s.tokenizer, {
+  const r = await validityCheck(s.cpu, s.tokenizer, {
     length: num("length", values.length, 64),
     pairs: num("pairs", values.pairs, 3),
     samples: num("samples", values.samples, 1),

@@ -31,9 +31,30 @@ function cases() {
       want[m * N + n] = u;
     }
   }
-  const { T, S, NH, NKV, HS, first } = DIMS;
+  const { T, S, NH, NKV, HS } = DIMS;
   const q = normal(T * NH * HS), k = normal(NKV * S * HS), v = normal(NKV * S * HS);
-  const wantA = new Float64Array(T * NH * HS);
+  const wantA = referenceAttention(q, k, v, DIMS);
+  return { x, w, b, wantT, want, q, k, v, wantA };
+}
+
+/**
+ * Causal grouped-query attention in float64 loops, as `Engine.attention` defines it: query t (at
+ * position first + t) of head h sees keys 0 … first + t of kv head ⌊h / (NH/NKV)⌋, softmax scaled
+ * by 1/√HS.
+ *
+ * @param q (T, NH, HS)
+ * @param k (NKV, S, HS), head-major
+ * @param v (NKV, S, HS), head-major
+ * @param dims sizes and the first query's position
+ * @returns (T, NH, HS)
+ */
+export function referenceAttention(
+  q: ArrayLike<number>,
+  k: ArrayLike<number>,
+  v: ArrayLike<number>,
+  { T, S, NH, NKV, HS, first }: AttentionDims,
+): Float64Array {
+  const out = new Float64Array(T * NH * HS);
   for (let t = 0; t < T; t++) {
     for (let h = 0; h < NH; h++) {
       const g = Math.floor(h / (NH / NKV));
@@ -46,14 +67,14 @@ function cases() {
       const e = sc.map((s) => Math.exp(s - mx));
       const z = e.reduce((a, y) => a + y, 0);
       for (let d = 0; d < HS; d++) {
-        wantA[(t * NH + h) * HS + d] = e.reduce(
+        out[(t * NH + h) * HS + d] = e.reduce(
           (a, p, j) => a + (p / z) * v[(g * S + j) * HS + d]!,
           0,
         );
       }
     }
   }
-  return { x, w, b, wantT, want, q, k, v, wantA };
+  return out;
 }
 
 /**

@@ -156,7 +156,7 @@ export async function forwardLogits(
   tokens: ArrayLike<number>,
   engine: Engine = tsEngine,
 ): Promise<Float32Array> {
-  const runner = new CpuModel(model, engine);
-  const cache = runner.newCache(tokens.length);
-  return (await runner.step([{ cache, tokens }], "all"))[0]!;
+  const cpu = new CpuModel(model, engine);
+  const cache = cpu.newCache(tokens.length);
+  return (await cpu.step([{ cache, tokens }], "all"))[0]!;
 }

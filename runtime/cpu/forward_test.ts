@@ -38,15 +38,15 @@ Deno.test("forwardLogits() matches the naive float64 reference within 1e-4", asy
 Deno.test("CpuModel.step() gives the same logits incrementally as in one pass", async (t) => {
   const config = tinyConfig({ numHeads: 4, numKvHeads: 2 });
   const model = randomModel(config, 5, 8);
-  const runner = new CpuModel(model);
+  const cpu = new CpuModel(model);
   const ids = tokens(700, config.vocabSize, 2);
   const full = await forwardLogits(model, ids);
   const V = config.vocabSize;
   await t.step("prefill in chunks on top of an existing cache, then decode", async () => {
-    const cache = runner.newCache(8);
+    const cache = cpu.newCache(8);
     let at = 0;
     for (const n of [300, 1, 250, 149]) {
-      const out = (await runner.step([{ cache, tokens: ids.slice(at, at + n) }], "all"))[0]!;
+      const out = (await cpu.step([{ cache, tokens: ids.slice(at, at + n) }], "all"))[0]!;
       assertAllClose(out, full.subarray(at * V, (at + n) * V), { atol: 1e-5 }, `chunk at ${at}`);
       at += n;
     }
@@ -58,8 +58,8 @@ Deno.test("CpuModel.step() gives the same logits incrementally as in one pass", 
   });
   await t.step("a ragged batch equals each sequence run alone", async () => {
     const seqs = [ids.slice(0, 37), ids.slice(100, 101), ids.slice(200, 290)];
-    const out = await runner.step(
-      seqs.map((s) => ({ cache: runner.newCache(), tokens: s })),
+    const out = await cpu.step(
+      seqs.map((s) => ({ cache: cpu.newCache(), tokens: s })),
       "last",
     );
     for (const [i, s] of seqs.entries()) {

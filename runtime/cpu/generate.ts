@@ -15,7 +15,7 @@ export interface GenerateOptions {
   stopTokens?: readonly number[];
   /** Prompt tokens per prefill step; longer prompts are fed in chunks. @default 2048 */
   prefillChunk?: number;
-  /** Makes the cache for each prompt. @default the runner's dense cache */
+  /** Makes the cache for each prompt. @default the cpu's dense cache */
   newCache?: (maxLength: number) => KvCache;
 }
 
@@ -23,31 +23,31 @@ export interface GenerateOptions {
  * Greedy decoding of a batch of prompts (of any lengths), decoding all unfinished sequences
  * together each step.
  *
- * @param runner the model
+ * @param cpu the model
  * @param prompts token ids per prompt, each non-empty
  * @param opts limits and stop tokens
  * @returns the generated ids per prompt (prompt excluded)
  */
 export async function generateGreedy(
-  runner: CpuModel,
+  cpu: CpuModel,
   prompts: number[][],
   opts: GenerateOptions,
 ): Promise<number[][]> {
-  const V = runner.model.config.vocabSize;
+  const V = cpu.model.config.vocabSize;
   const stop = new Set(opts.stopTokens ?? []);
   const chunk = opts.prefillChunk ?? 2048;
   prompts.forEach((p, i) => {
     if (p.length === 0) throw new RangeError(`prompt ${i} is empty`);
   });
   const caches = prompts.map((p) =>
-    opts.newCache?.(p.length + opts.maxNewTokens) ?? runner.newCache(p.length + opts.maxNewTokens)
+    opts.newCache?.(p.length + opts.maxNewTokens) ?? cpu.newCache(p.length + opts.maxNewTokens)
   );
   // prefill: every prompt in chunks; the last chunk's logits give the first token
   const next: number[] = prompts.map(() => 0);
   const longest = Math.max(...prompts.map((p) => p.length));
   for (let at = 0; at < longest; at += chunk) {
     const live = prompts.map((p, i) => ({ p, i })).filter(({ p }) => p.length > at);
-    const out = await runner.step(
+    const out = await cpu.step(
       live.map(({ p, i }) => ({ cache: caches[i]!, tokens: p.slice(at, at + chunk) })),
       "last",
     );
@@ -64,7 +64,7 @@ export async function generateGreedy(
     }
     if (active.size === 0) break;
     const ids = [...active];
-    const out = await runner.step(
+    const out = await cpu.step(
       ids.map((i) => ({ cache: caches[i]!, tokens: [next[i]!] })),
       "last",
     );
@@ -76,26 +76,26 @@ export async function generateGreedy(
 /**
  * log p(tokens[t+1] | tokens[0..t]) for every t, fed in chunks through one cache.
  *
- * @param runner the model
+ * @param cpu the model
  * @param tokens at least 2 token ids
  * @param chunk tokens per step @default 1024
  * @param cache the cache to use @default a new dense cache
  * @returns (T − 1) natural-log probabilities
  */
 export async function tokenLogProbs(
-  runner: CpuModel,
+  cpu: CpuModel,
   tokens: ArrayLike<number>,
   chunk = 1024,
-  cache: KvCache = runner.newCache(),
+  cache: KvCache = cpu.newCache(),
 ): Promise<Float64Array> {
-  const V = runner.model.config.vocabSize;
+  const V = cpu.model.config.vocabSize;
   const T = tokens.length;
   if (T < 2) throw new RangeError(`need at least 2 tokens, got ${T}`);
   const out = new Float64Array(T - 1);
   for (let at = 0; at < T - 1; at += chunk) {
     const n = Math.min(chunk, T - 1 - at);
     const ids = Array.from({ length: n }, (_, t) => tokens[at + t]!);
-    const logits = (await runner.step([{ cache, tokens: ids }], "all"))[0]!;
+    const logits = (await cpu.step([{ cache, tokens: ids }], "all"))[0]!;
     for (let t = 0; t < n; t++) out[at + t] = logSoftmaxAt(logits, t * V, V, tokens[at + t + 1]!);
   }
   return out;

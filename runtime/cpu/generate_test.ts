@@ -7,7 +7,7 @@ import { referenceLogits } from "./_reference.ts";
 
 const config = tinyConfig({ vocabSize: 64 });
 const model = randomModel(config, 11, 30);
-const runner = new CpuModel(model);
+const cpu = new CpuModel(model);
 const rng = new Rng(4);
 const prompt = (n: number) => Array.from({ length: n }, () => rng.int(3, 63));
 
@@ -29,7 +29,7 @@ function referenceGreedy(p: number[], n: number, stop: number[] = []): number[] 
 
 Deno.test("generateGreedy() matches recomputing the reference forward pass each token", async () => {
   const ps = [prompt(9), prompt(23), prompt(2)];
-  const got = await generateGreedy(runner, ps, { maxNewTokens: 6, prefillChunk: 8 });
+  const got = await generateGreedy(cpu, ps, { maxNewTokens: 6, prefillChunk: 8 });
   ps.forEach((p, i) => assert.deepEqual(got[i], referenceGreedy(p, 6)));
 });
 
@@ -37,7 +37,7 @@ Deno.test("generateGreedy() stops a sequence at its first stop token and keeps i
   const p = prompt(12);
   const free = referenceGreedy(p, 6);
   const stopAt = free[2]!;
-  const got = (await generateGreedy(runner, [p], { maxNewTokens: 6, stopTokens: [stopAt] }))[0]!;
+  const got = (await generateGreedy(cpu, [p], { maxNewTokens: 6, stopTokens: [stopAt] }))[0]!;
   assert.deepEqual(got, free.slice(0, free.indexOf(stopAt) + 1));
 });
 
@@ -51,9 +51,9 @@ Deno.test("tokenLogProbs() equals the reference log-softmax, whatever the chunk 
     return row[next]! - m - Math.log(z);
   });
   for (const chunk of [1, 7, 1024]) {
-    const got = await tokenLogProbs(runner, ids, chunk);
+    const got = await tokenLogProbs(cpu, ids, chunk);
     got.forEach((g, i) => assert.ok(Math.abs(g - want[i]!) <= 1e-4, `chunk ${chunk} t ${i}`));
   }
   const ppl = perplexity(want);
-  assert.ok(Math.abs(perplexity(await tokenLogProbs(runner, ids)) - ppl) / ppl < 1e-4);
+  assert.ok(Math.abs(perplexity(await tokenLogProbs(cpu, ids)) - ppl) / ppl < 1e-4);
 });

@@ -111,18 +111,18 @@ function ruleMask(plan: SparsePlan, cap: (l: number, g: number) => number = () =
 
 /** Runs chunks then single-token decodes; returns all logits, (ΣT, V). */
 async function run(
-  runner: CpuModel,
+  cpu: CpuModel,
   cache: KvCache,
   ids: number[],
   chunks: number[],
 ): Promise<Float32Array> {
-  const V = runner.model.config.vocabSize;
+  const V = cpu.model.config.vocabSize;
   const out = new Float32Array(ids.length * V);
   let at = 0;
   const sizes = [...chunks];
   while (at < ids.length) {
     const n = sizes.shift() ?? 1;
-    const logits = (await runner.step([{ cache, tokens: ids.slice(at, at + n) }], "all"))[0]!;
+    const logits = (await cpu.step([{ cache, tokens: ids.slice(at, at + n) }], "all"))[0]!;
     out.set(logits, at * V);
     at += n;
   }
@@ -135,7 +135,7 @@ const uniform = (config: ModelConfig, x: number) =>
 
 const config = tinyConfig({ numHeads: 4, numKvHeads: 2 });
 const model = randomModel(config, 5, 8);
-const runner = new CpuModel(model, tsEngine);
+const cpu = new CpuModel(model, tsEngine);
 
 Deno.test("MoaKvCache with rules spanning the whole length reproduces dense logits", async (t) => {
   const N = 200;
@@ -148,7 +148,7 @@ Deno.test("MoaKvCache with rules spanning the whole length reproduces dense logi
   for (const [name, plan] of Object.entries(plans)) {
     for (const chunks of [[N], [90, 1, 5, 64]]) {
       await t.step(`${name}, chunks ${chunks.join("+")} then decode`, async () => {
-        const got = await run(runner, new MoaKvCache(config, plan, N), ids, chunks);
+        const got = await run(cpu, new MoaKvCache(config, plan, N), ids, chunks);
         assertAllClose(got, dense, { atol: 1e-5 }, "logits");
       });
     }
@@ -165,7 +165,7 @@ Deno.test("MoaKvCache matches a naive masked float64 forward within 1e-4", async
   const dense = await forwardLogits(model, ids);
   for (const chunks of [[160], [37, 5, 1, 90, 27]]) {
     await t.step(`prefill ${chunks.join("+")}, then decode to ${N}`, async () => {
-      const got = await run(runner, new MoaKvCache(config, plan, N), ids, chunks);
+      const got = await run(cpu, new MoaKvCache(config, plan, N), ids, chunks);
       assertAllClose(got, want, { atol: 1e-4 }, "logits");
       // the plan really is sparse: dense logits are far from these
       assert.ok(maxAbsDiff(got, dense) > 1e-2);
@@ -173,13 +173,13 @@ Deno.test("MoaKvCache matches a naive masked float64 forward within 1e-4", async
   }
   await t.step("without sink tokens, where early queries of a head see no key", async () => {
     const noSink = { ...plan, sink: 0 };
-    const got = await run(runner, new MoaKvCache(config, noSink, N), ids, [60, 7]);
+    const got = await run(cpu, new MoaKvCache(config, noSink, N), ids, [60, 7]);
     assertAllClose(got, maskedLogits(model, ids, ruleMask(noSink)), { atol: 1e-4 }, "logits");
   });
   await t.step("past maxLength, each window is capped at its ring's capacity", async () => {
     const M = 120;
     const cache = new MoaKvCache(config, plan, M);
-    const got = await run(runner, cache, ids, [100]);
+    const got = await run(cpu, cache, ids, [100]);
     assertAllClose(
       got,
       maskedLogits(model, ids, ruleMask(plan, (l, g) => cache.capacity(l, g) - plan.sink)),
@@ -193,8 +193,8 @@ Deno.test("MoaKvCache matches a naive masked float64 forward within 1e-4", async
     "StreamingLLM as runs build it keeps density · n tokens: the sink inside",
     async () => {
       const density = 0.25, sink = 4;
-      const cache = cacheFactory(runner, { method: "streaming", density, sink })(N);
-      const got = await run(runner, cache, ids, [150]);
+      const cache = cacheFactory(cpu, { method: "streaming", density, sink })(N);
+      const got = await run(cpu, cache, ids, [150]);
       // written out here: the sink, then a window of density·n − sink recent keys
       const visible = (_l: number, _g: number, i: number, j: number) =>
         j < sink || i - j < Math.min(i + 1, Math.max(0, density * (i + 1) - sink));
@@ -215,19 +215,19 @@ Deno.test("MoaKvCache.bytes() counts the slots each head fills", async (t) => {
     2 * HS * 4;
   const ids = tokens(N, config.vocabSize, 3);
   const moa = new MoaKvCache(config, plan, N);
-  const dense = runner.newCache(N);
+  const dense = cpu.newCache(N);
   assert.equal(moa.bytes(), 0);
   assert.equal(moa.capacityBytes(), windows.reduce((a, w) => a + sink + w, 0) * 2 * HS * 4);
   await t.step("after prefill", async () => {
-    await runner.step([{ cache: moa, tokens: ids.slice(0, 3) }], "none");
+    await cpu.step([{ cache: moa, tokens: ids.slice(0, 3) }], "none");
     assert.equal(moa.bytes(), expected(3));
-    await runner.step([{ cache: moa, tokens: ids.slice(3, 30) }], "none");
+    await cpu.step([{ cache: moa, tokens: ids.slice(3, 30) }], "none");
     assert.equal(moa.bytes(), expected(30));
     assert.equal(moa.bytes(), (14 + 30 + 29 + 30) * 2 * HS * 4);
   });
   await t.step("after decoding to maxLength, at the plan's density", async () => {
-    for (let i = 30; i < N; i++) await runner.step([{ cache: moa, tokens: [ids[i]!] }], "none");
-    await runner.step([{ cache: dense, tokens: ids }], "none");
+    for (let i = 30; i < N; i++) await cpu.step([{ cache: moa, tokens: [ids[i]!] }], "none");
+    await cpu.step([{ cache: dense, tokens: ids }], "none");
     assert.equal(moa.bytes(), expected(N));
     assert.equal(moa.bytes(), moa.capacityBytes());
     // density min(1, (sink + S(N)) / N) per head, averaged over heads
@@ -267,7 +267,7 @@ Deno.test("H2oKvCache with a budget of the whole length reproduces dense logits"
   for (const chunks of [[N], [90, 1, 5, 64]]) {
     await t.step(`chunks ${chunks.join("+")} then decode`, async () => {
       const cache = new H2oKvCache(config, { density: 1, length: N });
-      const got = await run(runner, cache, ids, chunks);
+      const got = await run(cpu, cache, ids, chunks);
       assertAllClose(got, dense, { atol: 1e-5 }, "logits");
       assert.equal(
         cache.bytes(),
@@ -293,7 +293,7 @@ Deno.test("H2oKvCache fed in chunks: each query sees the keys kept before its ch
           (_, g) => new Set(cache.kept(l, g).map((e) => e.position)),
         )),
     );
-    const logits = (await runner.step([{ cache, tokens: ids.slice(at, at + chunk) }], "all"))[0]!;
+    const logits = (await cpu.step([{ cache, tokens: ids.slice(at, at + chunk) }], "all"))[0]!;
     got.set(logits, at * config.vocabSize);
   }
   const want = maskedLogits(model, ids, (l, g, i, j) => {
@@ -325,14 +325,14 @@ Deno.test("H2oKvCache keeps at most its budget, always with the recent tokens", 
     assert.equal(cache.bytes(), kept * 2 * config.headDim * 4);
   };
   await t.step("after prefill and a chunk on top", async () => {
-    await runner.step([{ cache, tokens: ids.slice(0, 70) }], "none");
+    await cpu.step([{ cache, tokens: ids.slice(0, 70) }], "none");
     check();
-    await runner.step([{ cache, tokens: ids.slice(70, 75) }], "none");
+    await cpu.step([{ cache, tokens: ids.slice(70, 75) }], "none");
     check();
   });
   await t.step("after each decoded token", async () => {
     for (let i = 75; i < 120; i++) {
-      await runner.step([{ cache, tokens: [ids[i]!] }], "none");
+      await cpu.step([{ cache, tokens: [ids[i]!] }], "none");
       check();
     }
   });
@@ -473,19 +473,19 @@ Deno.test("MoaKvCache with the reference span semantics matches a naive masked f
         }
         return 1;
       };
-      const got = await run(runner, cache, ids, chunks);
+      const got = await run(cpu, cache, ids, chunks);
       assertAllClose(got, maskedLogits(model, ids, mask(stepOf)), { atol: 1e-4 }, "logits");
       assert.ok(maxAbsDiff(got, dense) > 1e-2, "the plan is sparse");
     });
   }
   await t.step("the per-query semantics of the same rules gives other logits", async () => {
     const perQuery = await run(
-      runner,
+      cpu,
       new MoaKvCache(config, { ...plan, spans: "per-query" }, N),
       ids,
       [160],
     );
-    const reference = await run(runner, new MoaKvCache(config, plan, N), ids, [160]);
+    const reference = await run(cpu, new MoaKvCache(config, plan, N), ids, [160]);
     assert.ok(maxAbsDiff(perQuery, reference) > 1e-3);
   });
   await t.step("a sink that is not whole blocks is refused", () => {

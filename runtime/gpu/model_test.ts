@@ -91,7 +91,7 @@ Deno.test(
       [1, ...tok.encode(HEADER + lines(3) + formatQuestion(keys[0]!))],
       [1, ...tok.encode("The jury said it did find that many of Atlanta's registration")],
     ];
-    const runner = new CpuModel(model, tsEngine);
+    const cpu = new CpuModel(model, tsEngine);
     const maxNew = 24;
     const maxLength = Math.max(...prompts.map((p) => p.length)) + maxNew;
     const cases: [string, SparsePlan | null, Parameters<typeof cacheFactory>[1]][] = [
@@ -111,9 +111,9 @@ Deno.test(
     const g = await GpuModel.load(model);
     for (const [name, plan, spec] of cases) {
       await t.step(name, async () => {
-        const want = await generateGreedy(runner, prompts, {
+        const want = await generateGreedy(cpu, prompts, {
           maxNewTokens: maxNew,
-          newCache: cacheFactory(runner, spec),
+          newCache: cacheFactory(cpu, spec),
         });
         const s = await g.session({ batch: prompts.length, maxLength, plan, prefillChunk: 64 });
         const got = await s.generate(prompts, { maxNewTokens: maxNew, stepsPerSync: 7 });
@@ -149,8 +149,8 @@ Deno.test(
       spans: "reference",
       block: 16,
     };
-    const runner = new CpuModel(model, tsEngine);
-    const want = await generateGreedy(runner, prompts, {
+    const cpu = new CpuModel(model, tsEngine);
+    const want = await generateGreedy(cpu, prompts, {
       maxNewTokens: maxNew,
       newCache: () => new MoaKvCache(c, plan, maxLength),
     });
@@ -159,7 +159,7 @@ Deno.test(
     const got = await s.generate(prompts, { maxNewTokens: maxNew, stepsPerSync: 5 });
     assert.deepEqual(got, want);
     // and the semantics matters here: per-query windows generate something else
-    const perQuery = await generateGreedy(runner, prompts, {
+    const perQuery = await generateGreedy(cpu, prompts, {
       maxNewTokens: maxNew,
       newCache: () => new MoaKvCache(c, { ...plan, spans: "per-query" }, maxLength),
     });
@@ -173,9 +173,9 @@ Deno.test(
   { name: "GpuSession stops at a stop token, keeps it, and drops the overshoot", ignore },
   async () => {
     const model = randomModel(tinyConfig(), 5);
-    const runner = new CpuModel(model, tsEngine);
+    const cpu = new CpuModel(model, tsEngine);
     const prompt = [1, 40, 41, 42, 43];
-    const free = (await generateGreedy(runner, [prompt], { maxNewTokens: 12 }))[0]!;
+    const free = (await generateGreedy(cpu, [prompt], { maxNewTokens: 12 }))[0]!;
     const stop = free[5]!;
     const want = free.slice(0, free.indexOf(stop) + 1);
     const g = await GpuModel.load(model);

@@ -1,0 +1,147 @@
+import assert from "node:assert/strict";
+import { ANSWER_TOKENS, runLongEval, runPerplexity, runThroughput } from "./benchmarks.ts";
+import type { LongEvalCase } from "./longeval/longeval.ts";
+import { assertAllClose, byteModel } from "../runtime/_testing.ts";
+import { forwardLogits } from "../runtime/cpu/forward.ts";
+import type { Decoder } from "../runtime/decoder.ts";
+
+const { cpu, tok } = byteModel();
+/** What the benchmarks read of a session: the tokenizer, BOS and stop tokens, the CPU model. */
+const session = { cpu, tokenizer: tok, bos: 1, stopTokens: [10] };
+
+const longEvalCase = (i: number, expected: number, decile: number | null): LongEvalCase => ({
+  id: `c${i}`,
+  prompt: `question ${i}`,
+  expected,
+  key: null,
+  lineIndex: null,
+  numLines: null,
+  decile,
+  targetLength: null,
+  tokens: null,
+});
+
+/** A decoder that answers each prompt with a scripted text and records what it was asked. */
+function scripted(answers: Map<string, string>) {
+  const asked: { prompts: number[][]; maxNew: number; stop: readonly number[] }[] = [];
+  const decoder: Decoder = {
+    backend: "cpu",
+    generate(prompts, maxNew, stop) {
+      asked.push({ prompts, maxNew, stop });
+      return Promise.resolve(
+        prompts.map((p) => tok.encode(answers.get(tok.decode(p.slice(1))) ?? "no idea")),
+      );
+    },
+    time: () => Promise.reject(new Error("not timed here")),
+  };
+  return { decoder, asked };
+}
+
+Deno.test("runLongEval() scores the last integer of each answer, overall and per decile", async () => {
+  const cases = [
+    longEvalCase(0, 111, 0),
+    longEvalCase(1, 222, 0),
+    longEvalCase(2, 333, 5),
+    longEvalCase(3, 444, 5),
+    longEvalCase(4, 555, null), // no decile: counts overall only
+  ];
+  const { decoder, asked } = scripted(
+    new Map([
+      ["question 0", "line x: REGISTER_CONTENT is <111>"],
+      ["question 1", "221"],
+      ["question 2", "the value is 7, no: 333"],
+      ["question 4", "555"],
+    ]),
+  );
+  const ticks: [number, number][] = [];
+  const metrics = await runLongEval(session, cases, decoder, (d, t) => ticks.push([d, t]));
+  const value = (name: string) => metrics.find((m) => m.metric === name);
+  assert.deepEqual(value("accuracy"), { metric: "accuracy", value: 3 / 5, n: 5 });
+  assert.deepEqual(value("accuracy_decile_0"), { metric: "accuracy_decile_0", value: 0.5, n: 2 });
+  assert.deepEqual(value("accuracy_decile_5"), { metric: "accuracy_decile_5", value: 0.5, n: 2 });
+  // "question i" is 10 bytes, plus BOS
+  assert.deepEqual(value("prompt_tokens"), { metric: "prompt_tokens", value: 11, n: 5 });
+  // batches of 4 prompts with BOS first, the answer budget and the session's stop tokens
+  assert.deepEqual(asked.map((a) => a.prompts.length), [4, 1]);
+  assert.deepEqual(asked[0]!.prompts[0], [1, ...tok.encode("question 0")]);
+  assert.ok(asked.every((a) => a.maxNew === ANSWER_TOKENS && a.stop === session.stopTokens));
+  assert.deepEqual(ticks, [[4, 5], [5, 5]]);
+});
+
+Deno.test("runLongEval() with no cases reports accuracy as missing, not 0", async () => {
+  const metrics = await runLongEval(session, [], scripted(new Map()).decoder, () => {});
+  assert.equal(metrics.length, 2);
+  for (const m of metrics) {
+    assert.ok(Number.isNaN(m.value), m.metric);
+    assert.equal(m.n, 0);
+  }
+});
+
+Deno.test("runPerplexity() is exp of the mean next-token loss over evenly spread windows", async () => {
+  const text = "The quick brown fox jumps over the lazy dog, twice: the quick brown fox.";
+  const ids = tok.encode(text);
+  const length = 16, total = 40; // ⌈40/16⌉ = 3 windows of 17 tokens
+  const windows = 3, stride = Math.floor((ids.length - length - 1) / (windows - 1));
+  // independent reference: log-softmax of the full forward's logits, in float64
+  let nll = 0, n = 0;
+  for (let w = 0; w < windows; w++) {
+    const win = ids.slice(w * stride, w * stride + length + 1);
+    const logits = await forwardLogits(cpu.model, win);
+    const V = cpu.model.config.vocabSize;
+    for (let t = 0; t < length; t++) {
+      const row = Array.from(logits.subarray(t * V, (t + 1) * V));
+      const mx = Math.max(...row);
+      const lse = mx + Math.log(row.reduce((a, x) => a + Math.exp(x - mx), 0));
+      nll += lse - row[win[t + 1]!]!;
+      n++;
+    }
+  }
+  const ticks: number[] = [];
+  const newCache = (max: number) => cpu.newCache(max);
+  for (const chunk of [1024, 5]) {
+    const m = await runPerplexity(
+      session,
+      text,
+      length,
+      total,
+      newCache,
+      (d) => ticks.push(d),
+      chunk,
+    );
+    assert.deepEqual(m.map((x) => [x.metric, x.n]), [["perplexity", n], ["nll", n]]);
+    assertAllClose(
+      [m[1]!.value, m[0]!.value],
+      [nll / n, Math.exp(nll / n)],
+      { rtol: 1e-5 },
+      `chunk ${chunk}`,
+    );
+  }
+  assert.deepEqual(ticks, [1, 2, 3, 1, 2, 3]);
+  await assert.rejects(
+    () => runPerplexity(session, "short", 16, 16, newCache, () => {}),
+    /the held-out text has 5 tokens, fewer than one window of 16/,
+  );
+});
+
+Deno.test("runThroughput() turns a decoder's timing into tokens per second and KV bytes", async () => {
+  const prompts: number[][] = [];
+  const decoder: Decoder = {
+    backend: "cpu",
+    generate: () => Promise.reject(new Error("not used")),
+    time(p, decode) {
+      prompts.push(...p);
+      assert.equal(decode, 8);
+      return Promise.resolve({ prefillS: 0.5, decodeS: 2, kvBytes: 1234 });
+    },
+  };
+  const m = await runThroughput(session, 64, 8, 3, 0, decoder, () => {});
+  assert.deepEqual(m, [
+    { metric: "prefill_tokens_per_s", value: (3 * 64) / 0.5, n: 3 * 64 },
+    { metric: "decode_tokens_per_s", value: (3 * 8) / 2, n: 3 * 8 },
+    { metric: "kv_bytes", value: 1234, n: 3 },
+  ]);
+  // random prompts of the asked length, ids in [3, V − 1]
+  assert.equal(prompts.length, 3);
+  const V = cpu.model.config.vocabSize;
+  assert.ok(prompts.every((p) => p.length === 64 && p.every((t) => t >= 3 && t < V)));
+});
