@@ -664,7 +664,8 @@ export async function lossAndGrad(
 }
 
 /**
- * The logits of every position of one sequence (for checking against the CPU runtime).
+ * The logits of every position of one sequence under jax-js (for checking the differentiable
+ * model against the CPU runtime's `forwardLogits`).
  *
  * @param config the architecture
  * @param params the weights (not consumed)
@@ -673,7 +674,7 @@ export async function lossAndGrad(
  * @param opts embedding lookup
  * @returns (T, V) logits
  */
-export async function forwardLogits(
+export async function jaxLogits(
   config: ModelConfig,
   params: Params,
   tokens: Int32Array,

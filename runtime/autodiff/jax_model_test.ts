@@ -3,14 +3,14 @@ import type { Array as JaxArray } from "@jax-js/jax";
 import type { Model, ModelConfig } from "../model.ts";
 import { randomModel, tinyConfig } from "../random_model.ts";
 import { Rng } from "../rng.ts";
-import { forwardLogits as cpuLogits } from "../cpu/forward.ts";
+import { forwardLogits } from "../cpu/forward.ts";
 import { referenceLogits } from "../cpu/_reference.ts";
 import {
   attentionGrads,
   type Batch,
   disposeParams,
-  forwardLogits,
   initJax,
+  jaxLogits,
   lossAndGrad,
   modelFromParams,
   type Params,
@@ -63,7 +63,7 @@ function maskedNll(logits: ArrayLike<number>, batch: Batch, V: number): number {
   return s / w;
 }
 
-Deno.test("forwardLogits() matches the CPU runtime within 1e-4", async (t) => {
+Deno.test("jaxLogits() matches the CPU runtime within 1e-4", async (t) => {
   const cases: Record<string, ModelConfig> = {
     "llama with GQA": tinyConfig({ numHeads: 4, numKvHeads: 2 }),
     "tied embeddings": tinyConfig({ tieWordEmbeddings: true }),
@@ -78,10 +78,10 @@ Deno.test("forwardLogits() matches the CPU runtime within 1e-4", async (t) => {
       const model = randomModel(config, 3, 8);
       const T = 24;
       const tokens = ids(T, config.vocabSize, 1);
-      const want = await cpuLogits(model, tokens);
+      const want = await forwardLogits(model, tokens);
       const params = paramsFromModel(model);
       for (const embedding of ["take", "onehot"] as const) {
-        const got = await forwardLogits(config, params, tokens, T, { embedding });
+        const got = await jaxLogits(config, params, tokens, T, { embedding });
         assertAllClose(got, want, { atol: 1e-4 }, `${embedding}`);
       }
       // the check can fail: a changed weight moves the logits
@@ -89,7 +89,7 @@ Deno.test("forwardLogits() matches the CPU runtime within 1e-4", async (t) => {
         config,
         weights: { ...model.weights, finalNorm: model.weights.finalNorm.map((x) => x * 1.01) },
       });
-      assert.ok(maxAbsDiff(await forwardLogits(config, p2, tokens, T), want) > 1e-3);
+      assert.ok(maxAbsDiff(await jaxLogits(config, p2, tokens, T), want) > 1e-3);
       disposeParams(params);
       disposeParams(p2);
     });
@@ -158,10 +158,10 @@ async function centralDiff(
   const V = model.config.vocabSize, w0 = w[i]!;
   w[i] = w0 + h;
   const up = w[i]!;
-  const lp = maskedNll(await cpuLogits(model, batch.tokens), batch, V);
+  const lp = maskedNll(await forwardLogits(model, batch.tokens), batch, V);
   w[i] = w0 - h;
   const down = w[i]!;
-  const lm = maskedNll(await cpuLogits(model, batch.tokens), batch, V);
+  const lm = maskedNll(await forwardLogits(model, batch.tokens), batch, V);
   w[i] = w0;
   return (lp - lm) / (up - down);
 }
@@ -182,7 +182,7 @@ Deno.test("lossAndGrad() agrees with central differences of the CPU runtime", as
     const batch = batchOf(config, T, 5);
     const params = paramsFromModel(model);
     const { loss, grads } = await lossAndGrad(config, params, batch, 1, T);
-    const want = maskedNll(await cpuLogits(model, batch.tokens), batch, config.vocabSize);
+    const want = maskedNll(await forwardLogits(model, batch.tokens), batch, config.vocabSize);
     assert.ok(Math.abs(loss - want) <= 1e-5 * want, `loss ${loss} vs ${want}`);
     const r = new Rng(21);
     let checked = 0, large = 0;
