@@ -217,7 +217,7 @@ export {
   type RunOptions,
   type RunResult,
   type Shard,
-} from "./experiments/runner.ts";
+} from "./experiments/run.ts";
 export type { Progress } from "./experiments/progress.ts";
 export { type MergeOptions, type MergeResult, mergeRuns } from "./experiments/merge.ts";
 export { CSV_COLUMNS, readMetricsCsv, type Row } from "./experiments/csv.ts";

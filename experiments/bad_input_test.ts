@@ -14,7 +14,7 @@ import { InputError } from "../runtime/errors.ts";
 import { ArtifactStore, type ClaimHolder } from "./cache.ts";
 import { readMetricsCsv } from "./csv.ts";
 import type { Progress } from "./progress.ts";
-import { runExperiment, type RunResult } from "./runner.ts";
+import { runExperiment, type RunResult } from "./run.ts";
 import { type Experiment, loadExperiment } from "./schema.ts";
 import { summaryTables } from "./table.ts";
 

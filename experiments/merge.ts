@@ -7,7 +7,7 @@
 import { writeFileAtomic } from "../runtime/atomic.ts";
 import { InputError } from "../runtime/errors.ts";
 import { readMetricsCsv, type Row, writeMetricsCsv } from "./csv.ts";
-import { checkOutDir, type ResolvedRun } from "./runner.ts";
+import { checkOutDir, type ResolvedRun } from "./run.ts";
 
 /** The result of a merge. */
 export interface MergeResult {

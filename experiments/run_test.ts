@@ -13,7 +13,7 @@ import { InputError } from "../runtime/errors.ts";
 import { CSV_COLUMNS, readMetricsCsv, type Row } from "./csv.ts";
 import { mergeRuns } from "./merge.ts";
 import type { Progress } from "./progress.ts";
-import { parseShard, type ResolvedRun, runExperiment, runIdOf, type RunResult } from "./runner.ts";
+import { parseShard, type ResolvedRun, runExperiment, runIdOf, type RunResult } from "./run.ts";
 import { expandCells, type Experiment, loadExperiment } from "./schema.ts";
 
 /** Every file this test writes lives here; removed when the test process ends. */

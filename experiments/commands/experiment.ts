@@ -6,7 +6,7 @@
 import { parseArgs } from "node:util";
 import { InputError, runCli } from "../../runtime/errors.ts";
 import { loadExperiment } from "../schema.ts";
-import { parseShard, runExperiment, runIdOf } from "../runner.ts";
+import { parseShard, runExperiment, runIdOf } from "../run.ts";
 import { mergeRuns } from "../merge.ts";
 import { summaryTables } from "../table.ts";
 

@@ -8,7 +8,7 @@
 import { exists } from "../../runtime/atomic.ts";
 import assert from "node:assert/strict";
 import { writeRandomModel } from "../../data/models/init_random.ts";
-import { runExperiment, runIdOf } from "../runner.ts";
+import { runExperiment, runIdOf } from "../run.ts";
 import { loadExperiment } from "../schema.ts";
 
 const ROOT = new URL("../..", import.meta.url).pathname;

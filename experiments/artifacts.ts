@@ -1,0 +1,158 @@
+/**
+ * The artifacts a run stores in its cache (experiments/cache.ts), each checked when read: a
+ * cell's metrics, generated LongEval cases, a profile, a plan. A stored file that fails its check
+ * is named in a warning and recomputed.
+ *
+ * @module
+ */
+import type { LongEvalCase } from "../data/longeval/longeval.ts";
+import type { Metric } from "../data/benchmarks.ts";
+import type { ModelConfig } from "../runtime/model.ts";
+import type { StoredInfluence } from "../solver/pipeline.ts";
+import { type Plan, validatePlan } from "../solver/plan.ts";
+import type { Cell } from "./schema.ts";
+
+/** What the cache stores per cell. */
+export interface CellArtifact {
+  /** A value of NaN is missing (stored as null): the cell had nothing to measure. */
+  metrics: Metric[];
+  /** Where the cell ran (`cpu` or `webgpu`). */
+  backend: string;
+  /** The device, as the CSV names it. */
+  device: string;
+  /** ISO time the cell started. */
+  started_at: string;
+}
+
+/** The metrics every artifact of a benchmark's cell has. */
+const REQUIRED_METRICS: Record<Cell["benchmark"], string[]> = {
+  longeval: ["accuracy", "prompt_tokens"],
+  perplexity: ["perplexity", "nll"],
+  throughput: ["prefill_tokens_per_s", "decode_tokens_per_s", "kv_bytes"],
+};
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+function shown(v: unknown): string {
+  const t = v === undefined ? "nothing" : JSON.stringify(v);
+  return t.length > 60 ? `${t.slice(0, 60)}…` : t;
+}
+
+/**
+ * A stored cell artifact, checked: the metrics of the cell's benchmark with finite values (null
+ * for missing) and counts, and the strings every row takes.
+ * @throws Error naming the field that is wrong
+ */
+export function validCell(v: unknown, c: Cell): CellArtifact {
+  if (!isRecord(v)) throw new Error(`expected an object, got ${shown(v)}`);
+  if (!Array.isArray(v.metrics)) {
+    throw new Error(`metrics: expected a list, got ${shown(v.metrics)}`);
+  }
+  const metrics = v.metrics.map((m: unknown, i): Metric => {
+    if (!isRecord(m)) throw new Error(`metrics[${i}]: expected an object, got ${shown(m)}`);
+    if (typeof m.metric !== "string" || m.metric === "") {
+      throw new Error(`metrics[${i}].metric: expected a name, got ${shown(m.metric)}`);
+    }
+    if (m.value !== null && (typeof m.value !== "number" || !Number.isFinite(m.value))) {
+      throw new Error(
+        `metrics[${i}].value: expected a number (or null for missing), got ${shown(m.value)}`,
+      );
+    }
+    if (typeof m.n !== "number" || !Number.isSafeInteger(m.n) || m.n < 0) {
+      throw new Error(`metrics[${i}].n: expected a count, got ${shown(m.n)}`);
+    }
+    return { metric: m.metric, value: m.value ?? NaN, n: m.n };
+  });
+  for (const name of REQUIRED_METRICS[c.benchmark]) {
+    if (!metrics.some((m) => m.metric === name)) {
+      throw new Error(`metrics: no '${name}', which every ${c.benchmark} cell has`);
+    }
+  }
+  for (const k of ["backend", "device", "started_at"] as const) {
+    if (typeof v[k] !== "string") throw new Error(`${k}: expected a string, got ${shown(v[k])}`);
+  }
+  return {
+    metrics,
+    backend: v.backend as string,
+    device: v.device as string,
+    started_at: v.started_at as string,
+  };
+}
+
+/**
+ * Stored LongEval cases, checked for what the benchmark reads.
+ * @throws Error naming the case and field that is wrong
+ */
+export function validCases(v: unknown): LongEvalCase[] {
+  if (!Array.isArray(v) || v.length === 0) {
+    throw new Error(`expected a non-empty list of cases, got ${shown(v)}`);
+  }
+  v.forEach((c: unknown, i) => {
+    if (!isRecord(c)) throw new Error(`[${i}]: expected a case object, got ${shown(c)}`);
+    if (typeof c.id !== "string") {
+      throw new Error(`[${i}].id: expected a string, got ${shown(c.id)}`);
+    }
+    if (typeof c.prompt !== "string" || c.prompt === "") {
+      throw new Error(`[${i}].prompt: expected a prompt, got ${shown(c.prompt)}`);
+    }
+    if (typeof c.expected !== "number" || !Number.isSafeInteger(c.expected)) {
+      throw new Error(`[${i}].expected: expected an integer, got ${shown(c.expected)}`);
+    }
+    const d = c.decile;
+    if (d !== null && !(typeof d === "number" && Number.isInteger(d) && d >= 0 && d <= 9)) {
+      throw new Error(`[${i}].decile: expected null or 0–9, got ${shown(d)}`);
+    }
+  });
+  return v as LongEvalCase[];
+}
+
+/**
+ * A stored profile, checked against the model's shape.
+ * @throws Error naming the field that is wrong
+ */
+export function validProfile(v: unknown, config: ModelConfig): StoredInfluence {
+  if (!isRecord(v)) throw new Error(`expected an object, got ${shown(v)}`);
+  for (const k of ["length", "block", "numBlocks", "samples"] as const) {
+    if (typeof v[k] !== "number" || !Number.isSafeInteger(v[k]) || (v[k] as number) < 1) {
+      throw new Error(`${k}: expected a positive integer, got ${shown(v[k])}`);
+    }
+  }
+  const nb = v.numBlocks as number;
+  if (nb !== Math.ceil((v.length as number) / (v.block as number))) {
+    throw new Error(`numBlocks: expected ⌈length / block⌉, got ${nb}`);
+  }
+  const values = v.values;
+  const ok = Array.isArray(values) && values.length === config.numLayers &&
+    values.every((l) =>
+      Array.isArray(l) && l.length === config.numKvHeads &&
+      l.every((h) =>
+        Array.isArray(h) && h.length === nb * nb &&
+        h.every((x) => typeof x === "number" && Number.isFinite(x))
+      )
+    );
+  if (!ok) {
+    throw new Error(
+      `values: expected ${config.numLayers} layers × ${config.numKvHeads} kv heads × ${nb}² finite numbers`,
+    );
+  }
+  return v as unknown as StoredInfluence;
+}
+
+/**
+ * A stored plan, checked as a plan file is and against the model's shape.
+ * @throws Error naming the field that is wrong
+ */
+export function validPlan(v: unknown, config: ModelConfig): Plan {
+  const plan = validatePlan(v, "plan");
+  if (
+    plan.alphas.length !== config.numLayers ||
+    plan.alphas.some((l) => l.length !== config.numKvHeads)
+  ) {
+    throw new Error(
+      `plan: expected ${config.numLayers} layers × ${config.numKvHeads} kv heads of rules`,
+    );
+  }
+  return plan;
+}
