@@ -10,6 +10,7 @@ import { generateGreedy } from "./cpu/generate.ts";
 import { type CacheFactory, cacheFactory } from "./cpu/method_cache.ts";
 import type { CpuModel } from "./cpu/forward.ts";
 import type { GpuModel } from "./gpu/model.ts";
+import { GpuSession } from "./gpu/session.ts";
 import { cacheOf, type MethodSpec, windowRules } from "./methods.ts";
 import { Rng } from "./rng.ts";
 import type { Session } from "./session.ts";
@@ -83,7 +84,7 @@ export function gpuDecoder(model: GpuModel, plan: SparsePlan | null): Decoder {
     backend: "webgpu",
     async generate(prompts, maxNew, stop) {
       const maxLength = Math.max(...prompts.map((p) => p.length)) + maxNew;
-      const s = await model.session({ batch: prompts.length, maxLength, plan });
+      const s = await GpuSession.create(model, { batch: prompts.length, maxLength, plan });
       try {
         return await s.generate(prompts, { maxNewTokens: maxNew, stopTokens: stop });
       } finally {
@@ -92,7 +93,7 @@ export function gpuDecoder(model: GpuModel, plan: SparsePlan | null): Decoder {
     },
     async time(prompts, decode) {
       const longest = Math.max(...prompts.map((p) => p.length));
-      const s = await model.session({
+      const s = await GpuSession.create(model, {
         batch: prompts.length,
         maxLength: longest + decode,
         plan,

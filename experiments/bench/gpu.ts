@@ -21,7 +21,8 @@ import type { ModelConfig } from "../../runtime/model.ts";
 import type { SparsePlan } from "../../runtime/spans.ts";
 import { streamingRules } from "../../runtime/methods.ts";
 import { bytesOf, getGpu, type Gpu, type StorageType } from "../../runtime/gpu/device.ts";
-import { GpuModel, type GpuSession } from "../../runtime/gpu/model.ts";
+import { GpuModel } from "../../runtime/gpu/model.ts";
+import { GpuSession } from "../../runtime/gpu/session.ts";
 import { writeFileAtomic } from "../../runtime/atomic.ts";
 import { Rng } from "../../runtime/rng.ts";
 import type { Model } from "../../runtime/model.ts";
@@ -225,7 +226,12 @@ export async function benchGpu(opts: GpuBenchOptions): Promise<GpuBenchRow[]> {
           : streamingRules(c, m.density, benchSink(context));
         const maxLength = context + decode + 2;
         // bytes per sequence, to size the max batch under the cap
-        const probe = await model.session({ batch: 1, maxLength, plan, prefillChunk: 64 });
+        const probe = await GpuSession.create(model, {
+          batch: 1,
+          maxLength,
+          plan,
+          prefillChunk: 64,
+        });
         const perSeq = probe.kvBytesAllocated();
         const limit = gpu.device.limits.maxStorageBufferBindingSize;
         const perLayer = Math.max(...probe.layout.slotsPerSeq) * c.headDim *
@@ -237,7 +243,7 @@ export async function benchGpu(opts: GpuBenchOptions): Promise<GpuBenchRow[]> {
         );
         // prefill: one prompt
         const T = Math.min(context, prefillMax);
-        const ps = await model.session({
+        const ps = await GpuSession.create(model, {
           batch: 1,
           maxLength: T + 1,
           plan: m.method === "moa" ? benchPlan(c, m.density, T + 1) : plan,
@@ -253,7 +259,7 @@ export async function benchGpu(opts: GpuBenchOptions): Promise<GpuBenchRow[]> {
         for (const mode of ["equal", "max"] as const) {
           const B = mode === "equal" ? eqBatch : maxBatch;
           log(`  ${m.method} ${m.density} context ${context} batch ${B} (${mode})`);
-          const s = await model.session({ batch: B, maxLength, plan, prefillChunk: 64 });
+          const s = await GpuSession.create(model, { batch: B, maxLength, plan, prefillChunk: 64 });
           const seconds = await timeDecode(s, context, decode);
           const attnNs = await s.timeDecodeAttention();
           const kvRead = B * s.kvBytesReadAt(context + decode);

@@ -9,6 +9,7 @@ import { getGpu, hasGpu } from "./device.ts";
 import { storageStep } from "./_testing.ts";
 import { assertAllClose } from "../_testing.ts";
 import { GpuModel } from "./model.ts";
+import { GpuSession } from "./session.ts";
 import { forwardLogits } from "../cpu/forward.ts";
 import { CpuModel } from "../cpu/forward.ts";
 import { generateGreedy } from "../cpu/generate.ts";
@@ -48,7 +49,12 @@ Deno.test({
       const label = `${name}, ${weights} weights, prompt in chunks of 32`;
       await t.step(storageStep(await getGpu(), [weights], label, async () => {
         const g = await GpuModel.load(model, { weights });
-        const s = await g.session({ batch: 1, maxLength: 96, plan: null, prefillChunk: 32 });
+        const s = await GpuSession.create(g, {
+          batch: 1,
+          maxLength: 96,
+          plan: null,
+          prefillChunk: 32,
+        });
         await s.prefill(0, toks);
         const got = await s.lastLogits();
         const tol = weights === "f32" ? 1e-4 : 2e-2;
@@ -115,7 +121,12 @@ Deno.test(
           maxNewTokens: maxNew,
           newCache: cacheFactory(cpu, spec),
         });
-        const s = await g.session({ batch: prompts.length, maxLength, plan, prefillChunk: 64 });
+        const s = await GpuSession.create(g, {
+          batch: prompts.length,
+          maxLength,
+          plan,
+          prefillChunk: 64,
+        });
         const got = await s.generate(prompts, { maxNewTokens: maxNew, stepsPerSync: 7 });
         assert.deepEqual(got, want);
         s.destroy();
@@ -155,7 +166,12 @@ Deno.test(
       newCache: () => new MoaKvCache(c, plan, maxLength),
     });
     const g = await GpuModel.load(model);
-    const s = await g.session({ batch: prompts.length, maxLength, plan, prefillChunk: 64 });
+    const s = await GpuSession.create(g, {
+      batch: prompts.length,
+      maxLength,
+      plan,
+      prefillChunk: 64,
+    });
     const got = await s.generate(prompts, { maxNewTokens: maxNew, stepsPerSync: 5 });
     assert.deepEqual(got, want);
     // and the semantics matters here: per-query windows generate something else
@@ -179,7 +195,7 @@ Deno.test(
     const stop = free[5]!;
     const want = free.slice(0, free.indexOf(stop) + 1);
     const g = await GpuModel.load(model);
-    const s = await g.session({ batch: 1, maxLength: 32, plan: null });
+    const s = await GpuSession.create(g, { batch: 1, maxLength: 32, plan: null });
     const got = await s.generate([prompt], {
       maxNewTokens: 12,
       stopTokens: [stop],
@@ -195,7 +211,7 @@ Deno.test({ name: "GpuSession KV bytes follow the per-head formula", ignore }, a
   const c = model.config;
   const g = await GpuModel.load(model);
   const plan = gridPlan(c.numLayers, c.numKvHeads);
-  const s = await g.session({ batch: 2, maxLength: 200, plan });
+  const s = await GpuSession.create(g, { batch: 2, maxLength: 200, plan });
   let slots = 0;
   for (let l = 0; l < c.numLayers; l++) {
     for (let h = 0; h < c.numKvHeads; h++) {
@@ -203,7 +219,7 @@ Deno.test({ name: "GpuSession KV bytes follow the per-head formula", ignore }, a
     }
   }
   assert.equal(s.kvBytesAllocated(), 2 * slots * c.headDim * 2 * 4);
-  const dense = await g.session({ batch: 2, maxLength: 200, plan: null });
+  const dense = await GpuSession.create(g, { batch: 2, maxLength: 200, plan: null });
   assert.equal(dense.kvBytesAllocated(), 2 * c.numLayers * c.numKvHeads * 200 * c.headDim * 2 * 4);
   assert.ok(s.kvBytesAllocated() < dense.kvBytesAllocated());
 });
