@@ -165,7 +165,59 @@ export function parseTrainConfig(json: unknown, file: string): TrainConfig {
     "evalEvery",
     "eval",
   ]);
-  const m = obj(file, "model", o.model, [
+  const model = parseModel(file, o.model);
+  const tokenizer = parseTokenizer(file, o.tokenizer);
+  const op = obj(file, "optimizer", o.optimizer, [
+    "lr",
+    "minLrRatio",
+    "warmup",
+    "weightDecay",
+    "beta1",
+    "beta2",
+    "eps",
+    "clip",
+  ], ["restarts"]);
+  const l = obj(file, "loss", o.loss, ["contextWeight", "answerWeight"]);
+  if (!Array.isArray(o.phases) || o.phases.length === 0) {
+    throw new InputError(`${file}: phases: expected a non-empty list of phases`);
+  }
+  const phases = o.phases.map((p: unknown, i: number) =>
+    parsePhase(file, `phases[${i}]`, p, model)
+  );
+  const ev = obj(file, "eval", o.eval, ["lengths", "cases"], ["lines", "keys"]);
+  if (!Array.isArray(ev.lengths)) {
+    throw new InputError(`${file}: eval.lengths: expected a list of lengths`);
+  }
+  return {
+    seed: num(file, "seed", o.seed, Number.isInteger, "an integer"),
+    model,
+    tokenizer,
+    optimizer: parseOptimizer(file, op, phases),
+    loss: {
+      contextWeight: nonNeg(file, "loss.contextWeight", l.contextWeight),
+      answerWeight: nonNeg(file, "loss.answerWeight", l.answerWeight),
+    },
+    phases,
+    checkpointEvery: posInt(file, "checkpointEvery", o.checkpointEvery),
+    evalEvery: posInt(file, "evalEvery", o.evalEvery),
+    eval: {
+      lengths: ev.lengths.map((v: unknown, i: number) => posInt(file, `eval.lengths[${i}]`, v)),
+      cases: num(
+        file,
+        "eval.cases",
+        ev.cases,
+        (n) => Number.isInteger(n) && n >= 0,
+        "a non-negative integer",
+      ),
+      ...("lines" in ev ? { lines: evalLines(file, ev.lines) } : {}),
+      ...("keys" in ev ? { keys: evalKeys(file, ev.keys) } : {}),
+    },
+  };
+}
+
+/** `model`: positive sizes, heads of even size, kv heads dividing the heads. */
+function parseModel(file: string, v: unknown): TrainConfig["model"] {
+  const m = obj(file, "model", v, [
     "hidden",
     "layers",
     "heads",
@@ -202,172 +254,160 @@ export function parseTrainConfig(json: unknown, file: string): TrainConfig {
       `${file}: model.kvHeads: ${model.kvHeads} must divide heads ${model.heads}`,
     );
   }
-  const t = obj(file, "tokenizer", o.tokenizer, ["vocabSize"], ["keys"]);
+  return model;
+}
+
+/** `tokenizer`: the vocabulary size and which keys its sample holds. */
+function parseTokenizer(file: string, v: unknown): TrainConfig["tokenizer"] {
+  const t = obj(file, "tokenizer", v, ["vocabSize"], ["keys"]);
   if ("keys" in t && t.keys !== "train-words" && t.keys !== "none") {
     throw new InputError(
       `${file}: tokenizer.keys: expected "train-words" or "none", got ${JSON.stringify(t.keys)}`,
     );
   }
-  const op = obj(file, "optimizer", o.optimizer, [
-    "lr",
-    "minLrRatio",
-    "warmup",
-    "weightDecay",
-    "beta1",
-    "beta2",
-    "eps",
-    "clip",
-  ], ["restarts"]);
+  return {
+    vocabSize: num(
+      file,
+      "tokenizer.vocabSize",
+      t.vocabSize,
+      (n) => Number.isInteger(n) && n >= 259,
+      "an integer ≥ 259",
+    ),
+    // only when set, so the hash of recipes without it is unchanged
+    ...(t.keys === "none" ? { keys: "none" as const } : {}),
+  };
+}
+
+/** `optimizer`: AdamW with a cosine schedule; restarts within the phases' steps. */
+function parseOptimizer(
+  file: string,
+  op: Record<string, unknown>,
+  phases: Phase[],
+): TrainConfig["optimizer"] {
   const unit = (p: string, v: unknown) =>
     num(file, p, v, (n) => n >= 0 && n < 1, "a number in [0, 1)");
-  const l = obj(file, "loss", o.loss, ["contextWeight", "answerWeight"]);
-  if (!Array.isArray(o.phases) || o.phases.length === 0) {
-    throw new InputError(`${file}: phases: expected a non-empty list of phases`);
-  }
-  const phases = o.phases.map((p: unknown, i: number): Phase => {
-    const at = `phases[${i}]`;
-    const ph = obj(file, at, p, ["steps", "T", "B", "lines", "mix"], [
-      "repeatVocab",
-      "answer",
-      "valueWeight",
-      "lrScale",
-      "warmup",
-      "keys",
-      "spread",
-      "spreadShare",
-    ]);
-    if ("keys" in ph && ph.keys !== "train-words" && ph.keys !== "varied") {
-      throw new InputError(
-        `${file}: ${at}.keys: expected "train-words" or "varied", got ${JSON.stringify(ph.keys)}`,
-      );
-    }
-    if ("answer" in ph && ph.answer !== "value" && ph.answer !== "echo") {
-      throw new InputError(
-        `${file}: ${at}.answer: expected "value" or "echo", got ${JSON.stringify(ph.answer)}`,
-      );
-    }
-    const lines = ph.lines;
-    if (!Array.isArray(lines) || lines.length !== 2) {
-      throw new InputError(
-        `${file}: ${at}.lines: expected [min, max], got ${JSON.stringify(lines)}`,
-      );
-    }
-    const lo = posInt(file, `${at}.lines[0]`, lines[0]),
-      hi = posInt(file, `${at}.lines[1]`, lines[1]);
-    if (lo > hi) throw new InputError(`${file}: ${at}.lines: min ${lo} exceeds max ${hi}`);
-    const mx = obj(file, `${at}.mix`, ph.mix, ["brown", "longeval", "multiQuery", "copy"], [
-      "repeat",
-      "recall",
-    ]);
-    const mix = {
-      brown: nonNeg(file, `${at}.mix.brown`, mx.brown),
-      longeval: nonNeg(file, `${at}.mix.longeval`, mx.longeval),
-      multiQuery: nonNeg(file, `${at}.mix.multiQuery`, mx.multiQuery),
-      copy: nonNeg(file, `${at}.mix.copy`, mx.copy),
-      repeat: "repeat" in mx ? nonNeg(file, `${at}.mix.repeat`, mx.repeat) : 0,
-      recall: "recall" in mx ? nonNeg(file, `${at}.mix.recall`, mx.recall) : 0,
-    };
-    if (Object.values(mix).reduce((a, w) => a + w, 0) <= 0) {
-      throw new InputError(`${file}: ${at}.mix: at least one weight must be positive`);
-    }
-    return {
-      steps: posInt(file, `${at}.steps`, ph.steps),
-      T: posInt(file, `${at}.T`, ph.T),
-      B: posInt(file, `${at}.B`, ph.B),
-      lines: [lo, hi],
-      mix,
-      ...("repeatVocab" in ph
-        ? {
-          repeatVocab: num(file, `${at}.repeatVocab`, ph.repeatVocab, (n) =>
-            Number.isInteger(n) && n >= 2, "an integer ≥ 2"),
-        }
-        : {}),
-      ...(ph.answer === "echo" ? { answer: "echo" as const } : {}),
-      ...("valueWeight" in ph
-        ? { valueWeight: nonNeg(file, `${at}.valueWeight`, ph.valueWeight) }
-        : {}),
-      ...("lrScale" in ph
-        ? { lrScale: num(file, `${at}.lrScale`, ph.lrScale, (n) => n > 0, "a positive number") }
-        : {}),
-      ...("warmup" in ph
-        ? {
-          warmup: num(file, `${at}.warmup`, ph.warmup, (n) =>
-            Number.isInteger(n) && n >= 0, "a non-negative integer"),
-        }
-        : {}),
-      ...(ph.keys === "varied" ? { keys: "varied" as const } : {}),
-      ...("spread" in ph
-        ? {
-          spread: num(file, `${at}.spread`, ph.spread, (n) =>
-            Number.isInteger(n) && n >= posInt(file, `${at}.T`, ph.T) &&
-            n <= model.maxPositions, `an integer between T and model.maxPositions`),
-        }
-        : {}),
-      ...("spreadShare" in ph
-        ? { spreadShare: unit01(file, `${at}.spreadShare`, ph.spreadShare) }
-        : {}),
-    };
-  });
-  const ev = obj(file, "eval", o.eval, ["lengths", "cases"], ["lines", "keys"]);
-  if (!Array.isArray(ev.lengths)) {
-    throw new InputError(`${file}: eval.lengths: expected a list of lengths`);
-  }
   return {
-    seed: num(file, "seed", o.seed, Number.isInteger, "an integer"),
-    model,
-    tokenizer: {
-      vocabSize: num(
-        file,
-        "tokenizer.vocabSize",
-        t.vocabSize,
-        (n) => Number.isInteger(n) && n >= 259,
-        "an integer ≥ 259",
-      ),
-      // only when set, so the hash of recipes without it is unchanged
-      ...(t.keys === "none" ? { keys: "none" as const } : {}),
-    },
-    optimizer: {
-      lr: num(file, "optimizer.lr", op.lr, (n) => n > 0, "a positive number"),
-      minLrRatio: num(
-        file,
-        "optimizer.minLrRatio",
-        op.minLrRatio,
-        (n) => n >= 0 && n <= 1,
-        "a number in [0, 1]",
-      ),
-      warmup: num(
-        file,
-        "optimizer.warmup",
-        op.warmup,
-        (n) => Number.isInteger(n) && n >= 0,
-        "a non-negative integer",
-      ),
-      weightDecay: nonNeg(file, "optimizer.weightDecay", op.weightDecay),
-      beta1: unit("optimizer.beta1", op.beta1),
-      beta2: unit("optimizer.beta2", op.beta2),
-      eps: num(file, "optimizer.eps", op.eps, (n) => n > 0, "a positive number"),
-      clip: num(file, "optimizer.clip", op.clip, (n) => n > 0, "a positive number"),
-      ...("restarts" in op ? { restarts: restartsOf(file, op.restarts, phases) } : {}),
-    },
-    loss: {
-      contextWeight: nonNeg(file, "loss.contextWeight", l.contextWeight),
-      answerWeight: nonNeg(file, "loss.answerWeight", l.answerWeight),
-    },
-    phases,
-    checkpointEvery: posInt(file, "checkpointEvery", o.checkpointEvery),
-    evalEvery: posInt(file, "evalEvery", o.evalEvery),
-    eval: {
-      lengths: ev.lengths.map((v: unknown, i: number) => posInt(file, `eval.lengths[${i}]`, v)),
-      cases: num(
-        file,
-        "eval.cases",
-        ev.cases,
-        (n) => Number.isInteger(n) && n >= 0,
-        "a non-negative integer",
-      ),
-      ...("lines" in ev ? { lines: evalLines(file, ev.lines) } : {}),
-      ...("keys" in ev ? { keys: evalKeys(file, ev.keys) } : {}),
-    },
+    lr: num(file, "optimizer.lr", op.lr, (n) => n > 0, "a positive number"),
+    minLrRatio: num(
+      file,
+      "optimizer.minLrRatio",
+      op.minLrRatio,
+      (n) => n >= 0 && n <= 1,
+      "a number in [0, 1]",
+    ),
+    warmup: num(
+      file,
+      "optimizer.warmup",
+      op.warmup,
+      (n) => Number.isInteger(n) && n >= 0,
+      "a non-negative integer",
+    ),
+    weightDecay: nonNeg(file, "optimizer.weightDecay", op.weightDecay),
+    beta1: unit("optimizer.beta1", op.beta1),
+    beta2: unit("optimizer.beta2", op.beta2),
+    eps: num(file, "optimizer.eps", op.eps, (n) => n > 0, "a positive number"),
+    clip: num(file, "optimizer.clip", op.clip, (n) => n > 0, "a positive number"),
+    ...("restarts" in op ? { restarts: restartsOf(file, op.restarts, phases) } : {}),
+  };
+}
+
+/** One curriculum phase (`at` is its path, e.g. `phases[2]`). */
+function parsePhase(file: string, at: string, p: unknown, model: TrainConfig["model"]): Phase {
+  const ph = obj(file, at, p, ["steps", "T", "B", "lines", "mix"], [
+    "repeatVocab",
+    "answer",
+    "valueWeight",
+    "lrScale",
+    "warmup",
+    "keys",
+    "spread",
+    "spreadShare",
+  ]);
+  if ("keys" in ph && ph.keys !== "train-words" && ph.keys !== "varied") {
+    throw new InputError(
+      `${file}: ${at}.keys: expected "train-words" or "varied", got ${JSON.stringify(ph.keys)}`,
+    );
+  }
+  if ("answer" in ph && ph.answer !== "value" && ph.answer !== "echo") {
+    throw new InputError(
+      `${file}: ${at}.answer: expected "value" or "echo", got ${JSON.stringify(ph.answer)}`,
+    );
+  }
+  const lines = ph.lines;
+  if (!Array.isArray(lines) || lines.length !== 2) {
+    throw new InputError(
+      `${file}: ${at}.lines: expected [min, max], got ${JSON.stringify(lines)}`,
+    );
+  }
+  const lo = posInt(file, `${at}.lines[0]`, lines[0]),
+    hi = posInt(file, `${at}.lines[1]`, lines[1]);
+  if (lo > hi) throw new InputError(`${file}: ${at}.lines: min ${lo} exceeds max ${hi}`);
+  const mix = parseMix(file, `${at}.mix`, ph.mix);
+  return {
+    steps: posInt(file, `${at}.steps`, ph.steps),
+    T: posInt(file, `${at}.T`, ph.T),
+    B: posInt(file, `${at}.B`, ph.B),
+    lines: [lo, hi],
+    mix,
+    ...phaseOptions(file, at, ph, model),
+  };
+}
+
+/** A phase's `mix`: non-negative weights, at least one positive. */
+function parseMix(file: string, at: string, v: unknown): Phase["mix"] {
+  const mx = obj(file, at, v, ["brown", "longeval", "multiQuery", "copy"], ["repeat", "recall"]);
+  const mix = {
+    brown: nonNeg(file, `${at}.brown`, mx.brown),
+    longeval: nonNeg(file, `${at}.longeval`, mx.longeval),
+    multiQuery: nonNeg(file, `${at}.multiQuery`, mx.multiQuery),
+    copy: nonNeg(file, `${at}.copy`, mx.copy),
+    repeat: "repeat" in mx ? nonNeg(file, `${at}.repeat`, mx.repeat) : 0,
+    recall: "recall" in mx ? nonNeg(file, `${at}.recall`, mx.recall) : 0,
+  };
+  if (Object.values(mix).reduce((a, w) => a + w, 0) <= 0) {
+    throw new InputError(`${file}: ${at}: at least one weight must be positive`);
+  }
+  return mix;
+}
+
+/** A phase's optional fields, each present only when the recipe sets it. */
+function phaseOptions(
+  file: string,
+  at: string,
+  ph: Record<string, unknown>,
+  model: TrainConfig["model"],
+): Partial<Phase> {
+  return {
+    ...("repeatVocab" in ph
+      ? {
+        repeatVocab: num(file, `${at}.repeatVocab`, ph.repeatVocab, (n) =>
+          Number.isInteger(n) && n >= 2, "an integer ≥ 2"),
+      }
+      : {}),
+    ...(ph.answer === "echo" ? { answer: "echo" as const } : {}),
+    ...("valueWeight" in ph
+      ? { valueWeight: nonNeg(file, `${at}.valueWeight`, ph.valueWeight) }
+      : {}),
+    ...("lrScale" in ph
+      ? { lrScale: num(file, `${at}.lrScale`, ph.lrScale, (n) => n > 0, "a positive number") }
+      : {}),
+    ...("warmup" in ph
+      ? {
+        warmup: num(file, `${at}.warmup`, ph.warmup, (n) =>
+          Number.isInteger(n) && n >= 0, "a non-negative integer"),
+      }
+      : {}),
+    ...(ph.keys === "varied" ? { keys: "varied" as const } : {}),
+    ...("spread" in ph
+      ? {
+        spread: num(file, `${at}.spread`, ph.spread, (n) =>
+          Number.isInteger(n) && n >= posInt(file, `${at}.T`, ph.T) &&
+          n <= model.maxPositions, `an integer between T and model.maxPositions`),
+      }
+      : {}),
+    ...("spreadShare" in ph
+      ? { spreadShare: unit01(file, `${at}.spreadShare`, ph.spreadShare) }
+      : {}),
   };
 }
 
