@@ -9,17 +9,11 @@ const { cpu, tok } = byteModel();
 /** What the benchmarks read of a session: the tokenizer, BOS and stop tokens, the CPU model. */
 const session = { cpu, tokenizer: tok, bos: 1, stopTokens: [10] };
 
-const longEvalCase = (i: number, expected: number, decile: number | null): LongEvalCase => ({
-  id: `c${i}`,
-  prompt: `question ${i}`,
-  expected,
-  key: null,
-  lineIndex: null,
-  numLines: null,
-  decile,
-  targetLength: null,
-  tokens: null,
-});
+/** A case asking `question i`, at a position decile (or none); the rest unknown. */
+const longEvalCase = (i: number, expected: number, decile: number | null): LongEvalCase => {
+  const unknown = { key: null, lineIndex: null, numLines: null, targetLength: null, tokens: null };
+  return { ...unknown, id: `c${i}`, prompt: `question ${i}`, expected, decile };
+};
 
 /** A decoder that answers each prompt with a scripted text and records what it was asked. */
 function scripted(answers: Map<string, string>) {

@@ -62,6 +62,15 @@ async function writeExperiment(name: string, text: string): Promise<Experiment> 
   return await loadExperiment(file);
 }
 
+/**
+ * A small experiment on MODEL_DIR (density 0.5, length 640, on the CPU unless `fields` say
+ * otherwise), written as JSON (which YAML reads) and loaded.
+ */
+function smallExperiment(name: string, fields: Record<string, unknown>): Promise<Experiment> {
+  const exp = { name, model: MODEL_DIR, densities: [0.5], lengths: [640], backend: "cpu" };
+  return writeExperiment(name, JSON.stringify({ ...exp, ...fields }));
+}
+
 const EXP = await writeExperiment("e2e", experimentText("e2e"));
 const CELL_IDS = expandCells(EXP).map((c) => c.id);
 
@@ -439,28 +448,12 @@ Deno.test("parseShard() accepts i/n with 0 ≤ i < n and rejects anything else",
 });
 
 Deno.test("streaming and h2o cells keep half the KV cache at density 0.5", async () => {
-  const exp = await writeExperiment(
-    "sparse",
-    [
-      "name: sparse",
-      `model: ${MODEL_DIR}`,
-      "methods: [dense, streaming, h2o]",
-      "densities: [0.5]",
-      "lengths: [640]",
-      "profile: {sink: 16}",
-      "benchmarks:",
-      `  throughput: {decode: ${DECODE}, batch: 1}`,
-      "  perplexity: {tokens: 640}",
-      "backend: cpu",
-    ].join("\n") + "\n",
-  );
-  const r = await runExperiment(exp, {
-    out: `${TMP}/out-sparse`,
-    cacheDir: `${TMP}/cache-sparse`,
-    gitSha: GIT_SHA,
-    progress: new RecordingProgress(),
-    notice: () => {},
+  const exp = await smallExperiment("sparse", {
+    methods: ["dense", "streaming", "h2o"],
+    profile: { sink: 16 },
+    benchmarks: { throughput: { decode: DECODE, batch: 1 }, perplexity: { tokens: 640 } },
   });
+  const r = await run(`${TMP}/out-sparse`, `${TMP}/cache-sparse`, { exp });
   const kv = (m: string) =>
     Number(r.rows.find((x) => x.method === m && x.metric === "kv_bytes")!.value);
   const n = 640 + DECODE;
@@ -473,28 +466,16 @@ Deno.test("streaming and h2o cells keep half the KV cache at density 0.5", async
 });
 
 Deno.test("spans: reference runs streaming with the reference runtime's cache sizes", async () => {
-  const text = (spans: string) =>
-    [
-      `name: spans-${spans}`,
-      `model: ${MODEL_DIR}`,
-      "methods: [streaming]",
-      "densities: [0.5]",
-      "lengths: [640]",
-      "profile: {sink: 16, block: 16}",
-      "benchmarks:",
-      `  throughput: {decode: ${DECODE}, batch: 1}`,
-      "  perplexity: {tokens: 640}",
-      "backend: cpu",
-      `spans: ${spans}`,
-    ].join("\n") + "\n";
-  const runWith = async (spans: string) =>
-    (await runExperiment(await writeExperiment(`spans-${spans}`, text(spans)), {
-      out: `${TMP}/out-spans-${spans}`,
-      cacheDir: `${TMP}/cache-spans`, // shared: the two must not hit each other's cells
-      gitSha: GIT_SHA,
-      progress: new RecordingProgress(),
-      notice: () => {},
-    })).rows;
+  const runWith = async (spans: string) => {
+    const exp = await smallExperiment(`spans-${spans}`, {
+      methods: ["streaming"],
+      profile: { sink: 16, block: 16 },
+      benchmarks: { throughput: { decode: DECODE, batch: 1 }, perplexity: { tokens: 640 } },
+      spans,
+    });
+    // the cache is shared: the two must not hit each other's cells
+    return (await run(`${TMP}/out-spans-${spans}`, `${TMP}/cache-spans`, { exp })).rows;
+  };
   const perQuery = await runWith("per-query");
   const reference = await runWith("reference");
   const value = (rows: Row[], metric: string) =>
@@ -510,36 +491,21 @@ Deno.test("spans: reference runs streaming with the reference runtime's cache si
 });
 
 Deno.test("a moa cell makes a plan within the density budget, caches it, and keeps less KV", async () => {
-  const exp = await writeExperiment(
-    "moa",
-    [
-      "name: moa",
-      `model: ${MODEL_DIR}`,
-      "methods: [dense, moa]",
-      "densities: [0.5]",
-      "lengths: [768]",
-      "profile: {lengths: [640], samples: 2, block: 64, sink: 64}",
-      "benchmarks:",
-      `  throughput: {decode: ${DECODE}, batch: 1}`,
-      "backend: cpu",
-    ].join("\n") + "\n",
-  );
-  const run = () =>
-    runExperiment(exp, {
-      out: `${TMP}/out-moa`,
-      cacheDir: `${TMP}/cache-moa`,
-      gitSha: GIT_SHA,
-      progress: new RecordingProgress(),
-      notice: () => {},
-    });
-  const r = await run();
+  const exp = await smallExperiment("moa", {
+    methods: ["dense", "moa"],
+    lengths: [768],
+    profile: { lengths: [640], samples: 2, block: 64, sink: 64 },
+    benchmarks: { throughput: { decode: DECODE, batch: 1 } },
+  });
+  const runMoa = () => run(`${TMP}/out-moa`, `${TMP}/cache-moa`, { exp });
+  const r = await runMoa();
   const plan = JSON.parse(await Deno.readTextFile(`${TMP}/out-moa/plans/moa-d0.5.json`));
   assert.equal(plan.alphas.length, CONFIG.numLayers);
   assert.equal(plan.alphas[0].length, CONFIG.numKvHeads);
   const kv = (m: string) =>
     Number(r.rows.find((x) => x.method === m && x.metric === "kv_bytes")!.value);
   assert.ok(kv("moa") < 0.75 * kv("dense"), `moa ${kv("moa")} vs dense ${kv("dense")}`);
-  const again = await run();
+  const again = await runMoa();
   assert.equal(again.cachedCells, 2, "the rerun reuses both cells");
 });
 
@@ -547,30 +513,15 @@ Deno.test({
   name: "backend webgpu gives the CPU's LongEval answers and KV bytes for dense and streaming",
   ignore: !(await hasGpu()),
 }, async () => {
-  const text = (backend: string) =>
-    [
-      `name: gpu-${backend}`,
-      `model: ${MODEL_DIR}`,
-      "methods: [dense, streaming]",
-      "densities: [0.5]",
-      "lengths: [640]",
-      "profile: {sink: 16}",
-      "benchmarks:",
-      `  longeval: {cases: ${CASES}}`,
-      `  throughput: {decode: ${DECODE}, batch: 2}`,
-      `backend: ${backend}`,
-    ].join("\n") + "\n";
   const runs = [];
   for (const backend of ["cpu", "webgpu"]) {
-    runs.push(
-      await runExperiment(await writeExperiment(`gpu-${backend}`, text(backend)), {
-        out: `${TMP}/out-gpu-${backend}`,
-        cacheDir: `${TMP}/cache-gpu-${backend}`,
-        gitSha: GIT_SHA,
-        progress: new RecordingProgress(),
-        notice: () => {},
-      }),
-    );
+    const exp = await smallExperiment(`gpu-${backend}`, {
+      methods: ["dense", "streaming"],
+      profile: { sink: 16 },
+      benchmarks: { longeval: { cases: CASES }, throughput: { decode: DECODE, batch: 2 } },
+      backend,
+    });
+    runs.push(await run(`${TMP}/out-gpu-${backend}`, `${TMP}/cache-gpu-${backend}`, { exp }));
   }
   const [cpu, gpu] = runs as [RunResult, RunResult];
   const pick = (r: RunResult) =>

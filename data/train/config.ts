@@ -377,13 +377,10 @@ function phaseOptions(
   ph: Record<string, unknown>,
   model: TrainConfig["model"],
 ): Partial<Phase> {
+  const intField = (key: string, min: number, what: string) =>
+    num(file, `${at}.${key}`, ph[key], (n) => Number.isInteger(n) && n >= min, what);
   return {
-    ...("repeatVocab" in ph
-      ? {
-        repeatVocab: num(file, `${at}.repeatVocab`, ph.repeatVocab, (n) =>
-          Number.isInteger(n) && n >= 2, "an integer ≥ 2"),
-      }
-      : {}),
+    ...("repeatVocab" in ph ? { repeatVocab: intField("repeatVocab", 2, "an integer ≥ 2") } : {}),
     ...(ph.answer === "echo" ? { answer: "echo" as const } : {}),
     ...("valueWeight" in ph
       ? { valueWeight: nonNeg(file, `${at}.valueWeight`, ph.valueWeight) }
@@ -391,12 +388,7 @@ function phaseOptions(
     ...("lrScale" in ph
       ? { lrScale: num(file, `${at}.lrScale`, ph.lrScale, (n) => n > 0, "a positive number") }
       : {}),
-    ...("warmup" in ph
-      ? {
-        warmup: num(file, `${at}.warmup`, ph.warmup, (n) =>
-          Number.isInteger(n) && n >= 0, "a non-negative integer"),
-      }
-      : {}),
+    ...("warmup" in ph ? { warmup: intField("warmup", 0, "a non-negative integer") } : {}),
     ...(ph.keys === "varied" ? { keys: "varied" as const } : {}),
     ...("spread" in ph
       ? {

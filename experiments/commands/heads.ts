@@ -7,12 +7,12 @@
  */
 // @ts-types="@types/d3-dsv"
 import { csvFormat } from "d3-dsv";
-import { parseArgs } from "node:util";
 import { generateCases } from "../../data/longeval/longeval.ts";
 import { HELDOUT_WORDS } from "../../data/longeval/words.ts";
 import { writeFileAtomic } from "../../runtime/atomic.ts";
 import { InputError, runCli } from "../../runtime/errors.ts";
 import { textTable } from "../table.ts";
+import { CommandLine } from "./_args.ts";
 import { openSession, promptTokens, resolveModelDir } from "../../runtime/session.ts";
 import { headStats, inductionScores } from "../../solver/heads.ts";
 
@@ -34,43 +34,23 @@ and the share of the second copy the model predicts (copy accuracy). Retrieval n
 copy over the whole vocabulary.
 `;
 
-function positiveInt(name: string, v: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) {
-    throw new InputError(`--${name}: expected a positive integer, got '${v}'`);
-  }
-  return n;
-}
+/** The command's options (see `CommandLine.parse`). */
+const OPTIONS =
+  "model length=1024 prompts=4 sink=64 out json! seed=0 induction-vocab induction-span=64";
 
 async function main(args: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args,
-    options: {
-      model: { type: "string" },
-      length: { type: "string", default: "1024" },
-      prompts: { type: "string", default: "4" },
-      sink: { type: "string", default: "64" },
-      out: { type: "string" },
-      json: { type: "boolean", default: false },
-      seed: { type: "string", default: "0" },
-      "induction-vocab": { type: "string" },
-      "induction-span": { type: "string", default: "64" },
-      help: { type: "boolean", short: "h", default: false },
-    },
-  });
-  if (values.help) {
-    console.log(HELP);
-    return 0;
-  }
-  if (!values.model) throw new InputError("--model DIR is required (see --help)");
-  const length = positiveInt("length", values.length);
-  const count = positiveInt("prompts", values.prompts);
-  const sinkTokens = positiveInt("sink", values.sink);
-  const session = await openSession(await resolveModelDir(values.model, "--model"), "cpu");
+  const cli = CommandLine.parse(args, HELP, OPTIONS);
+  if (!cli) return 0;
+  const model = cli.required("model", "DIR");
+  const length = cli.int("length", 1);
+  const count = cli.int("prompts", 1);
+  const sinkTokens = cli.int("sink", 1);
+  const seed = Number(cli.string("seed"));
+  const session = await openSession(await resolveModelDir(model, "--model"), "cpu");
   const cases = generateCases({
     count,
     targetLength: length,
-    seed: Number(values.seed),
+    seed,
     countTokens: (t) => promptTokens(session, t).length,
     words: HELDOUT_WORDS,
   });
@@ -80,19 +60,17 @@ async function main(args: string[]): Promise<number> {
     minQuery: Math.floor(length / 2),
   });
   const V = session.cpu.model.config.vocabSize;
-  const vocab = values["induction-vocab"] === undefined
-    ? V - 3
-    : positiveInt("induction-vocab", values["induction-vocab"]);
+  const vocab = cli.string("induction-vocab") === undefined ? V - 3 : cli.int("induction-vocab", 1);
   if (vocab > V - 3) {
     throw new InputError(
       `--induction-vocab: at most ${V - 3} (the model's ordinary ids), got ${vocab}`,
     );
   }
   const ind = await inductionScores(session.cpu, {
-    span: positiveInt("induction-span", values["induction-span"]),
+    span: cli.int("induction-span", 1),
     sequences: 8,
     vocab,
-    seed: Number(values.seed),
+    seed,
   });
   const rows = stats.map((s, i) => ({
     layer: s.layer,
@@ -105,8 +83,9 @@ async function main(args: string[]): Promise<number> {
     induction_mass: +ind.heads[i]!.inductionMass.toFixed(4),
     duplicate_mass: +ind.heads[i]!.duplicateMass.toFixed(4),
   }));
-  if (values.out) await writeFileAtomic(values.out, csvFormat(rows) + "\n");
-  if (values.json) console.log(JSON.stringify(rows));
+  const out = cli.string("out");
+  if (out) await writeFileAtomic(out, csvFormat(rows) + "\n");
+  if (cli.flag("json")) console.log(JSON.stringify(rows));
   else {
     console.log(textTable(rows));
     console.log(

@@ -12,7 +12,6 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import { basename } from "node:path";
 import { InputError, runCli } from "../../runtime/errors.ts";
 import { parseConfig } from "../../runtime/config.ts";
@@ -32,6 +31,7 @@ import {
   writePlan,
 } from "../../solver/plan.ts";
 import { ruleDensity } from "../../solver/rules.ts";
+import { CommandLine } from "./_args.ts";
 
 const HELP = `moa plan: per-head sparse-attention rules for a density budget
 
@@ -73,13 +73,12 @@ the plan's own model field.
 /** The subcommands besides the default (the MoA chain). */
 const SUBCOMMANDS = ["import", "export"] as const;
 
-function numbers(name: string, v: string): number[] {
-  const xs = v.split(",").map(Number);
-  if (xs.some((x) => !Number.isInteger(x) || x < 1)) {
-    throw new InputError(`--${name}: expected positive integers separated by commas, got '${v}'`);
-  }
-  return xs;
-}
+/** The options of the MoA chain, `plan import` and `plan export` (see `CommandLine.parse`). */
+const CHAIN_OPTIONS = "model density out lengths=512,1024 serving samples=8 block=32 sink=32 " +
+  "seed=0 calibration=model time-limit=60 influence=abs spans=per-query";
+const IMPORT_OPTIONS =
+  "model out spans=reference sink=64 block=64 lengths=2048,4096,8192 serving density";
+const EXPORT_OPTIONS = "model out";
 
 async function main(args: string[]): Promise<number> {
   const first = args[0];
@@ -96,35 +95,11 @@ async function main(args: string[]): Promise<number> {
 
 /** `deno task plan --model DIR --density D …`: the MoA chain. */
 async function makeMain(args: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args,
-    options: {
-      model: { type: "string" },
-      density: { type: "string" },
-      out: { type: "string" },
-      lengths: { type: "string", default: "512,1024" },
-      serving: { type: "string" },
-      samples: { type: "string", default: "8" },
-      block: { type: "string", default: "32" },
-      sink: { type: "string", default: "32" },
-      seed: { type: "string", default: "0" },
-      calibration: { type: "string", default: "model" },
-      "time-limit": { type: "string", default: "60" },
-      influence: { type: "string", default: "abs" },
-      spans: { type: "string", default: "per-query" },
-      help: { type: "boolean", short: "h", default: false },
-    },
-  });
-  if (values.help) {
-    console.log(HELP);
-    return 0;
-  }
-  if (!values.model) throw new InputError("--model DIR is required (see --help)");
-  const density = Number(values.density);
-  if (!(density > 0 && density <= 1)) {
-    throw new InputError(`--density: expected a number in (0, 1], got '${values.density}'`);
-  }
-  const lengths = numbers("lengths", values.lengths);
+  const cli = CommandLine.parse(args, HELP, CHAIN_OPTIONS);
+  if (!cli) return 0;
+  const model = cli.required("model", "DIR");
+  const density = cli.density("density");
+  const lengths = cli.ints("lengths", 1);
   lengths.forEach((n) => {
     if (n > MAX_PROFILE_LENGTH) {
       throw new InputError(
@@ -132,51 +107,36 @@ async function makeMain(args: string[]): Promise<number> {
       );
     }
   });
-  const serving = values.serving
-    ? numbers("serving", values.serving)[0]!
-    : 2 * Math.max(...lengths);
-  const [samples, block, sink] = [
-    numbers("samples", values.samples)[0]!,
-    numbers("block", values.block)[0]!,
-    Number(values.sink),
-  ];
-  if (!Number.isInteger(sink) || sink < 0) {
-    throw new InputError(`--sink: expected a non-negative integer, got '${values.sink}'`);
-  }
-  const calibration = values.calibration as CalibrationKind;
+  const serving = cli.string("serving") ? cli.int("serving", 1) : 2 * Math.max(...lengths);
+  const samples = cli.int("samples", 1);
+  const calibration = cli.string("calibration") as CalibrationKind;
   if (!["model", "reference", "context"].includes(calibration)) {
     throw new InputError(
-      `--calibration: expected model, reference or context, got '${values.calibration}'`,
+      `--calibration: expected model, reference or context, got '${calibration}'`,
     );
   }
-  const influence = values.influence;
+  const influence = cli.string("influence");
   if (influence !== "abs" && influence !== "signed") {
     throw new InputError(`--influence: expected abs or signed, got '${influence}'`);
   }
-  const spans = spansOption(values.spans);
-  if (spans === "reference" && sink % block !== 0) {
-    throw new InputError(
-      `--sink: ${sink} is not a multiple of --block ${block}, which the reference span ` +
-        `semantics needs (it keeps whole sink blocks)`,
-    );
-  }
-  const dir = await resolveModelDir(values.model, "--model");
+  const { spans, sink, block } = spanGrid(cli);
+  const dir = await resolveModelDir(model, "--model");
   const s = await openSession(dir, "cpu");
   const t0 = performance.now();
-  const { plan, pareto } = await makePlan(s.cpu, s.tokenizer, values.model, {
+  const { plan, pareto } = await makePlan(s.cpu, s.tokenizer, model, {
     density,
     lengths,
     servingLength: serving,
     samples,
     block,
     sink,
-    seed: Number(values.seed),
+    seed: Number(cli.string("seed")),
     calibration,
     influence,
     spans,
-    timeLimit: Number(values["time-limit"]),
+    timeLimit: Number(cli.string("time-limit")),
   }, (l) => console.error(l));
-  const out = values.out ?? `plan-d${density}.json`;
+  const out = cli.string("out") ?? `plan-d${density}.json`;
   await writePlan(out, plan);
   console.error(
     `${pareto.length} Pareto plans; chose validation loss ${
@@ -187,11 +147,33 @@ async function makeMain(args: string[]): Promise<number> {
   return 0;
 }
 
-function spansOption(v: string): SpanSemantics {
+/**
+ * `--spans`, `--sink` and `--block`: a sink of whole blocks under the reference semantics.
+ * @throws {InputError} naming the option
+ */
+function spanGrid(cli: CommandLine): { spans: SpanSemantics; sink: number; block: number } {
+  const v = cli.string("spans") ?? "";
   if (!(SPAN_SEMANTICS as readonly string[]).includes(v)) {
     throw new InputError(`--spans: expected ${SPAN_SEMANTICS.join(" or ")}, got '${v}'`);
   }
-  return v as SpanSemantics;
+  const spans = v as SpanSemantics, block = cli.int("block", 1), sink = cli.int("sink", 0);
+  if (spans === "reference" && sink % block !== 0) {
+    throw new InputError(
+      `--sink: ${sink} is not a multiple of --block ${block}, which the reference span ` +
+        `semantics needs (it keeps whole sink blocks)`,
+    );
+  }
+  return { spans, sink, block };
+}
+
+/**
+ * The one file argument of a subcommand.
+ * @throws {InputError} `<what>, got <count> (see --help)`
+ */
+function onePositional(cli: CommandLine, what: string): string {
+  const n = cli.positionals.length;
+  if (n !== 1) throw new InputError(`${what}, got ${n} (see --help)`);
+  return cli.positionals[0]!;
 }
 
 /** Reads a model folder's config.json (only the shape is needed). */
@@ -214,48 +196,13 @@ function outName(file: string, suffix: string): string {
 
 /** `deno task plan import FILE --model DIR …`: a reference plan as a plan file for a model. */
 async function importMain(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args,
-    allowPositionals: true,
-    options: {
-      model: { type: "string" },
-      out: { type: "string" },
-      spans: { type: "string", default: "reference" },
-      sink: { type: "string", default: "64" },
-      block: { type: "string", default: "64" },
-      lengths: { type: "string", default: "2048,4096,8192" },
-      serving: { type: "string" },
-      density: { type: "string" },
-      help: { type: "boolean", short: "h", default: false },
-    },
-  });
-  if (values.help) {
-    console.log(HELP);
-    return 0;
-  }
-  if (positionals.length !== 1) {
-    throw new InputError(
-      `plan import: expected one reference plan FILE, got ${positionals.length} (see --help)`,
-    );
-  }
-  const file = positionals[0]!;
-  if (!values.model) throw new InputError("plan import: --model DIR is required (see --help)");
-  const spans = spansOption(values.spans);
-  const block = numbers("block", values.block)[0]!;
-  const sink = Number(values.sink);
-  if (!Number.isInteger(sink) || sink < 0) {
-    throw new InputError(`--sink: expected a non-negative integer, got '${values.sink}'`);
-  }
-  if (spans === "reference" && sink % block !== 0) {
-    throw new InputError(
-      `--sink: ${sink} is not a multiple of --block ${block}, which the reference span ` +
-        `semantics needs (it keeps whole sink blocks)`,
-    );
-  }
-  const lengths = numbers("lengths", values.lengths);
-  const servingLength = values.serving
-    ? numbers("serving", values.serving)[0]!
-    : Math.max(16384, ...lengths);
+  const cli = CommandLine.parse(args, HELP, IMPORT_OPTIONS, Infinity);
+  if (!cli) return 0;
+  const file = onePositional(cli, "plan import: expected one reference plan FILE");
+  const model = cli.required("model", "DIR", "plan import: ");
+  const { spans, sink, block } = spanGrid(cli);
+  const lengths = cli.ints("lengths", 1);
+  const servingLength = cli.string("serving") ? cli.int("serving", 1) : Math.max(16384, ...lengths);
   if (servingLength < Math.max(...lengths)) {
     throw new InputError(
       `--serving: ${servingLength} is shorter than the longest of --lengths (${
@@ -270,9 +217,9 @@ async function importMain(args: string[]): Promise<number> {
     if (e instanceof Deno.errors.NotFound) throw new InputError(`${file}: file not found`);
     throw e;
   }
-  const dir = await resolveModelDir(values.model, "--model");
+  const dir = await resolveModelDir(model, "--model");
   const config = await modelConfig(dir);
-  const meta = { model: values.model, sink, block, density: 1, lengths, servingLength, spans };
+  const meta = { model, sink, block, density: 1, lengths, servingLength, spans };
   const { plan, disagreements } = importReferencePlanFor(text, meta, config, file);
   for (const d of disagreements) console.error(`warning: ${file}: ${d.message}`);
   if (disagreements.length > 0) {
@@ -282,22 +229,16 @@ async function importMain(args: string[]): Promise<number> {
         `different rules; each took the widest`,
     );
   }
-  if (values.density !== undefined) {
-    const d = Number(values.density);
-    if (!(d > 0 && d <= 1)) {
-      throw new InputError(`--density: expected a number in (0, 1], got '${values.density}'`);
-    }
-    plan.density = d;
-  } else {
-    plan.density = meanDensity(plan, servingLength);
-  }
+  plan.density = cli.string("density") === undefined
+    ? meanDensity(plan, servingLength)
+    : cli.density("density");
   plan.provenance = {
     imported_from: file,
     imported_at: new Date().toISOString(),
     reference_heads_per_layer: (JSON.parse(text) as { alphas: number[][] }).alphas[0]!.length,
     kv_heads_with_disagreeing_query_heads: disagreements.length,
   };
-  const out = values.out ?? outName(file, ".plan.json");
+  const out = cli.string("out") ?? outName(file, ".plan.json");
   await writePlan(out, plan);
   console.log(out);
   return 0;
@@ -318,38 +259,23 @@ function meanDensity(plan: Plan, n: number): number {
 
 /** `deno task plan export PLAN [--out FILE] [--model DIR]`: a plan in the reference's layout. */
 async function exportMain(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args,
-    allowPositionals: true,
-    options: {
-      model: { type: "string" },
-      out: { type: "string" },
-      help: { type: "boolean", short: "h", default: false },
-    },
-  });
-  if (values.help) {
-    console.log(HELP);
-    return 0;
-  }
-  if (positionals.length !== 1) {
-    throw new InputError(
-      `plan export: expected one PLAN file, got ${positionals.length} (see --help)`,
-    );
-  }
-  const file = positionals[0]!;
+  const cli = CommandLine.parse(args, HELP, EXPORT_OPTIONS, Infinity);
+  if (!cli) return 0;
+  const file = onePositional(cli, "plan export: expected one PLAN file");
+  const model = cli.string("model");
   const plan = await readPlan(file);
   let dir: string;
   try {
     dir = await resolveModelDir(
-      values.model ?? plan.model,
-      values.model ? "--model" : `${file}: model`,
+      model ?? plan.model,
+      model ? "--model" : `${file}: model`,
     );
   } catch (e) {
-    if (!(e instanceof InputError) || values.model) throw e;
+    if (!(e instanceof InputError) || model) throw e;
     throw new InputError(`${e.message}; pass --model DIR for the model's head counts`);
   }
   const config = await modelConfig(dir);
-  const where = values.model ? `--model ${values.model}` : `the plan's model ${plan.model}`;
+  const where = model ? `--model ${model}` : `the plan's model ${plan.model}`;
   if (plan.alphas.length !== config.numLayers) {
     throw new InputError(
       `${file}: alphas: ${plan.alphas.length} layers, but ${where} has ${config.numLayers}`,
@@ -374,7 +300,7 @@ async function exportMain(args: string[]): Promise<number> {
         `for both`,
     );
   }
-  const out = values.out ?? outName(file, ".reference.json");
+  const out = cli.string("out") ?? outName(file, ".reference.json");
   await writeFileAtomic(out, formatReferencePlan(exportReferencePlan(plan, config.numHeads)));
   console.log(out);
   return 0;

@@ -8,7 +8,6 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import { generateCasesByLines } from "../../data/longeval/longeval.ts";
 import { EVAL_KEY_SOURCES, evalKey, type EvalKeySource } from "../../data/longeval/keys.ts";
 import { brownText } from "../../data/brown.ts";
@@ -18,6 +17,7 @@ import { runLongEval, runPerplexity } from "../../data/benchmarks.ts";
 import { cpuDecoder } from "../../runtime/decoder.ts";
 import { openSession, promptTokens, resolveModelDir } from "../../runtime/session.ts";
 import { createProgress } from "../progress.ts";
+import { CommandLine } from "./_args.ts";
 
 const HELP = `moa quality: the model card's quality table
 
@@ -35,6 +35,11 @@ Usage: deno task quality [--model DIR] [--lines 50,100,200,300] [--keys words,ma
   --out FILE    also write the cells as CSV
 `;
 
+/** The command's options (see `CommandLine.parse`). */
+const OPTIONS =
+  `model=moa-tiny lines=50,100,200,300 keys=${EVAL_KEY_SOURCES.join(",")} cases=100 seed=1234 ` +
+  "ppl=1024 out";
+
 /** The 95% Wilson score interval of k successes in n trials. */
 export function wilson(k: number, n: number): [number, number] {
   if (n === 0) return [0, 1];
@@ -44,50 +49,20 @@ export function wilson(k: number, n: number): [number, number] {
   return [Math.max(0, centre - half), Math.min(1, centre + half)];
 }
 
-function intList(flag: string, v: string, min: number): number[] {
-  const xs = v.split(",").map((s) => Number(s.trim()));
-  if (xs.length === 0 || xs.some((n) => !Number.isInteger(n) || n < min)) {
-    throw new InputError(`${flag}: expected integers >= ${min} separated by commas, got '${v}'`);
-  }
-  return xs;
-}
-
 async function main(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args,
-    allowPositionals: true,
-    options: {
-      model: { type: "string", default: "moa-tiny" },
-      lines: { type: "string", default: "50,100,200,300" },
-      keys: { type: "string", default: EVAL_KEY_SOURCES.join(",") },
-      cases: { type: "string", default: "100" },
-      seed: { type: "string", default: "1234" },
-      ppl: { type: "string", default: "1024" },
-      out: { type: "string" },
-      help: { type: "boolean", short: "h", default: false },
-    },
-  });
-  if (values.help) {
-    console.log(HELP);
-    return 0;
-  }
-  if (positionals.length) throw new InputError(`unexpected argument '${positionals[0]}'`);
-  const lines = intList("--lines", values.lines, 2);
-  const one = (flag: string, v: string, min: number): number => {
-    const xs = intList(flag, v, min);
-    if (xs.length !== 1) throw new InputError(`${flag}: expected one integer, got '${v}'`);
-    return xs[0]!;
-  };
-  const cases = one("--cases", values.cases, 1);
-  const seed = one("--seed", values.seed, 0);
-  const pplLength = one("--ppl", values.ppl, 0);
-  const keys = values.keys.split(",").map((k) => k.trim());
+  const cli = CommandLine.parse(args, HELP, OPTIONS);
+  if (!cli) return 0;
+  const lines = cli.ints("lines", 2);
+  const cases = cli.int("cases", 1);
+  const seed = cli.int("seed", 0);
+  const pplLength = cli.int("ppl", 0);
+  const keys = cli.string("keys")!.split(",").map((k) => k.trim());
   for (const k of keys) {
     if (!EVAL_KEY_SOURCES.includes(k as EvalKeySource)) {
       throw new InputError(`--keys: expected some of ${EVAL_KEY_SOURCES.join(", ")}, got '${k}'`);
     }
   }
-  const s = await openSession(await resolveModelDir(values.model, "--model"), "cpu");
+  const s = await openSession(await resolveModelDir(cli.string("model")!, "--model"), "cpu");
   const max = s.cpu.model.config.maxPositionEmbeddings;
   const newCache = (n: number) => s.cpu.newCache(n);
   const progress = createProgress(lines.length * keys.length + (pplLength > 0 ? 1 : 0));
@@ -153,15 +128,16 @@ async function main(args: string[]): Promise<number> {
   );
   console.log(out.join("\n"));
   if (pplLength > 0) console.log(`\nHeld-out Brown perplexity at ${pplLength}: ${ppl.toFixed(2)}`);
-  if (values.out) {
+  const csvFile = cli.string("out");
+  if (csvFile) {
     const csv = "lines,keys,tokens,accuracy,correct,n\n" +
-      cells.map((c) =>
-        [c.lines, c.keys, c.tokens.toFixed(1), (c.correct / c.n).toFixed(4), c.correct, c.n].join(
+      cells.map((x) =>
+        [x.lines, x.keys, x.tokens.toFixed(1), (x.correct / x.n).toFixed(4), x.correct, x.n].join(
           ",",
         )
       ).join("\n") + "\n" +
       (pplLength > 0 ? `perplexity_${pplLength},,,${ppl.toFixed(4)},,\n` : "");
-    await writeFileAtomic(values.out, csv);
+    await writeFileAtomic(csvFile, csv);
   }
   return 0;
 }

@@ -7,8 +7,8 @@
 // @ts-types="@types/cli-progress"
 import cliProgress from "cli-progress";
 import process from "node:process";
-import { parseArgs } from "node:util";
 import { InputError, runCli } from "../../runtime/errors.ts";
+import { CommandLine } from "./_args.ts";
 import { loadTrainConfig, totalSteps } from "../../data/train/config.ts";
 import {
   exportCheckpoint,
@@ -44,50 +44,31 @@ seeded by (seed, step), so a resumed run is the same run. Copy out/model/ to
 data/models/moa-tiny/ to ship a trained model.
 `;
 
+/** The command's options (see `CommandLine.parse`). */
+const OPTIONS = "config out quick! max-steps export probe! rewind";
+
 async function main(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args,
-    allowPositionals: true,
-    options: {
-      config: { type: "string" },
-      out: { type: "string" },
-      quick: { type: "boolean", default: false },
-      "max-steps": { type: "string" },
-      export: { type: "string" },
-      probe: { type: "boolean", default: false },
-      rewind: { type: "string" },
-      help: { type: "boolean", short: "h", default: false },
-    },
-  });
-  if (values.help) {
-    console.log(HELP);
-    return 0;
-  }
-  if (values.quick && values.config) {
+  const cli = CommandLine.parse(args, HELP, OPTIONS, 1);
+  if (!cli) return 0;
+  const config = cli.string("config");
+  if (cli.flag("quick") && config) {
     throw new InputError("--quick and --config exclude each other");
   }
-  const file = values.config ?? `${HERE}${values.quick ? "quick" : "moa-tiny"}.json`;
+  const file = config ?? `${HERE}${cli.flag("quick") ? "quick" : "moa-tiny"}.json`;
   const cfg = await loadTrainConfig(file);
-  let maxSteps: number | undefined;
-  if (values["max-steps"] !== undefined) {
-    maxSteps = Number(values["max-steps"]);
-    if (!Number.isInteger(maxSteps) || maxSteps < 1) {
-      throw new InputError(
-        `--max-steps: expected a positive integer, got '${values["max-steps"]}'`,
-      );
-    }
-  }
+  const maxSteps = cli.string("max-steps") === undefined ? undefined : cli.int("max-steps", 1);
   const name = file.split("/").at(-1)!.replace(/\.json$/, "");
-  const out = values.out ?? `${ROOT}results/train/${name}`;
-  if (positionals.length > (values.probe ? 1 : 0)) {
-    throw new InputError(`unexpected argument '${positionals.at(-1)}' (see --help)`);
+  const out = cli.string("out") ?? `${ROOT}results/train/${name}`;
+  const [arg] = cli.positionals;
+  if (arg !== undefined && !cli.flag("probe")) {
+    throw new InputError(`unexpected argument '${arg}' (see --help)`);
   }
-  if (values.probe) {
+  if (cli.flag("probe")) {
     let phase: number | undefined;
-    if (positionals[0] !== undefined) {
-      phase = Number(positionals[0]);
+    if (arg !== undefined) {
+      phase = Number(arg);
       if (!Number.isInteger(phase)) {
-        throw new InputError(`--probe: expected a phase number, got '${positionals[0]}'`);
+        throw new InputError(`--probe: expected a phase number, got '${arg}'`);
       }
     }
     const r = await probeCheckpoint(cfg, out, phase);
@@ -102,19 +83,21 @@ async function main(args: string[]): Promise<number> {
     }
     return 0;
   }
-  if (values.rewind !== undefined) {
-    const step = Number(values.rewind);
+  const rewind = cli.string("rewind");
+  if (rewind !== undefined) {
+    const step = Number(rewind);
     if (!Number.isInteger(step) || step < 1) {
-      throw new InputError(`--rewind: expected a step number, got '${values.rewind}'`);
+      throw new InputError(`--rewind: expected a step number, got '${rewind}'`);
     }
     await rewindTo(out, step);
     console.log(`${out}: the next run resumes from step ${step}`);
     return 0;
   }
-  if (values.export) {
-    const step = await exportCheckpoint(cfg, out, values.export);
+  const exportDir = cli.string("export");
+  if (exportDir) {
+    const step = await exportCheckpoint(cfg, out, exportDir);
     console.log(
-      `wrote the step-${step} checkpoint of ${out} as a Hugging Face folder: ${values.export}`,
+      `wrote the step-${step} checkpoint of ${out} as a Hugging Face folder: ${exportDir}`,
     );
     return 0;
   }

@@ -7,11 +7,11 @@
  */
 // @ts-types="@types/d3-dsv"
 import { csvFormat } from "d3-dsv";
-import { parseArgs } from "node:util";
 import { writeFileAtomic } from "../../runtime/atomic.ts";
-import { InputError, runCli } from "../../runtime/errors.ts";
+import { runCli } from "../../runtime/errors.ts";
 import { openSession, resolveModelDir } from "../../runtime/session.ts";
 import { validityCheck } from "../../solver/validity.ts";
+import { CommandLine } from "./_args.ts";
 
 const HELP = `moa validity: does profiling predict the real loss increase of a rule?
 
@@ -25,45 +25,26 @@ increase on calibration samples, and prints the Spearman correlation with the pr
 a few samples say little about which lines a rule loses).
 `;
 
+/** The command's options (see `CommandLine.parse`). */
+const OPTIONS = "model length=512 pairs=100 samples=12 block=32 sink=32 seed=0 out";
+
 async function main(args: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args,
-    options: {
-      model: { type: "string" },
-      length: { type: "string", default: "512" },
-      pairs: { type: "string", default: "100" },
-      samples: { type: "string", default: "12" },
-      block: { type: "string", default: "32" },
-      sink: { type: "string", default: "32" },
-      seed: { type: "string", default: "0" },
-      out: { type: "string" },
-      help: { type: "boolean", short: "h", default: false },
-    },
-  });
-  if (values.help) {
-    console.log(HELP);
-    return 0;
-  }
-  if (!values.model) throw new InputError("--model DIR is required (see --help)");
-  const num = (name: string, v: string, min: number) => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min) {
-      throw new InputError(`--${name}: expected an integer ≥ ${min}, got '${v}'`);
-    }
-    return n;
-  };
-  const s = await openSession(await resolveModelDir(values.model, "--model"), "cpu");
+  const cli = CommandLine.parse(args, HELP, OPTIONS);
+  if (!cli) return 0;
+  const model = cli.required("model", "DIR");
+  const s = await openSession(await resolveModelDir(model, "--model"), "cpu");
   const r = await validityCheck(s.cpu, s.tokenizer, {
-    length: num("length", values.length, 64),
-    pairs: num("pairs", values.pairs, 3),
-    samples: num("samples", values.samples, 1),
-    block: num("block", values.block, 1),
-    sink: num("sink", values.sink, 0),
-    seed: num("seed", values.seed, 0),
+    length: cli.int("length", 64),
+    pairs: cli.int("pairs", 3),
+    samples: cli.int("samples", 1),
+    block: cli.int("block", 1),
+    sink: cli.int("sink", 0),
+    seed: cli.int("seed", 0),
   }, (d) => {
     if (d % 20 === 0) console.error(`${d} pairs measured`);
   });
-  if (values.out) await writeFileAtomic(values.out, csvFormat(r.pairs) + "\n");
+  const out = cli.string("out");
+  if (out) await writeFileAtomic(out, csvFormat(r.pairs) + "\n");
   console.log(
     `Spearman of predicted vs measured loss over ${r.pairs.length} (kv head, rule) pairs:`,
   );
