@@ -29,8 +29,10 @@ export const METHOD_TABLE = [
   { name: "moa-ctx", cache: "moa", plan: { search: "elastic", calibration: "context" } },
 ] as const;
 
-type MethodEntry = (typeof METHOD_TABLE)[number];
-type MoaEntry = Extract<MethodEntry, { plan: unknown }>;
+/** One entry of {@link METHOD_TABLE}. */
+export type MethodEntry = (typeof METHOD_TABLE)[number];
+/** An entry of a method that runs with a MoA plan. */
+export type MoaEntry = Extract<MethodEntry, { plan: unknown }>;
 
 /** An attention method: full attention, MoA (or one of its ablation variants), StreamingLLM, H2O. */
 export type Method = MethodEntry["name"];

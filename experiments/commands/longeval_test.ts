@@ -37,7 +37,7 @@ async function cli(...args: string[]): Promise<{ code: number; stdout: string; s
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
 }
 
-/** A model folder loaded here, independently of experiments/session.ts. */
+/** A model folder loaded here, independently of runtime/session.ts. */
 interface Reference {
   cpu: CpuModel;
   tokenizer: TextTokenizer;
