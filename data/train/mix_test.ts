@@ -133,7 +133,7 @@ function parseLongEval(text: string, echo = false) {
   const qa: { key: string; answer: number; at: number }[] = [];
   let at = qStart;
   const QA = echo
-    ? /^\nNow the record is over\. Tell me what is the <REGISTER_CONTENT> in line ([a-z-]+)\? I need the number\.  line ([a-z-]+): REGISTER_CONTENT is <(\d+)>\n/
+    ? /^\nNow the record is over\. Tell me what is the <REGISTER_CONTENT> in line ([a-z-]+)\? I need the number\. {2}line ([a-z-]+): REGISTER_CONTENT is <(\d+)>\n/
     : /^\nNow the record is over\. Tell me what is the <REGISTER_CONTENT> in line ([a-z-]+)\? I need the number\. <(\d+)>\n/;
   while (at < text.length) {
     const m = QA.exec(text.slice(at));
@@ -598,7 +598,7 @@ Deno.test("MixStream with varied keys: echoed answers are the asked record line"
     );
     for (
       const m of text.slice(qStart).matchAll(
-        /in line ([^?]+)\? I need the number\.  (line [^\n]*)\n/g,
+        /in line ([^?]+)\? I need the number\. {2}(line [^\n]*)\n/g,
       )
     ) {
       const echo = LINE_ANY.exec(m[2]!);

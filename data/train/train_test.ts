@@ -308,7 +308,7 @@ Deno.test("scoredPositions() picks the copies, the retrieved digits, their first
     const digits = (scored: "values" | "first") =>
       bytes.decode(scoredPositions(ex, scored, [A, Vw], isDigit).map((t) => ex.targets[t]!));
     const text = bytes.decode(ex.targets.slice(0, ex.targets.indexOf(2)));
-    const answers = [...text.matchAll(/number\.  line [a-z-]+: REGISTER_CONTENT is <(\d+)>\n/g)];
+    const answers = [...text.matchAll(/number\. {2}line [a-z-]+: REGISTER_CONTENT is <(\d+)>\n/g)];
     assert.equal(answers.length, ex.questions);
     assert.equal(digits("values"), answers.map((m) => m[1]).join(""));
     assert.equal(digits("first"), answers.map((m) => m[1]![0]).join(""));
