@@ -3,20 +3,46 @@
  * responses come from the dense model itself, and the two alternatives the paper compares:
  * ground-truth ("reference") responses, and plain language-model loss over the context.
  *
- * Each sample is exactly `length` tokens: [BOS] + prompt + response, padded with EOS. The loss
+ * Each sample is exactly `length` tokens: [BOS] + prompt + response(s), padded with EOS. The loss
  * mask is 1 on response tokens (on every token for `context`), 0 elsewhere. Half the samples are
- * LongEval records (keys from the training word list, so evaluation keys stay unseen), half are
- * Brown passages followed by an instruction to repeat their first sentence.
+ * LongEval records in LongChat's exact format (keys from the varied training source of
+ * `data/longeval/keys.ts`, so evaluation keys stay unseen) with up to {@link QUESTIONS} questions,
+ * each followed by its response, so a sample scores a few dozen response tokens rather than one
+ * answer; half are Brown passages followed by an instruction to repeat their first sentence.
+ *
+ * Every sample records its responses ({@link CalibrationSample.responses}): how many tokens each
+ * has and whether it is right (the last integer is the asked value; the copy equals the
+ * sentence). {@link describeCalibration} prints their distribution, so a profile that rests on
+ * empty or wrong responses shows it.
  *
  * @module
  */
 import { COPY_INSTRUCTION, loadBrownCorpus } from "./train/mix.ts";
-import { formatLine, formatQuestion, HEADER } from "./longeval/longeval.ts";
-import { TRAIN_WORDS } from "./longeval/words.ts";
+import { formatLine, formatQuestion, HEADER, scoreAnswer } from "./longeval/longeval.ts";
+import { loadTrainKeySampler, type TrainKeySampler } from "./longeval/keys.ts";
 import { generateGreedy } from "../runtime/cpu/generate.ts";
 import type { CpuModel } from "../runtime/cpu/forward.ts";
 import type { TextTokenizer } from "../runtime/tokenizer.ts";
 import { Rng } from "../runtime/rng.ts";
+
+/**
+ * Bumped whenever the samples a seed gives change, so that cached profiles of older calibration
+ * sets are not reused (2: LongChat's trailing space, varied keys, several questions per record).
+ */
+export const CALIBRATION_VERSION = 2;
+
+/** Most questions asked of one LongEval record. */
+export const QUESTIONS = 4;
+
+/** One response of a calibration sample. */
+export interface CalibrationResponse {
+  /** which task it answers */
+  task: "longeval" | "copy";
+  /** its tokens (0: the model stopped at once) */
+  tokens: number;
+  /** whether it is right: the asked value is its last integer, or it repeats the sentence */
+  correct: boolean;
+}
 
 /** One calibration sequence: next-token targets and the loss weight of each position. */
 export interface CalibrationSample {
@@ -26,6 +52,8 @@ export interface CalibrationSample {
   targets: Int32Array;
   /** (T) loss weights: 1 on response tokens, 0 elsewhere */
   mask: Float32Array;
+  /** the sample's responses, in order (none for `context`) */
+  responses?: CalibrationResponse[];
 }
 
 /** Where the responses of a calibration set come from. */
@@ -41,7 +69,7 @@ export interface CalibrationOptions {
   seed: number;
   /** Where the responses come from (DESIGN.md §3.3). */
   kind: CalibrationKind;
-  /** Most response tokens. @default 48 */
+  /** Most tokens of one response. @default 48 */
   maxResponse?: number;
   /** Brown documents to draw passages from (tests use few). @default all */
   brownDocuments?: number;
@@ -49,29 +77,44 @@ export interface CalibrationOptions {
 
 const BOS = 1, EOS = 2;
 
-/** A prompt and its ground-truth response, as text. */
-interface Task {
-  prompt: string;
-  reference: string;
+/** A LongEval record and the lines its questions ask, as text. */
+interface RecordTask {
+  /** header and record lines */
+  record: string;
+  /** the asked lines, in asking order */
+  asked: { key: string; value: number }[];
 }
 
-function longEvalTask(rng: Rng, tok: TextTokenizer, budget: number): Task {
-  const keys = new Set<string>();
+/**
+ * A record that leaves room for `questions` questions and responses in `budget` tokens. Lines
+ * are counted one at a time (their token counts add up, as the pre-tokenizer splits at line
+ * starts), then the whole is checked once and trimmed if a tokenizer merges across lines.
+ */
+function recordTask(
+  rng: Rng,
+  tok: TextTokenizer,
+  keys: TrainKeySampler,
+  budget: number,
+  maxResponse: number,
+): RecordTask {
+  const used = new Set<string>();
   const lines: { key: string; value: number }[] = [];
-  const question = (k: string) => formatQuestion(k);
-  let text = HEADER;
+  const qCost = (k: string) => tok.encode(formatQuestion(k)).length + maxResponse;
+  const room = (n: number) => budget - QUESTIONS * qCost(lines[0]?.key ?? "x") - n;
+  let count = 1 + tok.encode(HEADER).length;
   for (;;) {
-    const key = `${rng.pick(TRAIN_WORDS.adjectives)}-${rng.pick(TRAIN_WORDS.nouns)}`;
-    if (keys.has(key)) continue;
-    const value = rng.int(1, 50000);
-    const line = formatLine(key, value);
-    if (tok.encode(text + line + question(key)).length + 1 > budget && lines.length >= 2) break;
-    keys.add(key);
-    lines.push({ key, value });
-    text += line;
+    const line = { key: keys.draw(rng, used), value: rng.int(1, 50000) };
+    const n = tok.encode(formatLine(line.key, line.value)).length;
+    if (lines.length >= 2 && room(count + n) < 0) break;
+    lines.push(line);
+    count += n;
   }
-  const asked = rng.pick(lines);
-  return { prompt: text + question(asked.key), reference: ` <${asked.value}>\n` };
+  const text = () => HEADER + lines.map((l) => formatLine(l.key, l.value)).join("");
+  while (lines.length > 2 && 1 + tok.encode(text()).length > budget - QUESTIONS * qCost("x")) {
+    lines.pop();
+  }
+  const asked = rng.shuffle([...lines]).slice(0, QUESTIONS);
+  return { record: text(), asked };
 }
 
 async function copyTask(
@@ -79,19 +122,53 @@ async function copyTask(
   tok: TextTokenizer,
   budget: number,
   documents?: number,
-): Promise<Task> {
+): Promise<{ prompt: string; sentence: string }> {
   const corpus = await loadBrownCorpus(tok, documents === undefined ? {} : { documents });
   const fits = corpus.passages.filter((p) => p.start + budget < corpus.tokens.length);
   const p = rng.pick(fits);
   const instruction = tok.encode(COPY_INSTRUCTION).length;
   const passage = corpus.tokens.subarray(p.start, p.start + Math.max(1, budget - instruction - 1));
-  return { prompt: tok.decode(passage) + COPY_INSTRUCTION, reference: `${p.sentence}\n` };
+  return { prompt: tok.decode(passage) + COPY_INSTRUCTION, sentence: p.sentence };
+}
+
+/**
+ * The response-length distribution and the share of right responses of a calibration set, per
+ * task, as lines of text (for the plan log and `deno task plan`).
+ *
+ * @param samples a calibration set
+ * @returns one line per task, e.g. `longeval: 32 responses, tokens min 19 / median 21 / max 24,
+ *   0 empty, 0.81 right`
+ * @example
+ * ```ts
+ * import { describeCalibration } from "./calibration.ts";
+ * const r = { task: "copy" as const, tokens: 12, correct: true };
+ * const s = { tokens: new Int32Array(1), targets: new Int32Array(1), mask: new Float32Array(1) };
+ * console.log(describeCalibration([{ ...s, responses: [r] }])); // ["copy: 1 responses, …"]
+ * ```
+ */
+export function describeCalibration(samples: readonly CalibrationSample[]): string[] {
+  const out: string[] = [];
+  for (const task of ["longeval", "copy"] as const) {
+    const rs = samples.flatMap((s) => s.responses ?? []).filter((r) => r.task === task);
+    if (rs.length === 0) continue;
+    const n = rs.map((r) => r.tokens).sort((a, b) => a - b);
+    const q = (f: number) => n[Math.min(n.length - 1, Math.floor(f * n.length))]!;
+    const right = rs.filter((r) => r.correct).length / rs.length;
+    out.push(
+      `${task}: ${rs.length} responses, tokens min ${n[0]} / median ${q(0.5)} / max ${n.at(-1)}, ` +
+        `${n.filter((x) => x <= 1).length} of at most one token, ${right.toFixed(2)} right`,
+    );
+  }
+  return out;
 }
 
 /**
  * Builds a calibration set.
  * @param cpu the dense model (generates the responses of kind `model`)
  * @param tok its tokenizer
+ * @param o see {@link CalibrationOptions}
+ * @returns `o.samples` samples of `o.length` tokens
+ * @throws {RangeError} when a prompt leaves no room for a response
  */
 export async function buildCalibration(
   cpu: CpuModel,
@@ -102,9 +179,18 @@ export async function buildCalibration(
   const maxResponse = o.maxResponse ?? 48;
   const out: CalibrationSample[] = [];
   const newline = tok.encode("\n");
+  const stop = [EOS, ...(newline.length === 1 ? newline : [])];
+  const keys = o.kind === "context" ? null : await loadTrainKeySampler();
+  // the response to a prompt: the model's own greedy answer, or the given truth
+  const respond = async (ids: number[], truth: string): Promise<number[]> =>
+    o.kind === "reference"
+      ? tok.encode(truth).slice(0, maxResponse)
+      : (await generateGreedy(cpu, [ids], { maxNewTokens: maxResponse, stopTokens: stop }))[0]!;
   for (let s = 0; s < o.samples; s++) {
     let ids: number[];
     let respStart: number;
+    const responses: CalibrationResponse[] = [];
+    const spans: [number, number][] = []; // [start, end) of each response in ids
     if (o.kind === "context") {
       const corpus = await loadBrownCorpus(
         tok,
@@ -113,42 +199,59 @@ export async function buildCalibration(
       const start = rng.int(0, corpus.tokens.length - o.length - 2);
       ids = Array.from(corpus.tokens.subarray(start, start + o.length + 1));
       respStart = 0;
-    } else {
-      const budget = o.length - maxResponse;
-      const task = s % 2 === 0
-        ? longEvalTask(rng, tok, budget)
-        : await copyTask(rng, tok, budget, o.brownDocuments);
-      const prompt = [BOS, ...tok.encode(task.prompt)];
-      let response: number[];
-      if (o.kind === "reference") {
-        response = tok.encode(task.reference).slice(0, maxResponse);
-      } else {
-        response = (await generateGreedy(cpu, [prompt], {
-          maxNewTokens: maxResponse,
-          stopTokens: [EOS, ...(newline.length === 1 ? newline : [])],
-        }))[0]!;
+      spans.push([1, ids.length]);
+    } else if (s % 2 === 0) {
+      const task = recordTask(rng, tok, keys!, o.length, maxResponse);
+      ids = [BOS, ...tok.encode(task.record)];
+      respStart = -1;
+      for (const line of task.asked) {
+        const q = tok.encode(formatQuestion(line.key));
+        if (ids.length + q.length + 1 >= o.length) break;
+        ids.push(...q);
+        if (respStart < 0) respStart = ids.length;
+        // the truth in the benchmark's plainest form: the value after the question's space
+        const r = await respond(ids, `<${line.value}>\n`);
+        spans.push([ids.length, ids.length + r.length]);
+        ids.push(...r);
+        const text = tok.decode(r);
+        responses.push({
+          task: "longeval",
+          tokens: r.length,
+          correct: scoreAnswer(text, line.value).correct,
+        });
+        if (r.at(-1) !== newline[0]) ids.push(...newline); // the next question on its own line
       }
-      ids = [...prompt, ...response];
-      respStart = prompt.length;
+    } else {
+      const task = await copyTask(rng, tok, o.length - maxResponse, o.brownDocuments);
+      ids = [BOS, ...tok.encode(task.prompt)];
+      respStart = ids.length;
+      const r = await respond(ids, `${task.sentence}\n`);
+      spans.push([ids.length, ids.length + r.length]);
+      ids.push(...r);
+      responses.push({
+        task: "copy",
+        tokens: r.length,
+        correct: tok.decode(r).trim() === task.sentence.trim(),
+      });
     }
-    if (respStart >= o.length) {
+    if (respStart < 0 || respStart >= o.length) {
       throw new RangeError(
-        `calibration: a prompt needs ${respStart} tokens, leaving no room for a response in ${o.length}; use longer lengths`,
+        `calibration: a prompt needs ${
+          respStart < 0 ? ids.length : respStart
+        } tokens, leaving no room for a response in ${o.length}; use longer lengths`,
       );
     }
     // inputs are ids[0..length), targets ids[1..length]; pad with EOS, masked out
     const tokens = new Int32Array(o.length).fill(EOS);
     const targets = new Int32Array(o.length).fill(EOS);
     const mask = new Float32Array(o.length);
-    for (let t = 0; t < o.length && t + 1 < ids.length; t++) {
-      tokens[t] = ids[t]!;
-      targets[t] = ids[t + 1]!;
-      if (t + 1 >= respStart) mask[t] = 1; // predicting a response token
+    for (let t = 0; t < o.length && t < ids.length; t++) tokens[t] = ids[t]!;
+    for (let t = 0; t < o.length && t + 1 < ids.length; t++) targets[t] = ids[t + 1]!;
+    // predicting response token j (ids[j]) happens at position j − 1
+    for (const [a, b] of spans) {
+      for (let j = Math.max(1, a); j < Math.min(b, o.length + 1); j++) mask[j - 1] = 1;
     }
-    if (o.kind !== "context") {
-      for (let t = ids.length - 1; t < o.length; t++) tokens[t] = ids[t] ?? EOS;
-    }
-    out.push({ tokens, targets, mask });
+    out.push({ tokens, targets, mask, ...(o.kind === "context" ? {} : { responses }) });
   }
   return out;
 }

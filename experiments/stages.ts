@@ -14,6 +14,7 @@
  *
  * @module
  */
+import { CALIBRATION_VERSION } from "../data/calibration.ts";
 import { brownText } from "../data/brown.ts";
 import { type Metric, runLongEval, runPerplexity, runThroughput } from "../data/benchmarks.ts";
 import type { LongEvalCase } from "../data/longeval/longeval.ts";
@@ -38,7 +39,14 @@ import {
   storeInfluence,
 } from "../solver/pipeline.ts";
 import { type Plan, writePlan } from "../solver/plan.ts";
-import { type CellArtifact, validCases, validCell, validPlan, validProfile } from "./artifacts.ts";
+import {
+  type CaseOutcome,
+  type CellArtifact,
+  validCases,
+  validCell,
+  validPlan,
+  validProfile,
+} from "./artifacts.ts";
 import type { ArtifactStore } from "./cache.ts";
 import { casesOrRefusal } from "./preflight.ts";
 import type { Cell, Experiment } from "./schema.ts";
@@ -121,6 +129,7 @@ export class CellStages {
       // `head` search's static windows (2–4 were intermediate versions of this session);
       // 6: the profiler charges the band the plan's span semantics applies (was the static band)
       v: 6,
+      calibration: CALIBRATION_VERSION,
       fingerprint,
       density,
       spans: exp.spans,
@@ -155,12 +164,13 @@ export class CellStages {
   ): Promise<CellArtifact> {
     const started = new Date().toISOString();
     const plan = isMoa(c.method) ? await this.plan(s, c.method, c.density, log) : undefined;
-    const { metrics, backend } = await this.#benchmark(s, c, plan, tick);
+    const { metrics, backend, cases } = await this.#benchmark(s, c, plan, tick);
     const art: CellArtifact = {
       metrics,
       backend,
       device: backend === s.backend ? s.device : `cpu ${navigator.hardwareConcurrency} cores`,
       started_at: started,
+      ...(cases ? { cases } : {}),
     };
     await this.ctx.store.put("cell", await this.cellKey(c), art);
     return art;
@@ -236,7 +246,7 @@ export class CellStages {
     c: Cell,
     plan: Plan | undefined,
     tick: Tick,
-  ): Promise<{ metrics: Metric[]; backend: string }> {
+  ): Promise<{ metrics: Metric[]; backend: string; cases?: CaseOutcome[] }> {
     const { exp } = this.ctx;
     const spec: MethodSpec = {
       method: c.method,
@@ -253,7 +263,11 @@ export class CellStages {
         const cases = fileCases
           ? bucketByLength(s, fileCases, exp.lengths, c.length)
           : await this.#cases(s, c.length);
-        return { metrics: await runLongEval(s, cases, decoder, tick), backend: decoder.backend };
+        const outcomes: { c: LongEvalCase; correct: boolean }[] = [];
+        const metrics = await runLongEval(s, cases, decoder, tick, (c, correct) => {
+          outcomes.push({ c, correct });
+        });
+        return { metrics, backend: decoder.backend, cases: await caseOutcomes(outcomes) };
       }
       case "perplexity":
         return {
@@ -298,6 +312,17 @@ export class CellStages {
     if (this.ctx.noCache) return make();
     return (await store.getOrCompute("cases", await this.casesKey(length), make, validCases)).value;
   }
+}
+
+/** Each LongEval case's outcome, with a hash of what it asked (so pairs are the same case). */
+async function caseOutcomes(
+  outcomes: { c: LongEvalCase; correct: boolean }[],
+): Promise<CaseOutcome[]> {
+  return await Promise.all(outcomes.map(async ({ c, correct }) => ({
+    id: c.id,
+    hash: await hashOf({ prompt: c.prompt, expected: c.expected }),
+    score: correct ? 1 : 0,
+  })));
 }
 
 /**

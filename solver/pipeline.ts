@@ -6,8 +6,10 @@
  */
 import {
   buildCalibration,
+  CALIBRATION_VERSION,
   type CalibrationKind,
   type CalibrationSample,
+  describeCalibration,
 } from "../data/calibration.ts";
 import {
   disposeParams,
@@ -103,8 +105,11 @@ export type PlanSearch = "uniform" | "layer" | "head" | "elastic";
 export interface PlanResult {
   /** The chosen plan (lowest validation loss). */
   plan: Plan;
-  /** Every Pareto plan: its profiled-loss objectives and its measured validation loss. */
-  pareto: { objectives: number[]; validationLoss: number }[];
+  /**
+   * Every Pareto plan: its profiled-loss objectives, its measured validation loss, and its mean
+   * density at each length of the problem's density rows (`density@<length>` → value).
+   */
+  pareto: { objectives: number[]; validationLoss: number; densities: Record<string, number> }[];
 }
 
 /**
@@ -183,7 +188,15 @@ export async function makePlan(
   try {
     for (const N of lengths) {
       const signed = s.influence === "signed";
-      const key = { length: N, samples: s.samples, seed: s.seed, kind, block: s.block, signed };
+      const key = {
+        length: N,
+        samples: s.samples,
+        seed: s.seed,
+        kind,
+        block: s.block,
+        signed,
+        calibration: CALIBRATION_VERSION,
+      };
       const inf = await cache(key, async () => {
         log(`calibrate: ${s.samples} samples of ${N} tokens (${kind} responses)`);
         const samples = await buildCalibration(cpu, tok, {
@@ -192,6 +205,7 @@ export async function makePlan(
           seed: s.seed,
           kind,
         });
+        for (const line of describeCalibration(samples)) log(`calibrate: ${line}`);
         log(`profile: attention influence at ${N} tokens, block ${s.block}`);
         if (!params) {
           await initJax("wasm");
@@ -272,6 +286,17 @@ export async function makePlan(
   }
   scored.sort((a, b) => a.validationLoss - b.validationLoss);
   const best = scored[0]!;
+  // each Pareto plan's mean density at every density row (the solver's constraint values come
+  // first, in the problem's order, before any ε constraint), for reports (experiments/report/)
+  const densitiesOf = (sol: Solution) =>
+    Object.fromEntries(
+      problem.constraints.map((c, i) => [c.name, sol.constraintValues[i]! / groups]),
+    );
+  const front = scored.map((x) => ({
+    objectives: x.sol.objectives,
+    validationLoss: x.validationLoss,
+    densities: densitiesOf(x.sol),
+  }));
   best.plan.provenance = {
     created_at: new Date().toISOString(),
     calibration: kind,
@@ -282,9 +307,12 @@ export async function makePlan(
     validation_lengths: vLengths,
     validation_loss: best.validationLoss,
     pareto_plans: scored.length,
+    // the whole Pareto set, lowest validation loss (the chosen plan) first
+    pareto: front.map((x) => ({
+      objectives: x.objectives,
+      validation_loss: x.validationLoss,
+      densities: x.densities,
+    })),
   };
-  return {
-    plan: best.plan,
-    pareto: scored.map((x) => ({ objectives: x.sol.objectives, validationLoss: x.validationLoss })),
-  };
+  return { plan: best.plan, pareto: front };
 }
