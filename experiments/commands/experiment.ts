@@ -31,6 +31,8 @@ Options:
   --dry-run      list the cells (marking cached ones) and write nothing
   --no-cache     recompute every stage, ignoring cached artifacts
   --cache DIR    stage artifact cache (default: $MOA_CACHE, else results/.cache)
+  --seed N       run the file with seed N instead of its own (cases, calibration, plans): the
+                 same grid at another seed, for means and ranges over seeds; a new run id
   --partial      merge: write the merge even when some cells are in none of the folders
                  (without it, a missing shard is an error, exit code 2)
   -h, --help     show this help
@@ -54,6 +56,7 @@ export async function main(args: string[]): Promise<number> {
       "no-cache": { type: "boolean", default: false },
       cache: { type: "string" },
       partial: { type: "boolean", default: false },
+      seed: { type: "string" },
       help: { type: "boolean", short: "h", default: false },
     },
   });
@@ -62,6 +65,7 @@ export async function main(args: string[]): Promise<number> {
     return 0;
   }
   if (positionals[0] === "merge") {
+    if (values.seed !== undefined) throw new InputError("--seed does not apply to merge");
     const dirs = positionals.slice(1);
     if (dirs.length === 0) {
       throw new InputError(
@@ -96,6 +100,13 @@ export async function main(args: string[]): Promise<number> {
   }
   const file = positionals[0] ?? await defaultExperimentFile();
   const exp = await loadExperiment(file);
+  if (values.seed !== undefined) {
+    const seed = Number(values.seed);
+    if (!Number.isSafeInteger(seed)) {
+      throw new InputError(`--seed: expected an integer, got '${values.seed}'`);
+    }
+    exp.seed = seed;
+  }
   const shard = values.shard === undefined ? null : parseShard(values.shard);
   const runId = await runIdOf(exp).catch((e) => {
     throw e instanceof InputError ? new InputError(`${file}: ${e.message}`) : e;

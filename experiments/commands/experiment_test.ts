@@ -314,3 +314,34 @@ Deno.test("the CLI refuses --resume without a run and --out holding another run"
     );
   }
 });
+
+Deno.test("--seed runs the file at another seed, under its own run id", async (t) => {
+  const file = await writeFile(
+    edit(6, "  longeval: {cases: 2}").filter((l) => !/perplexity|throughput/.test(l)),
+  );
+  await t.step(
+    "the run records the given seed in every row and in the resolved experiment",
+    async () => {
+      const out = `${TMP}/out-seed7`;
+      const o = await cli(file, "--out", out, "--seed", "7", "--no-cache");
+      assert.equal(o.code, 0, o.stderr);
+      const resolved = JSON.parse(await Deno.readTextFile(`${out}/experiment.resolved.json`));
+      assert.equal(resolved.experiment.seed, 7);
+      const rows = (await Deno.readTextFile(`${out}/metrics.csv`)).trim().split("\n");
+      const header = rows[0]!.split(",");
+      const seedAt = header.indexOf("seed"), runAt = header.indexOf("run_id");
+      assert.ok(rows.length > 1 && rows.slice(1).every((r) => r.split(",")[seedAt] === "7"));
+      const plain = `${TMP}/out-seed-file`;
+      assert.equal((await cli(file, "--out", plain, "--no-cache")).code, 0);
+      const other = (await Deno.readTextFile(`${plain}/metrics.csv`)).trim().split("\n")[1]!;
+      assert.equal(other.split(",")[seedAt], "3");
+      assert.notEqual(other.split(",")[runAt], rows[1]!.split(",")[runAt]);
+    },
+  );
+  await t.step("a seed that is not an integer is bad input", async () => {
+    assertInputError(
+      await cli(file, "--seed", "1.5"),
+      "error: --seed: expected an integer, got '1.5'",
+    );
+  });
+});
