@@ -38,6 +38,8 @@ const LONGEVAL_BATCH = 4;
 
 /**
  * LongEval accuracy, overall and per position decile of the asked line.
+ * @param record called with each case and whether it was answered correctly (per-case outcomes,
+ *   which paired comparisons of two runs read)
  * @returns `accuracy` and `accuracy_decile_<d>` rows, and `prompt_tokens` (mean length); with
  *   no cases, `accuracy` and `prompt_tokens` are missing (NaN, n = 0) rather than 0
  */
@@ -46,6 +48,7 @@ export async function runLongEval(
   cases: LongEvalCase[],
   method: Decoder,
   tick: Tick,
+  record: (c: LongEvalCase, correct: boolean) => void = () => {},
 ): Promise<Metric[]> {
   const results: { c: LongEvalCase; correct: boolean }[] = [];
   let promptSum = 0;
@@ -56,7 +59,9 @@ export async function runLongEval(
     const outs = await method.generate(prompts, ANSWER_TOKENS, s.stopTokens);
     batch.forEach((c, j) => {
       const text = s.tokenizer.decode(outs[j]!);
-      results.push({ c, correct: scoreAnswer(text, c.expected).correct });
+      const { correct } = scoreAnswer(text, c.expected);
+      results.push({ c, correct });
+      record(c, correct);
     });
     tick(Math.min(i + LONGEVAL_BATCH, cases.length), cases.length);
   }

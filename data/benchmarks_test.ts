@@ -48,7 +48,19 @@ Deno.test("runLongEval() scores the last integer of each answer, overall and per
     ]),
   );
   const ticks: [number, number][] = [];
-  const metrics = await runLongEval(session, cases, decoder, (d, t) => ticks.push([d, t]));
+  const outcomes: [string, boolean][] = [];
+  const metrics = await runLongEval(
+    session,
+    cases,
+    decoder,
+    (d, t) => ticks.push([d, t]),
+    (c, correct) => outcomes.push([c.id, correct]),
+  );
+  // each case's outcome, in case order (what paired comparisons read)
+  assert.deepEqual(outcomes, [["c0", true], ["c1", false], ["c2", true], ["c3", false], [
+    "c4",
+    true,
+  ]]);
   const value = (name: string) => metrics.find((m) => m.metric === name);
   assert.deepEqual(value("accuracy"), { metric: "accuracy", value: 3 / 5, n: 5 });
   assert.deepEqual(value("accuracy_decile_0"), { metric: "accuracy_decile_0", value: 0.5, n: 2 });

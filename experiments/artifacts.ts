@@ -22,6 +22,21 @@ export interface CellArtifact {
   device: string;
   /** ISO time the cell started. */
   started_at: string;
+  /**
+   * Each case's outcome (LongEval: 1 answered correctly, 0 not), for paired comparisons of two
+   * runs (experiments/compare.ts). Absent in cells stored before it was recorded.
+   */
+  cases?: CaseOutcome[];
+}
+
+/** One benchmark case's outcome in a cell. */
+export interface CaseOutcome {
+  /** The case's id. */
+  id: string;
+  /** A hash of what was asked (prompt and expected answer): equal only for the same case. */
+  hash: string;
+  /** The case's score in [0, 1]. */
+  score: number;
 }
 
 /** The metrics every artifact of a benchmark's cell has. */
@@ -78,7 +93,25 @@ export function validCell(v: unknown, c: Cell): CellArtifact {
     backend: v.backend as string,
     device: v.device as string,
     started_at: v.started_at as string,
+    ...(v.cases === undefined ? {} : { cases: validOutcomes(v.cases) }),
   };
+}
+
+/** Stored per-case outcomes, checked. @throws Error naming the case and field that is wrong */
+function validOutcomes(v: unknown): CaseOutcome[] {
+  if (!Array.isArray(v)) throw new Error(`cases: expected a list, got ${shown(v)}`);
+  return v.map((c: unknown, i): CaseOutcome => {
+    if (!isRecord(c)) throw new Error(`cases[${i}]: expected an object, got ${shown(c)}`);
+    for (const k of ["id", "hash"] as const) {
+      if (typeof c[k] !== "string") {
+        throw new Error(`cases[${i}].${k}: expected a string, got ${shown(c[k])}`);
+      }
+    }
+    if (typeof c.score !== "number" || !(c.score >= 0 && c.score <= 1)) {
+      throw new Error(`cases[${i}].score: expected a number in [0, 1], got ${shown(c.score)}`);
+    }
+    return { id: c.id as string, hash: c.hash as string, score: c.score };
+  });
 }
 
 /**

@@ -38,6 +38,16 @@ Deno.test("validCell() returns a stored cell with missing values as NaN, and nam
   );
   bad({ ...good, metrics: [metrics[0]] }, /metrics: no 'nll', which every perplexity cell has/);
   bad({ ...good, device: 3 }, /device: expected a string, got 3/);
+  // per-case outcomes are optional (older cells lack them) and checked when present
+  assert.equal(art.cases, undefined);
+  const cases = [{ id: "c0", hash: "ab", score: 1 }, { id: "c1", hash: "cd", score: 0 }];
+  assert.deepEqual(validCell({ ...good, cases }, cell).cases, cases);
+  bad({ ...good, cases: {} }, /cases: expected a list/);
+  bad({ ...good, cases: [{ id: "c0", score: 1 }] }, /cases\[0\]\.hash: expected a string/);
+  bad(
+    { ...good, cases: [cases[0], { ...cases[1], score: 2 }] },
+    /cases\[1\]\.score: expected a number in \[0, 1\]/,
+  );
 });
 
 Deno.test("validCases() checks what the LongEval benchmark reads of each case", () => {

@@ -1,5 +1,6 @@
 /**
- * The tidy CSV every experiment writes: one row per measurement.
+ * The tidy CSV every experiment writes: one row per measurement (`metrics.csv`), and one row
+ * per benchmark case (`cases.csv`: each case's outcome, which paired comparisons read).
  *
  * @module
  */
@@ -52,4 +53,43 @@ export async function readMetricsCsv(path: string): Promise<Row[]> {
     if (!parsed.columns.includes(c)) throw new InputError(`${path}: header lacks column '${c}'`);
   }
   return parsed.map((r) => Object.fromEntries(CSV_COLUMNS.map((c) => [c, r[c] ?? ""])) as Row);
+}
+
+/** The columns of cases.csv, in order. */
+export const CASE_COLUMNS = ["run_id", "cell", "case", "hash", "score"] as const;
+
+/** One row of cases.csv: a case's outcome in a cell. */
+export type CaseRow = Record<(typeof CASE_COLUMNS)[number], string | number>;
+
+/** Writes per-case rows as CSV with the standard columns, atomically. */
+export async function writeCasesCsv(path: string, rows: CaseRow[]): Promise<void> {
+  await writeFileAtomic(path, csvFormat(rows, [...CASE_COLUMNS]) + "\n");
+}
+
+/**
+ * Reads a cases.csv written by `writeCasesCsv`; a missing file is no rows (runs made before
+ * per-case outcomes were recorded have none).
+ * @throws InputError when the header lacks a column or a score is not a number in [0, 1]
+ */
+export async function readCasesCsv(path: string): Promise<CaseRow[]> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return [];
+    throw new InputError(`${path}: cannot read cases.csv (${e})`);
+  }
+  const parsed = csvParse(text);
+  for (const c of CASE_COLUMNS) {
+    if (!parsed.columns.includes(c)) throw new InputError(`${path}: header lacks column '${c}'`);
+  }
+  return parsed.map((r, i) => {
+    const score = Number(r.score);
+    if (r.score === "" || !(score >= 0 && score <= 1)) {
+      throw new InputError(
+        `${path}:${i + 2}: score: expected a number in [0, 1], got '${r.score}'`,
+      );
+    }
+    return { run_id: r.run_id!, cell: r.cell!, case: r.case!, hash: r.hash!, score };
+  });
 }

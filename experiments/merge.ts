@@ -1,12 +1,19 @@
 /**
  * Merges the outputs of sharded runs (`--shard i/n` on n machines) into one folder whose
- * metrics.csv equals what the unsharded run writes.
+ * metrics.csv (and cases.csv) equals what the unsharded run writes.
  *
  * @module
  */
 import { writeFileAtomic } from "../runtime/atomic.ts";
 import { InputError } from "../runtime/errors.ts";
-import { readMetricsCsv, type Row, writeMetricsCsv } from "./csv.ts";
+import {
+  type CaseRow,
+  readCasesCsv,
+  readMetricsCsv,
+  type Row,
+  writeCasesCsv,
+  writeMetricsCsv,
+} from "./csv.ts";
 import { checkOutDir, type ResolvedRun } from "./run.ts";
 
 /** The result of a merge. */
@@ -67,6 +74,7 @@ export async function mergeRuns(
   await checkOutDir(out, first.run_id, false);
   const order = new Map(first.cells.map((c) => [c.id, c.index]));
   const byCell = new Map<string, Row[]>();
+  const casesByCell = new Map<string, CaseRow[]>();
   for (const d of dirs) {
     const seen = new Set<string>();
     for (const row of await readMetricsCsv(`${d}/metrics.csv`)) {
@@ -79,6 +87,11 @@ export async function mergeRuns(
       if (byCell.has(id) && !seen.has(id)) continue; // the same cell from two shards: keep the first
       seen.add(id);
       byCell.set(id, [...(byCell.get(id) ?? []), row]);
+    }
+    // each case outcome comes from the folder whose metrics the merge keeps
+    for (const row of await readCasesCsv(`${d}/cases.csv`)) {
+      const id = String(row.cell);
+      if (seen.has(id)) casesByCell.set(id, [...(casesByCell.get(id) ?? []), row]);
     }
   }
   const rows = [...byCell.entries()]
@@ -114,5 +127,11 @@ export async function mergeRuns(
     ) + "\n",
   );
   await writeMetricsCsv(`${out}/metrics.csv`, rows);
+  await writeCasesCsv(
+    `${out}/cases.csv`,
+    [...casesByCell.entries()]
+      .sort((a, b) => order.get(a[0])! - order.get(b[0])!)
+      .flatMap(([, r]) => r),
+  );
   return { rows, missing };
 }

@@ -1,7 +1,7 @@
 /**
  * Runs an experiment: expands it into cells (method × density × length × benchmark), runs each
  * cell's stages (experiments/stages.ts) with their artifacts cached by a hash of their inputs,
- * and writes `experiment.resolved.json` and `metrics.csv`.
+ * and writes `experiment.resolved.json`, `metrics.csv` and `cases.csv` (each case's outcome).
  *
  * {@link runExperiment} in stages: {@link resolveRun} checks the inputs (experiments/preflight.ts)
  * and the output and cache folders and names the run; a dry run lists the cells
@@ -17,7 +17,7 @@ import { hashOf, modelFingerprint } from "../runtime/hash.ts";
 import { openSession, resolveModelDir, type Session } from "../runtime/session.ts";
 import type { CellArtifact } from "./artifacts.ts";
 import { ArtifactStore, type Claim, describeHolder } from "./cache.ts";
-import { type Row, writeMetricsCsv } from "./csv.ts";
+import { type CaseRow, type Row, writeCasesCsv, writeMetricsCsv } from "./csv.ts";
 import { type Preflight, preflight } from "./preflight.ts";
 import { createProgress, type Progress } from "./progress.ts";
 import { type Cell, expandCells, type Experiment } from "./schema.ts";
@@ -249,6 +249,7 @@ export async function runCells(
     (m) => progress.log(m),
   ));
   const rowsOf = new Map<number, Row[]>();
+  const casesOf = new Map<number, CaseRow[]>();
   const inOrder = () => cells.flatMap((c) => rowsOf.get(c.index) ?? []);
   const waiting = new Set<string>();
   let cachedCells = 0;
@@ -280,7 +281,9 @@ export async function runCells(
         );
       }
       rowsOf.set(c.index, cellRows(resolved, c, art));
+      casesOf.set(c.index, caseRows(resolved, c, art));
       await writeMetricsCsv(`${out}/metrics.csv`, inOrder());
+      await writeCasesCsv(`${out}/cases.csv`, cells.flatMap((x) => casesOf.get(x.index) ?? []));
       const head = art.metrics[0];
       const shown = head && (Number.isNaN(head.value) ? "n/a" : +head.value.toPrecision(4));
       progress.finish(
@@ -326,6 +329,17 @@ export function cellRows(resolved: ResolvedRun, c: Cell, art: CellArtifact): Row
     device: art.device,
     git_sha: resolved.git_sha,
     started_at: art.started_at,
+  }));
+}
+
+/** The cases.csv rows of a cell's artifact (none when the cell recorded no per-case outcomes). */
+export function caseRows(resolved: ResolvedRun, c: Cell, art: CellArtifact): CaseRow[] {
+  return (art.cases ?? []).map((k) => ({
+    run_id: resolved.run_id,
+    cell: c.id,
+    case: k.id,
+    hash: k.hash,
+    score: k.score,
   }));
 }
 

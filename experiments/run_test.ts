@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { writeRandomModel } from "../data/models/init_random.ts";
 import type { ModelConfig } from "../runtime/model.ts";
 import { InputError } from "../runtime/errors.ts";
-import { CSV_COLUMNS, readMetricsCsv, type Row } from "./csv.ts";
+import { CSV_COLUMNS, readCasesCsv, readMetricsCsv, type Row } from "./csv.ts";
 import { mergeRuns } from "./merge.ts";
 import type { Progress } from "./progress.ts";
 import { parseShard, type ResolvedRun, runExperiment, runIdOf, type RunResult } from "./run.ts";
@@ -376,6 +376,10 @@ Deno.test("shards 0/3, 1/3 and 2/3 merge into the unsharded run's metrics.csv", 
     const mergedRows = await readMetricsCsv(`${merged}/metrics.csv`);
     assert.deepEqual(mergedRows, rows);
     assert.deepEqual(comparable(mergedRows), comparable(refRows));
+    // each LongEval case's outcome too: 2 lengths × CASES cases, the same as the unsharded run's
+    const mergedCases = await readCasesCsv(`${merged}/cases.csv`);
+    assert.equal(mergedCases.length, LENGTHS.length * CASES);
+    assert.deepEqual(mergedCases, await readCasesCsv(`${TMP}/reference/cases.csv`));
     const resolved = JSON.parse(await Deno.readTextFile(`${merged}/experiment.resolved.json`));
     assert.equal(resolved.shard, null);
     assert.equal(resolved.run_id, (await referenceRun()).resolved.run_id);

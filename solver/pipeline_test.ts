@@ -43,7 +43,13 @@ Deno.test("makePlan() runs calibrate → profile → optimize → validate withi
     );
     const mean = d.reduce((x, y) => x + y, 0) / d.length;
     assert.ok(mean <= 0.5 + 1e-9 && mean >= 0.45 - 1e-9, `mean density ${mean} at ${N}`);
+    // the recorded Pareto set starts with the chosen plan, its densities those of its rules
+    const recorded = (plan.provenance.pareto as { densities: Record<string, number> }[])[0]!;
+    assert.ok(Math.abs(recorded.densities[`density@${N}`]! - mean) < 1e-9, `density@${N}`);
   }
+  const front = plan.provenance.pareto as { validation_loss: number }[];
+  assert.equal(front.length, pareto.length, "the whole Pareto set is recorded");
+  assert.equal(front[0]!.validation_loss, chosen);
   assert.ok(Number.isFinite(chosen));
 });
 
