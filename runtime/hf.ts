@@ -8,18 +8,24 @@ import { exists } from "./atomic.ts";
 import { basename, dirname, isAbsolute, join } from "node:path";
 import { configToJson, parseConfig, type TorchDtype } from "./config.ts";
 import { InputError } from "./errors.ts";
-import type { LayerWeights, Model, ModelConfig, ModelWeights } from "./model.ts";
+import {
+  type LayerWeights,
+  type Model,
+  type ModelConfig,
+  type ModelWeights,
+  type Weight,
+  weightLength,
+  widen,
+  widenInto,
+} from "./model.ts";
 import {
   type Dtype,
   DTYPE_BYTES,
-  encodeTensorData,
+  encodeValues,
   type FloatDtype,
   layoutSafetensors,
-  parseSafetensors,
-  readSafetensorsHeader,
-  type TensorEntry,
-  type TensorToWrite,
-  toFloat32,
+  SafetensorsFile,
+  type TensorHeader,
 } from "./safetensors.ts";
 
 /** Name of the single-file weights. */
@@ -31,7 +37,8 @@ export const CONFIG_FILE = "config.json";
 
 const SHARD_NAME = /^model-\d{5}-of-\d{5}\.safetensors$/;
 
-type Slot = keyof LayerWeights | "embed" | "finalNorm" | "lmHead";
+/** A field of the model's weights: one of `LayerWeights`, or `embed`, `finalNorm`, `lmHead`. */
+export type Slot = keyof LayerWeights | "embed" | "finalNorm" | "lmHead";
 
 /** One tensor the model needs: its Hugging Face name, shape and where it goes. */
 interface TensorSpec {
@@ -226,8 +233,78 @@ function checkTensor(
   }
 }
 
-/** The dtypes {@linkcode loadModel} converts to float32. */
+/** The dtypes {@linkcode loadModel} reads. */
 const LOADABLE_DTYPES: readonly Dtype[] = ["F32", "F16", "BF16"];
+
+/** A model folder's config and where each tensor it needs lives. */
+async function readFolder(
+  dir: string,
+): Promise<
+  {
+    config: ModelConfig;
+    specs: TensorSpec[];
+    files: Map<string, TensorSpec[]>;
+    index: string | null;
+  }
+> {
+  let info: Deno.FileInfo;
+  try {
+    info = await Deno.stat(dir);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) {
+      throw new InputError(`${dir}: model folder not found`);
+    }
+    throw e;
+  }
+  if (!info.isDirectory) throw new InputError(`${dir}: expected a model folder, found a file`);
+  const configPath = join(dir, CONFIG_FILE);
+  const config = parseConfig(
+    await readJson(configPath, "a model folder needs config.json"),
+    configPath,
+  );
+  const specs = tensorSpecs(config);
+  return { config, specs, ...(await locateTensors(dir, specs, config)) };
+}
+
+/**
+ * Opens one weights file and checks every tensor wanted from it (presence, shape, dtype) and,
+ * for a single-file model, that it holds nothing the config does not account for.
+ */
+async function openChecked(
+  path: string,
+  wanted: readonly TensorSpec[],
+  config: ModelConfig,
+  index: string | null,
+): Promise<SafetensorsFile> {
+  let file: SafetensorsFile;
+  try {
+    file = await SafetensorsFile.open(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) {
+      throw new InputError(
+        `${path}: not found` + (index === null ? "" : ` (named in the weight_map of ${index})`),
+      );
+    }
+    throw e;
+  }
+  try {
+    if (index === null) checkUnexpected(file.entries.keys(), config, path);
+    for (const spec of wanted) {
+      const entry = file.entries.get(spec.name);
+      checkTensor(entry, spec, path, index);
+      if (!LOADABLE_DTYPES.includes(entry!.dtype)) {
+        throw new InputError(
+          `${path}: tensor ${JSON.stringify(spec.name)}: unsupported dtype ${entry!.dtype} ` +
+            `(expected ${LOADABLE_DTYPES.join(", ").replace(/, (?=[^,]*$)/, " or ")})`,
+        );
+      }
+    }
+    return file;
+  } catch (e) {
+    file.close();
+    throw e;
+  }
+}
 
 /**
  * Checks a model folder as {@linkcode loadModel} would, reading only `config.json`, the shard
@@ -250,54 +327,29 @@ const LOADABLE_DTYPES: readonly Dtype[] = ["F32", "F16", "BF16"];
  * @throws {InputError} for everything {@linkcode loadModel} rejects but corrupt tensor values
  */
 export async function checkModelFolder(dir: string): Promise<ModelConfig> {
-  let info: Deno.FileInfo;
-  try {
-    info = await Deno.stat(dir);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) {
-      throw new InputError(`${dir}: model folder not found`);
-    }
-    throw e;
-  }
-  if (!info.isDirectory) throw new InputError(`${dir}: expected a model folder, found a file`);
-  const configPath = join(dir, CONFIG_FILE);
-  const config = parseConfig(
-    await readJson(configPath, "a model folder needs config.json"),
-    configPath,
-  );
-  const { files, index } = await locateTensors(dir, tensorSpecs(config), config);
-  for (const [path, wanted] of files) {
-    let entries: Map<string, TensorEntry>;
-    try {
-      entries = await readSafetensorsHeader(path);
-    } catch (e) {
-      if (e instanceof Deno.errors.NotFound) {
-        throw new InputError(
-          `${path}: not found` + (index === null ? "" : ` (named in the weight_map of ${index})`),
-        );
-      }
-      throw e;
-    }
-    if (index === null) checkUnexpected(entries.keys(), config, path);
-    for (const spec of wanted) {
-      const entry = entries.get(spec.name);
-      checkTensor(entry, spec, path, index);
-      if (!LOADABLE_DTYPES.includes(entry!.dtype)) {
-        throw new InputError(
-          `${path}: tensor ${JSON.stringify(spec.name)}: unsupported dtype ${entry!.dtype} ` +
-            `(expected ${LOADABLE_DTYPES.join(", ").replace(/, (?=[^,]*$)/, " or ")})`,
-        );
-      }
-    }
-  }
+  const { config, files, index } = await readFolder(dir);
+  for (const [path, wanted] of files) (await openChecked(path, wanted, config, index)).close();
   return config;
+}
+
+/** Options of {@linkcode loadModel}. */
+export interface LoadOptions {
+  /**
+   * Keep F16 and BF16 matrices as their 16-bit patterns (`HalfWeight`, model.ts) instead of
+   * widening them to float32: the model then takes the checkpoint's own bytes in memory.
+   * @default false
+   */
+  compact?: boolean;
 }
 
 /**
  * Loads a model folder in the Hugging Face layout (llama, mistral or qwen2; F32, F16 or BF16
- * safetensors, one file or sharded). Every tensor's shape is checked against `config.json`;
- * all weights are converted to float32. With tied embeddings `lmHead` is the same array as
- * `embed` (a stored `lm_head.weight` is then ignored, as Transformers does).
+ * safetensors, one file or sharded). Every tensor's shape is checked against `config.json`.
+ * Tensors are read one at a time from the files straight into their own arrays, so loading
+ * needs no memory beyond the weights themselves: with `compact`, F16/BF16 matrices stay half
+ * precision (norms and biases are always widened), and the whole model takes about the
+ * checkpoint's bytes; without it every weight is float32. With tied embeddings `lmHead` is the
+ * same object as `embed` (a stored `lm_head.weight` is then not read, as Transformers ignores it).
  *
  * @example
  * ```ts
@@ -307,84 +359,68 @@ export async function checkModelFolder(dir: string): Promise<ModelConfig> {
  * await saveModel(dir, randomModel(tinyConfig(), 1), { dtype: "BF16" });
  * const m = await loadModel(dir);
  * console.log(m.config.numLayers, m.weights.embed.length); // 2 16384
+ * const compact = await loadModel(dir, { compact: true });
+ * console.log("bits" in compact.weights.embed); // true
  * await Deno.remove(dir, { recursive: true });
  * ```
  *
  * @param dir the model folder
- * @returns the config and float32 weights
+ * @param opts whether half-precision matrices stay compact
+ * @returns the config and the weights
  * @throws {InputError} when the folder, config.json or a tensor is missing, or a file is
  *   malformed, or a shape disagrees with config.json
  */
-export async function loadModel(dir: string): Promise<Model> {
-  let info: Deno.FileInfo;
-  try {
-    info = await Deno.stat(dir);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) {
-      throw new InputError(`${dir}: model folder not found`);
-    }
-    throw e;
-  }
-  if (!info.isDirectory) throw new InputError(`${dir}: expected a model folder, found a file`);
-
-  const configPath = join(dir, CONFIG_FILE);
-  const config = parseConfig(
-    await readJson(configPath, "a model folder needs config.json"),
-    configPath,
-  );
-  const specs = tensorSpecs(config);
-  const { files, index } = await locateTensors(dir, specs, config);
-
-  const loaded = new Map<string, Float32Array>();
+export function loadModel(dir: string, opts?: LoadOptions & { compact?: false }): Promise<Model>;
+export function loadModel(dir: string, opts: LoadOptions): Promise<Model<Weight>>;
+export async function loadModel(dir: string, opts: LoadOptions = {}): Promise<Model<Weight>> {
+  const { config, files, index } = await readFolder(dir);
+  const loaded = new Map<string, Weight>();
   for (const [path, wanted] of files) {
-    let bytes: Uint8Array;
+    const file = await openChecked(path, wanted, config, index);
     try {
-      bytes = await Deno.readFile(path);
-    } catch (e) {
-      if (e instanceof Deno.errors.NotFound) {
-        throw new InputError(
-          `${path}: not found` + (index === null ? "" : ` (named in the weight_map of ${index})`),
+      for (const spec of wanted) {
+        const dtype = file.entry(spec.name).dtype;
+        const matrix = spec.shape.length === 2;
+        loaded.set(
+          spec.name,
+          opts.compact && matrix && (dtype === "F16" || dtype === "BF16")
+            ? { dtype, bits: await file.readHalf(spec.name) }
+            : await file.readFloat32(spec.name),
         );
       }
-      throw e;
-    }
-    const tensors = parseSafetensors(bytes, path);
-    if (index === null) checkUnexpected(tensors.keys(), config, path);
-    for (const spec of wanted) {
-      const view = tensors.get(spec.name);
-      checkTensor(view, spec, path, index);
-      loaded.set(spec.name, toFloat32(view!, path, spec.name));
+    } finally {
+      file.close();
     }
   }
 
-  const take = (name: string): Float32Array => loaded.get(name)!;
-  const layers: LayerWeights[] = [];
+  const matrix = (name: string): Weight => loaded.get(name)!;
+  const vector = (name: string): Float32Array => loaded.get(name) as Float32Array;
+  const layers: LayerWeights<Weight>[] = [];
   for (let l = 0; l < config.numLayers; l++) {
     const p = `model.layers.${l}.`;
-    const bias = (
-      n: string,
-    ) => (config.attentionBias ? take(`${p}self_attn.${n}_proj.bias`) : null);
+    const bias = (n: string) =>
+      config.attentionBias ? vector(`${p}self_attn.${n}_proj.bias`) : null;
     layers.push({
-      inputNorm: take(`${p}input_layernorm.weight`),
-      wq: take(`${p}self_attn.q_proj.weight`),
-      wk: take(`${p}self_attn.k_proj.weight`),
-      wv: take(`${p}self_attn.v_proj.weight`),
+      inputNorm: vector(`${p}input_layernorm.weight`),
+      wq: matrix(`${p}self_attn.q_proj.weight`),
+      wk: matrix(`${p}self_attn.k_proj.weight`),
+      wv: matrix(`${p}self_attn.v_proj.weight`),
       bq: bias("q"),
       bk: bias("k"),
       bv: bias("v"),
-      wo: take(`${p}self_attn.o_proj.weight`),
-      postNorm: take(`${p}post_attention_layernorm.weight`),
-      wGate: take(`${p}mlp.gate_proj.weight`),
-      wUp: take(`${p}mlp.up_proj.weight`),
-      wDown: take(`${p}mlp.down_proj.weight`),
+      wo: matrix(`${p}self_attn.o_proj.weight`),
+      postNorm: vector(`${p}post_attention_layernorm.weight`),
+      wGate: matrix(`${p}mlp.gate_proj.weight`),
+      wUp: matrix(`${p}mlp.up_proj.weight`),
+      wDown: matrix(`${p}mlp.down_proj.weight`),
     });
   }
-  const embed = take("model.embed_tokens.weight");
-  const weights: ModelWeights = {
+  const embed = matrix("model.embed_tokens.weight");
+  const weights: ModelWeights<Weight> = {
     embed,
     layers,
-    finalNorm: take("model.norm.weight"),
-    lmHead: config.tieWordEmbeddings ? embed : take("lm_head.weight"),
+    finalNorm: vector("model.norm.weight"),
+    lmHead: config.tieWordEmbeddings ? embed : matrix("lm_head.weight"),
   };
   return { config, weights };
 }
@@ -437,41 +473,101 @@ async function removeIfPresent(path: string): Promise<void> {
   }
 }
 
-function* safetensorsChunks(tensors: TensorToWrite[]): Generator<Uint8Array> {
-  const layout = layoutSafetensors(tensors, { format: "pt" });
-  yield layout.prefix;
-  for (const t of layout.tensors) yield encodeTensorData(t);
+/**
+ * Where a weight goes in the model, for a {@linkcode WeightSource}: its slot (a field of
+ * `LayerWeights`, or `embed`, `finalNorm`, `lmHead`), its layer (null outside the layers) and
+ * its number of elements.
+ */
+export interface WeightPlace {
+  /** The field the weight fills. */
+  slot: Slot;
+  /** The layer, or null for the embedding, final norm and output head. */
+  layer: number | null;
+  /** Elements, the product of its shape. */
+  length: number;
 }
 
-/** The model's tensors under their Hugging Face names, checked against its config. */
-function tensorsToWrite(model: Model, dtype: FloatDtype): TensorToWrite[] {
+/**
+ * The values of one weight, in row-major order, in chunks of any size: how
+ * {@linkcode writeModel} gets weights without holding a whole model in memory.
+ */
+export type WeightSource = (place: WeightPlace) => Iterable<Float32Array>;
+
+/** A tensor of a file being written: its header and where its values come from. */
+interface TensorOut extends TensorHeader {
+  place: WeightPlace;
+}
+
+/** Elements per chunk when a stored weight is written. */
+const SAVE_CHUNK = 1 << 20;
+
+/** The chunks of a stored weight, widened from half precision where needed. */
+function* weightChunks(w: Weight): Generator<Float32Array> {
+  const n = weightLength(w);
+  const buf = new Float32Array(Math.min(n, SAVE_CHUNK));
+  for (let i = 0; i < n; i += buf.length) {
+    const m = Math.min(buf.length, n - i);
+    widenInto(buf, w, i, m);
+    yield buf.subarray(0, m);
+  }
+}
+
+/** The weight a spec names in a model, checked against the shape its config implies. */
+function weightAt(model: Model<Weight>, spec: TensorSpec): Weight {
+  const w = model.weights;
+  const data = spec.layer === null
+    ? w[spec.slot as "embed" | "finalNorm" | "lmHead"]
+    : w.layers[spec.layer]![spec.slot as keyof LayerWeights];
+  if (data === null) throw new RangeError(`saveModel: ${spec.name} is null`);
+  const n = placeOf(spec).length;
+  if (weightLength(data) !== n) {
+    throw new RangeError(
+      `saveModel: ${spec.name} has ${weightLength(data)} values but shape ` +
+        `${shapeText(spec.shape)} needs ${n}`,
+    );
+  }
+  return data;
+}
+
+function sameWeight(a: Weight, b: Weight): boolean {
+  if (a === b) return true;
+  const x = widen(a), y = widen(b);
+  return x.length === y.length && x.every((v, i) => v === y[i]);
+}
+
+/** Checks a model's weights against its config before anything is written. */
+function checkSavable(model: Model<Weight>): void {
   const { config: c, weights: w } = model;
   if (w.layers.length !== c.numLayers) {
     throw new RangeError(`saveModel: ${w.layers.length} layers but config has ${c.numLayers}`);
   }
-  if (c.tieWordEmbeddings && w.lmHead !== w.embed) {
-    const same = w.lmHead.length === w.embed.length && w.lmHead.every((x, i) => x === w.embed[i]);
-    if (!same) {
-      throw new RangeError("saveModel: config ties embeddings but lmHead differs from embed");
-    }
+  if (c.tieWordEmbeddings && !sameWeight(w.lmHead, w.embed)) {
+    throw new RangeError("saveModel: config ties embeddings but lmHead differs from embed");
   }
   if (!c.attentionBias && w.layers.some((l) => l.bq || l.bk || l.bv)) {
     throw new RangeError("saveModel: layers carry q/k/v biases but config has attentionBias false");
   }
-  return tensorSpecs(c).map((spec) => {
-    const data = spec.layer === null
-      ? w[spec.slot as "embed" | "finalNorm" | "lmHead"]
-      : w.layers[spec.layer]![spec.slot as keyof LayerWeights];
-    if (data === null) throw new RangeError(`saveModel: ${spec.name} is null`);
-    const n = spec.shape.reduce((a, b) => a * b, 1);
-    if (data.length !== n) {
-      throw new RangeError(
-        `saveModel: ${spec.name} has ${data.length} values but shape ${shapeText(spec.shape)} ` +
-          `needs ${n}`,
-      );
+  for (const spec of tensorSpecs(c)) weightAt(model, spec);
+}
+
+function placeOf(spec: TensorSpec): WeightPlace {
+  return { slot: spec.slot, layer: spec.layer, length: spec.shape.reduce((a, b) => a * b, 1) };
+}
+
+/** A file's bytes in order: the header, then each tensor's chunks encoded as they come. */
+function* fileChunks(tensors: TensorOut[], source: WeightSource): Generator<Uint8Array> {
+  const layout = layoutSafetensors(tensors, { format: "pt" });
+  yield layout.prefix;
+  for (const t of layout.tensors) {
+    let n = 0;
+    for (const chunk of source(t.place)) {
+      n += chunk.length;
+      yield encodeValues(chunk, t.dtype);
     }
-    return { name: spec.name, dtype, shape: spec.shape, data };
-  });
+    if (n !== t.place.length) {
+      throw new RangeError(`writeModel: ${t.name} got ${n} values, expected ${t.place.length}`);
+    }
+  }
 }
 
 /**
@@ -481,6 +577,7 @@ function tensorsToWrite(model: Model, dtype: FloatDtype): TensorToWrite[] {
  * tokenizer, say) are left alone, but weight files of an earlier save are replaced or removed.
  * Each file is written atomically; `config.json` is removed first and written last, so a crash
  * part-way leaves a folder that {@linkcode loadModel} rejects rather than a mix of old and new.
+ * Compact (half-precision) matrices are widened a chunk at a time on the way out.
  *
  * @example
  * ```ts
@@ -499,20 +596,66 @@ function tensorsToWrite(model: Model, dtype: FloatDtype): TensorToWrite[] {
  * @returns nothing; resolves once every file is in place
  * @throws {RangeError} when the weights disagree with the config
  */
-export async function saveModel(dir: string, model: Model, opts: SaveOptions = {}): Promise<void> {
+export async function saveModel(
+  dir: string,
+  model: Model<Weight>,
+  opts: SaveOptions = {},
+): Promise<void> {
+  checkSavable(model);
+  const specs = new Map(tensorSpecs(model.config).map((s) => [`${s.slot}@${s.layer}`, s]));
+  await writeModel(
+    dir,
+    model.config,
+    (place) => weightChunks(weightAt(model, specs.get(`${place.slot}@${place.layer}`)!)),
+    opts,
+  );
+}
+
+/**
+ * Writes a model folder from a {@linkcode WeightSource}, one chunk at a time: what
+ * {@linkcode saveModel} does for a model in memory, and how checkpoints larger than memory are
+ * generated (`randomWeights` in random_model.ts). Files, shards and atomicity as in saveModel.
+ *
+ * @example
+ * ```ts
+ * import { loadModel, writeModel } from "./hf.ts";
+ * import { tinyConfig } from "./random_model.ts";
+ * const dir = await Deno.makeTempDir();
+ * await writeModel(dir, tinyConfig(), (p) => [new Float32Array(p.length).fill(0.5)]);
+ * console.log((await loadModel(dir)).weights.embed[0]); // 0.5
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ *
+ * @param dir the model folder
+ * @param config the architecture; every tensor it implies is asked of `source` once
+ * @param source the values of each weight
+ * @param opts dtype (default F32) and shard size (default 5e9 bytes)
+ * @returns nothing; resolves once every file is in place
+ * @throws {RangeError} when a source gives a weight the wrong number of values
+ */
+export async function writeModel(
+  dir: string,
+  config: ModelConfig,
+  source: WeightSource,
+  opts: SaveOptions = {},
+): Promise<void> {
   const dtype = opts.dtype ?? "F32";
   const maxShardBytes = opts.maxShardBytes ?? 5e9;
   if (!(maxShardBytes > 0)) throw new RangeError(`saveModel: maxShardBytes must be positive`);
-  const tensors = tensorsToWrite(model, dtype);
-  const configText = JSON.stringify(configToJson(model.config, TORCH_DTYPE[dtype]), null, 2) +
-    "\n";
+  const tensors: TensorOut[] = tensorSpecs(config).map((spec) => ({
+    name: spec.name,
+    dtype,
+    shape: spec.shape,
+    place: placeOf(spec),
+  }));
+  const configText = JSON.stringify(configToJson(config, TORCH_DTYPE[dtype]), null, 2) + "\n";
 
-  const shards: TensorToWrite[][] = [];
-  let current: TensorToWrite[] = [];
+  const shards: TensorOut[][] = [];
+  let current: TensorOut[] = [];
   let currentBytes = 0;
   let totalBytes = 0;
   for (const t of tensors) {
-    const bytes = t.data.length * DTYPE_BYTES[dtype];
+    const bytes = t.place.length * DTYPE_BYTES[dtype];
     if (current.length > 0 && currentBytes + bytes > maxShardBytes) {
       shards.push(current);
       current = [];
@@ -535,7 +678,7 @@ export async function saveModel(dir: string, model: Model, opts: SaveOptions = {
   await removeIfPresent(configPath);
 
   if (shards.length === 1) {
-    await writeFileAtomic(singlePath, safetensorsChunks(shards[0]!));
+    await writeFileAtomic(singlePath, fileChunks(shards[0]!, source));
     await removeIfPresent(indexPath);
     for (const name of oldShards) await removeIfPresent(join(dir, name));
   } else {
@@ -547,7 +690,7 @@ export async function saveModel(dir: string, model: Model, opts: SaveOptions = {
     const written = new Set<string>();
     for (let i = 0; i < n; i++) {
       const name = `model-${pad(i + 1)}-of-${pad(n)}.safetensors`;
-      await writeFileAtomic(join(dir, name), safetensorsChunks(shards[i]!));
+      await writeFileAtomic(join(dir, name), fileChunks(shards[i]!, source));
       for (const t of shards[i]!) weightMap[t.name] = name;
       written.add(name);
     }

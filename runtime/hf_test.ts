@@ -2,8 +2,15 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { configToJson } from "./config.ts";
 import { InputError } from "./errors.ts";
-import { checkModelFolder, loadModel, saveModel } from "./hf.ts";
-import type { LayerWeights, Model, ModelConfig } from "./model.ts";
+import { checkModelFolder, loadModel, saveModel, writeModel } from "./hf.ts";
+import {
+  isHalf,
+  type LayerWeights,
+  type Model,
+  modelBytes,
+  type ModelConfig,
+  widenModel,
+} from "./model.ts";
 import { randomModel, tinyConfig } from "./random_model.ts";
 import { parseSafetensors } from "./safetensors.ts";
 
@@ -587,6 +594,79 @@ Deno.test("saveModel() rejects weights that disagree with the config", async (t)
       await saveModel(dir, model, { maxShardBytes: 30_000 });
       await saveModel(dir, model);
       assert.ok(listDir(dir).every((f) => !f.endsWith(".tmp")), listDir(dir).join(" "));
+    });
+  });
+});
+
+Deno.test("loadModel({ compact: true }) keeps F16/BF16 matrices as the file's bits", async (t) => {
+  for (const dtype of ["F16", "BF16"] as const) {
+    await t.step(`${dtype}, sharded, tied embeddings and biases`, async () => {
+      const model = randomModel(tinyConfig({ tieWordEmbeddings: true, attentionBias: true }), 4);
+      await withDir(async (dir) => {
+        await saveModel(dir, model, { dtype, maxShardBytes: 20_000 });
+        const compact = await loadModel(dir, { compact: true });
+        const wide = await loadModel(dir);
+        const w = compact.weights;
+        assert.equal(w.lmHead, w.embed, "tied head is the embedding object");
+        // the bits are the file's own: read them with the whole-file parser
+        const index = JSON.parse(
+          await Deno.readTextFile(join(dir, "model.safetensors.index.json")),
+        );
+        const name = "model.layers.1.mlp.down_proj.weight";
+        const file = join(dir, index.weight_map[name]);
+        const view = parseSafetensors(await Deno.readFile(file), file).get(name)!;
+        const down = w.layers[1]!.wDown;
+        assert.ok(isHalf(down) && down.dtype === dtype);
+        assert.deepEqual(new Uint8Array(down.bits.buffer), view.data);
+        // norms and biases are float32; widening every matrix gives the float32 load exactly
+        assert.ok(w.layers[0]!.bq instanceof Float32Array);
+        assert.ok(w.finalNorm instanceof Float32Array);
+        assertWeightsClose(widenModel(compact), wide, () => 0);
+        assert.equal(modelBytes(compact) * 2 - modelBytes(wide), 4 * (64 + 2 * (2 * 64 + 128)));
+      });
+    });
+  }
+
+  await t.step("F32 files stay float32", async () => {
+    await withDir(async (dir) => {
+      await saveModel(dir, randomModel(tinyConfig(), 5));
+      const m = await loadModel(dir, { compact: true });
+      assert.ok(m.weights.layers[0]!.wq instanceof Float32Array);
+    });
+  });
+});
+
+Deno.test("writeModel() streams chunks from a source into the files saveModel() writes", async (t) => {
+  const model = randomModel(tinyConfig(), 6);
+  await t.step("chunks of 97 values give the same bytes as the model in memory", async () => {
+    await withDir(async (dir) => {
+      const a = join(dir, "a"), b = join(dir, "b");
+      await saveModel(a, model, { dtype: "BF16", maxShardBytes: 30_000 });
+      const whole = await loadModel(a);
+      const specs: string[] = [];
+      await writeModel(b, model.config, function* (p) {
+        specs.push(`${p.slot}@${p.layer}`);
+        const arr = p.layer === null
+          ? whole.weights[p.slot as "embed" | "lmHead" | "finalNorm"]
+          : whole.weights.layers[p.layer]![p.slot as "wq"];
+        assert.equal(arr.length, p.length);
+        for (let i = 0; i < p.length; i += 97) yield arr.slice(i, i + 97);
+      }, { dtype: "BF16", maxShardBytes: 30_000 });
+      assert.equal(new Set(specs).size, specs.length, "each weight is asked for once");
+      assert.deepEqual(listDir(a), listDir(b));
+      for (const f of listDir(a)) {
+        assert.deepEqual(await Deno.readFile(join(b, f)), await Deno.readFile(join(a, f)), f);
+      }
+    });
+  });
+
+  await t.step("a source that gives the wrong number of values is refused", async () => {
+    await withDir(async (dir) => {
+      await assert.rejects(
+        writeModel(dir, model.config, (p) => [new Float32Array(p.slot === "wUp" ? 3 : p.length)]),
+        /model\.layers\.0\.mlp\.up_proj\.weight got 3 values, expected 11008/,
+      );
+      assert.ok(!listDir(dir).includes("config.json"));
     });
   });
 });

@@ -3,6 +3,7 @@
  *
  * @module
  */
+import type { WeightPlace, WeightSource } from "./hf.ts";
 import type { LayerWeights, Model, ModelConfig } from "./model.ts";
 import { Rng } from "./rng.ts";
 
@@ -84,4 +85,72 @@ export function randomModel(config: ModelConfig, seed = 0, scale = 1): Model {
   const embed = gaussian(rng, config.vocabSize * C, 1);
   const lmHead = config.tieWordEmbeddings ? embed : gaussian(rng, config.vocabSize * C, std);
   return { config, weights: { embed, layers, finalNorm: nearOnes(rng, C), lmHead } };
+}
+
+/** Elements per chunk of {@linkcode randomWeights} (even, so normal pairs never straddle). */
+const RANDOM_CHUNK = 1 << 20;
+
+const SLOT_ORDER = [
+  "embed",
+  "lmHead",
+  "finalNorm",
+  "inputNorm",
+  "wq",
+  "wk",
+  "wv",
+  "bq",
+  "bk",
+  "bv",
+  "wo",
+  "postNorm",
+  "wGate",
+  "wUp",
+  "wDown",
+] as const;
+
+/**
+ * Random weights of any size for {@linkcode writeModel} (hf.ts), generated a chunk at a time so a
+ * checkpoint larger than memory can be written: matrices N(0, (0.02·scale)²), the embedding
+ * N(0, 1), norms 1 + N(0, 0.1²), biases like matrices — the distributions of
+ * {@linkcode randomModel}, from one stream per weight (seeded by `seed`, the slot and the layer),
+ * so the values do not depend on the order weights are asked for. With tied embeddings the
+ * output head is the embedding and is never asked for.
+ *
+ * @example
+ * ```ts
+ * import { randomWeights } from "./random_model.ts";
+ * const source = randomWeights(1);
+ * const [chunk] = source({ slot: "embed", layer: null, length: 4 });
+ * console.log(chunk!.length); // 4
+ * ```
+ *
+ * @param seed equal seeds give equal weights
+ * @param scale multiplies the matrices' std
+ * @returns the values of each weight, by place
+ */
+export function randomWeights(seed = 0, scale = 1): WeightSource {
+  const stream = (p: WeightPlace) =>
+    new Rng(
+      (seed * 1_000_003 + ((p.layer ?? -1) + 1) * 101 + SLOT_ORDER.indexOf(p.slot)) >>> 0,
+    );
+  return function* (p: WeightPlace): Generator<Float32Array> {
+    const rng = stream(p);
+    const norm = p.slot === "inputNorm" || p.slot === "postNorm" || p.slot === "finalNorm";
+    const [mean, std] = norm ? [1, 0.1] : p.slot === "embed" ? [0, 1] : [0, 0.02 * scale];
+    const buf = new Float32Array(Math.min(RANDOM_CHUNK, p.length + (p.length % 2)));
+    for (let at = 0; at < p.length; at += buf.length) {
+      fillNormal(rng, buf, mean, std);
+      yield buf.subarray(0, Math.min(buf.length, p.length - at));
+    }
+  };
+}
+
+/** Fills `out` (even length) with N(mean, std²) samples, two per Box–Muller draw. */
+function fillNormal(rng: Rng, out: Float32Array, mean: number, std: number): void {
+  for (let i = 0; i + 1 < out.length; i += 2) {
+    const r = std * Math.sqrt(-2 * Math.log(1 - rng.next()));
+    const a = 2 * Math.PI * rng.next();
+    out[i] = mean + r * Math.cos(a);
+    out[i + 1] = mean + r * Math.sin(a);
+  }
 }

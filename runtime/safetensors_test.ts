@@ -8,6 +8,7 @@ import {
   layoutSafetensors,
   parseSafetensors,
   parseSafetensorsWithMetadata,
+  SafetensorsFile,
   type TensorView,
   toFloat32,
 } from "./safetensors.ts";
@@ -489,4 +490,44 @@ Deno.test("encodeSafetensors() writes files parseSafetensors() reads back", asyn
       (e: unknown) => e instanceof RangeError && e.message.includes('duplicate tensor name "w"'),
     );
   });
+});
+
+Deno.test("SafetensorsFile reads single tensors as parseSafetensors() does", async (t) => {
+  const rng = new Rng(9);
+  const values = (n: number) => Float32Array.from({ length: n }, () => rng.normal());
+  // 3·2^20 + 5 elements: widening crosses the 2^20-element chunk boundary
+  const big = values(3 * 2 ** 20 + 5);
+  const bytes = encodeSafetensors([
+    { name: "a", dtype: "F32", shape: [3, 5], data: values(15) },
+    { name: "b", dtype: "BF16", shape: [big.length], data: big },
+    { name: "c", dtype: "F16", shape: [4, 2], data: values(8) },
+  ]);
+  const path = await Deno.makeTempFile({ suffix: ".safetensors" });
+  await Deno.writeFile(path, bytes);
+  const parsed = parseSafetensors(bytes, path);
+  const file = await SafetensorsFile.open(path);
+  try {
+    await t.step("float32 of every dtype", async () => {
+      for (const name of ["a", "b", "c"]) {
+        assert.deepEqual(await file.readFloat32(name), toFloat32(parsed.get(name)!, path, name));
+      }
+    });
+    await t.step("half-precision patterns as stored", async () => {
+      for (const name of ["b", "c"]) {
+        const bits = await file.readHalf(name);
+        assert.deepEqual(new Uint8Array(bits.buffer), parsed.get(name)!.data);
+      }
+    });
+    await t.step("a missing tensor or a float32 read as half is an InputError", async () => {
+      await assert.rejects(file.readFloat32("z"), InputError, `${path}: missing tensor z`);
+      await assert.rejects(file.readHalf("a"), InputError, `unsupported dtype F32`);
+    });
+  } finally {
+    file.close();
+  }
+  await t.step("a truncated file is refused when opened", async () => {
+    await Deno.writeFile(path, bytes.subarray(0, bytes.length - 3));
+    await assert.rejects(SafetensorsFile.open(path), InputError, "file truncated?");
+  });
+  await Deno.remove(path);
 });
