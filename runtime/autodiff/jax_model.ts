@@ -344,6 +344,34 @@ function attentionProbs(q: JaxArray, k: JaxArray, causal: JaxArray): JaxArray {
   return nn.softmax(np.where(causal, scores, -1e30), -1);
 }
 
+/**
+ * DuoAttention's mix of one layer's attention (DESIGN.md §4.6): per kv head, gate·full +
+ * (1 − gate)·streaming probabilities, the streaming ones over the sink and a recent window.
+ */
+interface DuoMix {
+  /** (B*NKV, 1, 1) gates of this layer */
+  gates: JaxArray;
+  /** (G*T, T) bool: the keys a streaming head sees (causal, j < sink or i − j < recent) */
+  stream: JaxArray;
+}
+
+/** {@link attentionProbs} under both masks, mixed per kv head by the gates (consumes all). */
+function duoProbs(q: JaxArray, k: JaxArray, causal: JaxArray, mix: DuoMix): JaxArray {
+  const HS = q.shape[2]!;
+  const scores = np.matmul(q, k.transpose([0, 2, 1])).mul(1 / Math.sqrt(HS));
+  const full = nn.softmax(np.where(causal, scores.ref, -1e30), -1);
+  const streaming = nn.softmax(np.where(mix.stream, scores, -1e30), -1);
+  return full.sub(streaming.ref).mul(mix.gates).add(streaming);
+}
+
+/** (G*T, T) bool: causal keys j < sink or within `recent` of the query (see {@link DuoMix}). */
+function streamingMask(G: number, T: number, sink: number, recent: number): JaxArray {
+  const i = np.arange(G * T, undefined, undefined, { dtype: np.int32 }).mod(T).reshape([G * T, 1]);
+  const j = np.arange(T, undefined, undefined, { dtype: np.int32 }).reshape([1, T]);
+  const near = np.logicalOr(j.ref.less(sink), j.ref.add(recent).greater(i.ref));
+  return np.logicalAnd(j.lessEqual(i), near);
+}
+
 /** Saved for attention statistics: probabilities (B*NKV, G*T, T) and values (B*NKV, T, HS). */
 type LayerSaved = [JaxArray, JaxArray];
 
@@ -378,6 +406,7 @@ function block(
   sh: Shared,
   pert?: JaxArray,
   saved?: LayerSaved[],
+  mix?: DuoMix,
 ): JaxArray {
   const { numHeads: NH, numKvHeads: NKV, headDim: HS } = config;
   const eps = config.rmsNormEps, G = NH / NKV;
@@ -391,7 +420,7 @@ function block(
   const qr = rope(q, sh.cos.ref, sh.sin.ref).reshape([B * NKV, G * T, HS]);
   const kr = rope(k, sh.cos.ref, sh.sin.ref).reshape([B * NKV, T, HS]);
   const vr = v.reshape([B * NKV, T, HS]);
-  const a = attentionProbs(qr, kr, sh.causal.ref); // (B*NKV, G*T, T)
+  const a = mix ? duoProbs(qr, kr, sh.causal.ref, mix) : attentionProbs(qr, kr, sh.causal.ref);
   if (saved) saved.push([a.ref, vr.ref]);
   let att = np.matmul(a, vr); // (B*NKV, G*T, HS)
   if (pert) att = att.add(pert);
@@ -416,7 +445,10 @@ function disposeShared(sh: Shared): void {
   sh.causal.dispose();
 }
 
-/** tokens (B, T) → the final hidden state (B*T, C) after the final norm. */
+/**
+ * tokens (B, T) → the final hidden state (B*T, C) after the final norm. With `duo` (B = 1),
+ * every layer mixes full and streaming attention by its gates (L, NKV); it is consumed.
+ */
 function trunk(
   config: ModelConfig,
   p: Params,
@@ -424,12 +456,20 @@ function trunk(
   cos: JaxArray,
   sin: JaxArray,
   embedding: EmbeddingLookup,
+  duo?: { gates: JaxArray; stream: JaxArray },
 ): JaxArray {
-  const B = tokens.shape[0]!;
+  const B = tokens.shape[0]!, NKV = config.numKvHeads;
   let x = embed(p.lmHead ? p.embed : p.embed.ref, tokens, embedding); // tied: used again by the head
   const sh = shared(config, cos, sin);
-  for (const w of p.layers) x = block(config, w, x, B, sh);
+  p.layers.forEach((w, l) => {
+    const mix = duo && {
+      gates: duo.gates.ref.slice([l, l + 1], []).reshape([NKV, 1, 1]),
+      stream: duo.stream.ref,
+    };
+    x = block(config, w, x, B, sh, undefined, undefined, mix);
+  });
   disposeShared(sh);
+  if (duo) tree.dispose(duo);
   return rmsnorm(x, p.finalNorm, config.rmsNormEps);
 }
 
@@ -695,6 +735,93 @@ export async function jaxLogits(
   const { cos, sin } = ropeTables(config, T);
   const out = fn(tree.ref(params), tokenArray(tokens, 1, T), cos, sin) as JaxArray;
   return await readF32(out);
+}
+
+/** The streaming half of a DuoAttention head ({@linkcode duoDistillGrad}). */
+export interface DuoStreaming {
+  /** Leading tokens a streaming head sees. */
+  sink: number;
+  /** Most recent tokens a streaming head sees, the query's own included. */
+  recent: number;
+}
+
+/** The result of {@linkcode duoDistillGrad}. */
+export interface DuoDistill {
+  /**
+   * Σ_t w_t · mean_c (h_t − h*_t)² with w = mask / Σ mask: the gated model's final hidden states
+   * (after the final norm) against the full model's.
+   */
+  loss: number;
+  /** ∂loss/∂gates, (L·NKV) in layer-major order. */
+  grad: Float32Array;
+}
+
+/**
+ * DuoAttention's distillation loss of one sequence and its gradient with respect to the gates
+ * only (DESIGN.md §4.6): every attention head mixes gate·(full attention) + (1 − gate)·(streaming
+ * attention over the sink and a recent window), per kv head, and the final hidden states are
+ * compared with the full model's at the masked positions. The L1 penalty on the gates is left to
+ * the caller (solver/duo.ts). Runs two jitted programs (the full model's hidden states; the gated
+ * model's loss and gradient), compiled per length and cached. Does not consume `params`.
+ *
+ * @param config the architecture
+ * @param params the weights (not consumed)
+ * @param gates (L·NKV) gate values, layer-major
+ * @param tokens T token ids
+ * @param mask (T) weight of each position's hidden-state error (the answer tokens)
+ * @param streaming what a streaming head sees
+ * @param opts embedding lookup
+ * @returns the loss and its gradient with respect to the gates
+ * @throws RangeError on a wrong length, an out-of-vocabulary token or an all-zero mask
+ */
+export async function duoDistillGrad(
+  config: ModelConfig,
+  params: Params,
+  gates: Float32Array,
+  tokens: Int32Array,
+  mask: Float32Array,
+  streaming: DuoStreaming,
+  opts: JaxModelOptions = {},
+): Promise<DuoDistill> {
+  const embedding = embeddingOf(opts);
+  const { numLayers: L, numKvHeads: NKV, numHeads: NH } = config;
+  const T = tokens.length, { sink, recent } = streaming;
+  checkShape(1, T);
+  checkTokens(config, "tokens", tokens, T);
+  if (gates.length !== L * NKV) {
+    throw new RangeError(`gates has length ${gates.length}, expected ${L * NKV}`);
+  }
+  const w = lossWeights(mask, T);
+  const hidden = compiled(
+    config,
+    `hidden:${embedding}`,
+    () =>
+      jit((p: Params, tok: JaxArray, cos: JaxArray, sin: JaxArray) =>
+        trunk(config, p, tok, cos, sin, embedding)
+      ),
+  );
+  const distill = compiled(config, `duo:${embedding}:${sink}:${recent}`, () =>
+    jit(valueAndGrad(
+      (g: JaxArray, p: Params, tok: JaxArray, target: JaxArray, wt: JaxArray, cos, sin) => {
+        const Tn = tok.shape[1]!;
+        const stream = streamingMask(NH / NKV, Tn, sink, recent);
+        const h = trunk(config, p, tok, cos, sin, embedding, { gates: g, stream });
+        return np.mean(np.square(h.sub(target)), -1).mul(wt).sum();
+      },
+    )));
+  let { cos, sin } = ropeTables(config, T);
+  const target = hidden(tree.ref(params), tokenArray(tokens, 1, T), cos, sin) as JaxArray;
+  ({ cos, sin } = ropeTables(config, T));
+  const [loss, grad] = distill(
+    upload(gates, [L, NKV]),
+    tree.ref(params),
+    tokenArray(tokens, 1, T),
+    target,
+    w,
+    cos,
+    sin,
+  ) as [JaxArray, JaxArray];
+  return { loss: (await readF32(loss))[0]!, grad: await readF32(grad) };
 }
 
 /** The result of {@linkcode attentionGrads}. */
