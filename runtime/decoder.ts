@@ -11,7 +11,7 @@ import { type CacheFactory, cacheFactory } from "./cpu/method_cache.ts";
 import type { CpuModel } from "./cpu/forward.ts";
 import type { GpuModel } from "./gpu/model.ts";
 import { GpuSession } from "./gpu/session.ts";
-import { cacheOf, type MethodSpec, windowRules } from "./methods.ts";
+import { cacheOf, hasGpuCache, type MethodSpec, windowRules } from "./methods.ts";
 import { Rng } from "./rng.ts";
 import type { Session } from "./session.ts";
 import type { SparsePlan } from "./spans.ts";
@@ -53,7 +53,7 @@ export function cpuDecoder(cpu: CpuModel, newCache: CacheFactory): Decoder {
       const V = cpu.model.config.vocabSize;
       const rng = new Rng(prompts.length * 7919 + decode);
       const length = Math.max(...prompts.map((p) => p.length));
-      const caches = prompts.map((p) => newCache(p.length + decode));
+      const caches = prompts.map((p) => newCache(p.length + decode, p.length));
       let t0 = performance.now();
       for (let at = 0; at < length; at += 2048) {
         const live = prompts.map((p, b) => ({ p, b })).filter(({ p }) => p.length > at);
@@ -122,16 +122,17 @@ export function gpuDecoder(model: GpuModel, plan: SparsePlan | null): Decoder {
 /**
  * The decoder of a method in a session, shared by the experiment runner and `deno task
  * longeval`: on the GPU when the session has one and the method has a GPU cache (dense, moa and
- * its variants, streaming), else on the CPU with the method's cache. H2O has no GPU cache.
+ * its variants, streaming, duo: `hasGpuCache`), else on the CPU with the method's cache. H2O,
+ * SnapKV and Ada-KV have no GPU cache.
  *
  * @param s the loaded model
- * @param spec the method, its density, sink and (for moa) plan
+ * @param spec the method, its density, sink and (for moa and duo) rules
  * @returns the decoder; its `backend` says where it runs
- * @throws {RangeError} for moa without a plan, or a density outside (0, 1] for streaming
+ * @throws {RangeError} for moa or duo without rules, or a density outside (0, 1] for streaming
  */
 export function sessionDecoder(s: Session, spec: MethodSpec): Decoder {
   const cache = cacheOf(spec.method);
-  if (s.gpu && cache !== "h2o") {
+  if (s.gpu && hasGpuCache(spec.method)) {
     // dense is one full-length window per head: no rules
     if (cache === "dense") return gpuDecoder(s.gpu, null);
     return gpuDecoder(s.gpu, windowRules(s.cpu.model.config, spec));

@@ -14,8 +14,10 @@ import { type SpanSemantics, type SparsePlan, uniformPlan } from "./spans.ts";
 /**
  * Every attention method: its name, the KV cache it runs with (`dense`: every key; `moa`: a
  * per-head sink + window from a plan; `streaming`: one sink + window for all heads; `h2o`: heavy
- * hitters), and for MoA's variants the plan `search` space and `calibration` responses (DESIGN.md
- * §3.2, §3.3).
+ * hitters; `snapkv` and `adakv`: the prompt's keys its last queries attend to most, with an equal
+ * or an adaptive budget per head (runtime/cpu/snapkv_cache.ts); `duo`: DuoAttention's retrieval
+ * and streaming heads, MoA rules from gates (runtime/duo.ts)), and for MoA's variants the plan
+ * `search` space and `calibration` responses (DESIGN.md §3.2, §3.3, §4).
  */
 export const METHOD_TABLE = [
   { name: "dense", cache: "dense" },
@@ -27,6 +29,9 @@ export const METHOD_TABLE = [
   { name: "moa-head", cache: "moa", plan: { search: "head", calibration: "model" } },
   { name: "moa-ref", cache: "moa", plan: { search: "elastic", calibration: "reference" } },
   { name: "moa-ctx", cache: "moa", plan: { search: "elastic", calibration: "context" } },
+  { name: "snapkv", cache: "snapkv" },
+  { name: "adakv", cache: "adakv" },
+  { name: "duo", cache: "duo" },
 ] as const;
 
 /** One entry of {@link METHOD_TABLE}. */
@@ -34,7 +39,10 @@ export type MethodEntry = (typeof METHOD_TABLE)[number];
 /** An entry of a method that runs with a MoA plan. */
 export type MoaEntry = Extract<MethodEntry, { plan: unknown }>;
 
-/** An attention method: full attention, MoA (or one of its ablation variants), StreamingLLM, H2O. */
+/**
+ * An attention method: full attention, MoA (or one of its ablation variants), StreamingLLM, H2O,
+ * SnapKV, Ada-KV or DuoAttention.
+ */
 export type Method = MethodEntry["name"];
 /** A method that runs with a MoA plan. */
 export type MoaMethod = MoaEntry["name"];
@@ -101,7 +109,10 @@ export interface MethodSpec {
   density: number;
   /** Tokens every sparse head keeps from the start (streaming, moa). */
   sink: number;
-  /** The per-head rules (MoA methods only; they carry their own span semantics and block). */
+  /**
+   * The per-head rules: a MoA method's plan (with its own span semantics and block), or
+   * DuoAttention's rules at the cell's density and length (`duoRules` in runtime/duo.ts).
+   */
   plan?: SparsePlan;
   /** Span semantics of streaming's windows (`runtime/spans.ts`). @default "per-query" */
   spans?: SpanSemantics;
@@ -147,18 +158,40 @@ export function streamingRules(config: ModelConfig, density: number, sink: numbe
  * of more than one token).
  */
 export function scoringChunk(method: Method): number {
-  return cacheOf(method) === "h2o" ? 32 : 1024;
+  return EVICTING.includes(cacheOf(method)) ? 32 : 1024;
+}
+
+/**
+ * The caches that drop keys by what attention has seen (H2O after every step, SnapKV and Ada-KV
+ * once the prompt is read, or after every step without a prompt length): perplexity feeds them
+ * a block at a time ({@link scoringChunk}).
+ */
+const EVICTING: readonly CacheKind[] = ["h2o", "snapkv", "adakv"];
+
+/**
+ * Whether a method has a GPU cache (runtime/gpu/): dense, and the methods that run as per-head
+ * windows (MoA and its variants, StreamingLLM, DuoAttention). H2O, SnapKV and Ada-KV run on the
+ * CPU only.
+ *
+ * @example
+ * ```ts
+ * import { hasGpuCache } from "./methods.ts";
+ * console.log(hasGpuCache("duo"), hasGpuCache("snapkv")); // true false
+ * ```
+ */
+export function hasGpuCache(m: Method): boolean {
+  return !EVICTING.includes(cacheOf(m));
 }
 
 /**
  * The rules a windowed method runs with, for the CPU cache and the GPU layout alike: streaming's
- * ({@link streamingRules} with the spec's span semantics and block) or moa's plan; null for dense
- * and h2o.
+ * ({@link streamingRules} with the spec's span semantics and block), moa's plan or DuoAttention's
+ * rules; null for the others.
  *
  * @param config the model's shape
  * @param spec the method and its settings
  * @returns the rules, or null
- * @throws {RangeError} for moa without a plan
+ * @throws {RangeError} for moa or duo without rules
  */
 export function windowRules(config: ModelConfig, spec: MethodSpec): SparsePlan | null {
   switch (cacheOf(spec.method)) {
@@ -171,6 +204,11 @@ export function windowRules(config: ModelConfig, spec: MethodSpec): SparsePlan |
     case "moa":
       if (!spec.plan) {
         throw new RangeError(`method ${spec.method} needs a plan (see solver/plan.ts)`);
+      }
+      return spec.plan;
+    case "duo":
+      if (!spec.plan) {
+        throw new RangeError(`method duo needs its rules (duoRules in runtime/duo.ts)`);
       }
       return spec.plan;
     default:

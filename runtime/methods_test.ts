@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import {
   cacheOf,
+  hasGpuCache,
   isMoa,
   METHOD_TABLE,
   METHODS,
@@ -23,6 +24,9 @@ Deno.test("the method registry: names in order, MoA variants with their recipes"
     "moa-head",
     "moa-ref",
     "moa-ctx",
+    "snapkv",
+    "adakv",
+    "duo",
   ]);
   assert.equal(new Set(METHODS).size, METHODS.length, "names are unique");
   const moa = METHODS.filter(isMoa);
@@ -40,16 +44,20 @@ Deno.test("the method registry: names in order, MoA variants with their recipes"
     ],
   );
   assert.deepEqual(
-    (["dense", "streaming", "h2o"] as const).map(cacheOf),
-    ["dense", "streaming", "h2o"],
+    (["dense", "streaming", "h2o", "snapkv", "adakv", "duo"] as const).map(cacheOf),
+    ["dense", "streaming", "h2o", "snapkv", "adakv", "duo"],
   );
+  assert.deepEqual(METHODS.filter((m) => !hasGpuCache(m)), ["h2o", "snapkv", "adakv"]);
   // every entry of the table is reachable by its name
   for (const e of METHOD_TABLE) assert.equal(cacheOf(e.name), e.cache);
 });
 
-Deno.test("scoringChunk() feeds H2O a block at a time and the other caches whole windows", () => {
-  assert.equal(scoringChunk("h2o"), 32);
-  for (const m of METHODS.filter((m) => m !== "h2o")) assert.equal(scoringChunk(m), 1024, m);
+Deno.test("scoringChunk() feeds the evicting caches a block at a time and the others whole windows", () => {
+  const evicting = ["h2o", "snapkv", "adakv"];
+  for (const m of evicting) assert.equal(scoringChunk(m as "h2o"), 32, m);
+  for (const m of METHODS.filter((m) => !evicting.includes(m))) {
+    assert.equal(scoringChunk(m), 1024, m);
+  }
 });
 
 Deno.test("streamingRules() keeps density·n tokens with the sink inside", () => {
@@ -68,7 +76,9 @@ Deno.test("windowRules() gives the rules of the windowed methods and null for th
   const c = tinyConfig({ numLayers: 2, numKvHeads: 2 });
   const plan: SparsePlan = { sink: 4, alphas: [[8, 0], [0, 16]], betas: [[0, 0.5], [1, 0]] };
   assert.equal(windowRules(c, { method: "dense", density: 1, sink: 0 }), null);
-  assert.equal(windowRules(c, { method: "h2o", density: 0.5, sink: 0 }), null);
+  for (const m of ["h2o", "snapkv", "adakv"] as const) {
+    assert.equal(windowRules(c, { method: m, density: 0.5, sink: 0 }), null, m);
+  }
   const s = windowRules(c, {
     method: "streaming",
     density: 0.5,
@@ -77,11 +87,11 @@ Deno.test("windowRules() gives the rules of the windowed methods and null for th
     block: 4,
   });
   assert.deepEqual(s, { ...streamingRules(c, 0.5, 4), spans: "reference", block: 4 });
-  for (const m of ["moa", "moa-layer"] as const) {
+  for (const m of ["moa", "moa-layer", "duo"] as const) {
     assert.equal(windowRules(c, { method: m, density: 0.5, sink: 4, plan }), plan);
     assert.throws(
       () => windowRules(c, { method: m, density: 0.5, sink: 4 }),
-      new RegExp(`method ${m} needs a plan`),
+      new RegExp(`method ${m} needs (a plan|its rules)`),
     );
   }
 });

@@ -15,8 +15,11 @@ export interface GenerateOptions {
   stopTokens?: readonly number[];
   /** Prompt tokens per prefill step; longer prompts are fed in chunks. @default 2048 */
   prefillChunk?: number;
-  /** Makes the cache for each prompt. @default the cpu's dense cache */
-  newCache?: (maxLength: number) => KvCache;
+  /**
+   * Makes the cache for each prompt, told the most tokens it will hold and the prompt's length.
+   * @default the cpu's dense cache
+   */
+  newCache?: (maxLength: number, promptLength: number) => KvCache;
 }
 
 /**
@@ -40,7 +43,8 @@ export async function generateGreedy(
     if (p.length === 0) throw new RangeError(`prompt ${i} is empty`);
   });
   const caches = prompts.map((p) =>
-    opts.newCache?.(p.length + opts.maxNewTokens) ?? cpu.newCache(p.length + opts.maxNewTokens)
+    opts.newCache?.(p.length + opts.maxNewTokens, p.length) ??
+      cpu.newCache(p.length + opts.maxNewTokens)
   );
   // prefill: every prompt in chunks; the last chunk's logits give the first token
   const next: number[] = prompts.map(() => 0);
