@@ -16,7 +16,13 @@ import { InputError, runCli } from "../../runtime/errors.ts";
 import { type LongEvalCase, readLongEvalJsonl } from "../../data/longeval/longeval.ts";
 import { runLongEval } from "../../data/benchmarks.ts";
 import { type Plan, readPlan } from "../../solver/plan.ts";
-import { cacheOf, type Method, METHODS, type MethodSpec } from "../../runtime/methods.ts";
+import {
+  cacheOf,
+  hasGpuCache,
+  type Method,
+  METHODS,
+  type MethodSpec,
+} from "../../runtime/methods.ts";
 import { sessionDecoder } from "../../runtime/decoder.ts";
 import { createProgress } from "../progress.ts";
 import {
@@ -231,13 +237,20 @@ const DEFAULT_SINK = 32;
 /**
  * Rejects `--density` and `--plan` where the method has no use for them, and `--backend webgpu`
  * for a method without a GPU cache.
- * @throws {InputError} when either is given with the dense method, or h2o is asked on webgpu
+ * @throws {InputError} when either is given with the dense method, a CPU-only method (h2o,
+ *   snapkv, adakv) is asked on webgpu, or duo is asked (it runs from experiment files)
  */
 function checkMethodOptions(a: LongEvalArgs): void {
   const cache = cacheOf(a.method);
-  if (a.backend === "webgpu" && cache === "h2o") {
+  if (a.backend === "webgpu" && !hasGpuCache(a.method)) {
     throw new InputError(
-      "--backend webgpu: h2o has no GPU cache and runs on the CPU only; use --backend cpu or auto",
+      `--backend webgpu: ${a.method} has no GPU cache and runs on the CPU only; use --backend cpu or auto`,
+    );
+  }
+  if (cache === "duo") {
+    throw new InputError(
+      "--method duo: DuoAttention's rules depend on the density and the prompt length; run it " +
+        "from an experiment file (deno task experiment), which trains or imports its gates",
     );
   }
   if (cache === "moa" && a.plan === null) {
@@ -245,7 +258,7 @@ function checkMethodOptions(a: LongEvalArgs): void {
       `--plan: required with --method ${a.method} (make one with deno task plan)`,
     );
   }
-  if ((cache === "streaming" || cache === "h2o") && a.density === null) {
+  if (cache !== "dense" && cache !== "moa" && a.density === null) {
     throw new InputError(`--density: required with --method ${a.method}`);
   }
   if (cache !== "dense") return;
@@ -268,7 +281,10 @@ function methodSpec(a: LongEvalArgs, plan: Plan | null): MethodSpec {
     case "dense":
       return { method: a.method, density: 1, sink: 0 };
     case "streaming":
-    case "h2o": {
+    case "h2o":
+    case "snapkv":
+    case "adakv":
+    case "duo": {
       if (a.density === null) {
         throw new InputError(`--density: required with --method ${a.method}`);
       }
