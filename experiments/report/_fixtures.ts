@@ -125,3 +125,72 @@ export async function writeFakeRun(dir: string, run: FakeRun): Promise<string> {
 export function outcomes(k: number, n: number): number[] {
   return Array.from({ length: n }, (_, i) => (i < k ? 1 : 0));
 }
+
+/**
+ * A run with every kind of chart's data: LongEval accuracy (with deciles and cases), perplexity
+ * and throughput for dense and moa@0.5 at two lengths, and moa's plan with its Pareto set
+ * (2 layers × 2 kv heads, 3 Pareto plans).
+ */
+export function fullRun(name: string, shift = 0): FakeRun {
+  const lengths = [512, 1024];
+  const cells: FakeCell[] = [];
+  for (const [method, density] of [["dense", 1], ["moa", 0.5]] as const) {
+    for (const length of lengths) {
+      const k = 16 - (method === "moa" ? 2 : 0) - (length === 1024 ? 4 : 0) - shift;
+      const deciles = Object.fromEntries(
+        Array.from({ length: 10 }, (_, d) => [`accuracy_decile_${d}`, { value: d / 10, n: 2 }]),
+      );
+      cells.push(
+        {
+          method,
+          density,
+          length,
+          benchmark: "longeval",
+          metrics: {
+            accuracy: { value: k / 20, n: 20 },
+            ...deciles,
+            prompt_tokens: { value: length - 10, n: 20 },
+          },
+          cases: { scores: outcomes(k, 20) },
+        },
+        {
+          method,
+          density,
+          length,
+          benchmark: "perplexity",
+          metrics: {
+            perplexity: { value: 20 + length / 512 + density, n: 2048 },
+            nll: { value: 3, n: 2048 },
+          },
+        },
+        {
+          method,
+          density,
+          length,
+          benchmark: "throughput",
+          metrics: {
+            prefill_tokens_per_s: { value: 1000 - length / 4, n: length },
+            decode_tokens_per_s: { value: 100 / density - length / 64, n: 16 },
+            kv_bytes: { value: 1024 * length * density, n: 1 },
+          },
+        },
+      );
+    }
+  }
+  return {
+    name,
+    lengths,
+    cells,
+    plans: [{
+      method: "moa",
+      density: 0.5,
+      alphas: [[64, 256], [0, 128]],
+      betas: [[0.25, 0], [0.5, 0.125]],
+      pareto: [0.9, 0.95, 1.1].map((loss, i) => ({
+        objectives: [loss, loss],
+        validation_loss: loss,
+        densities: { "density@512": 0.5 - i / 100, "density@1024": 0.48 - i / 100 },
+      })),
+    }],
+  };
+}
