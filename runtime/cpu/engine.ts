@@ -3,21 +3,40 @@
  * small interface, so that the engine is chosen by measurement (`deno task bench cpu` prints
  * them side by side):
  *
+ * - `NativeEngine`: onnxruntime-node, the native CPU library through Node-API (AVX-512 where
+ *   the CPU has it); the default wherever its binary loads. It runs each layer's linear blocks as
+ *   one session with the weights inside (fused QKV and gate/up, RMSNorm, RoPE, SwiGLU), and
+ *   prefill attention as grouped-query attention over the cache's own buffers.
  * - `TsEngine`: plain TypeScript; no start-up or per-call cost, best for decoding's tiny products.
  * - `OrtEngine`: onnxruntime-web's WebAssembly backend with threads (measured here: 30 GFLOP/s on
- *   a 1024³ product with 2 threads, about 0.13 ms per call); the default for large work.
+ *   a 1024³ product with 2 threads, about 0.13 ms per call); the portable fallback for large work
+ *   (browsers, machines without the native binary).
  * - `JaxEngine`: `@jax-js/jax` on WebAssembly (30–40 GFLOP/s on 1024³ but about 1 ms per call,
  *   and its attention measured 5× slower than onnxruntime's); kept for comparison.
  * - `AutoEngine`: sends each call to the engine that is faster for its size.
  *
+ * Besides products and attention, an engine prepares a model's linear blocks once
+ * ({@link Engine.prepare}, {@link LayerKernels}); the WebAssembly engines build them from their
+ * products ({@link productKernels}). Decode attention does not go through the engine: every KV
+ * cache runs it in place with the SIMD kernel of `engine_simd.ts`.
+ *
  * All methods are async because onnxruntime-web's `run()` is.
  *
- * The engines live one per file: `engine_ts.ts`, `engine_ort.ts`, `engine_jax.ts` and
- * `engine_auto.ts` (which also picks the fastest one here, `fastEngine`).
+ * The engines live one per file: `engine_native.ts`, `engine_ts.ts`, `engine_ort.ts`,
+ * `engine_jax.ts` and `engine_auto.ts` (which also picks the fastest one here, `fastEngine`).
  *
  * @module
  */
-import { softmaxRow } from "./ops.ts";
+import type { Model } from "../model.ts";
+import {
+  addBias,
+  addInPlace,
+  applyRope,
+  rmsnorm,
+  ropeInvFreq,
+  siluMul,
+  softmaxRow,
+} from "./ops.ts";
 
 /** Sizes of one `Engine.attention` call. */
 export interface AttentionDims {
@@ -33,6 +52,11 @@ export interface AttentionDims {
   HS: number;
   /** Position of the first query; first + T ≤ S. */
   first: number;
+  /**
+   * Slots per kv head in k and v (the row stride of a head, in rows of HS); the first S are the
+   * keys. @default S
+   */
+  cap?: number;
 }
 
 /** One compute engine. All arrays are row-major float32. */
@@ -67,8 +91,8 @@ export interface Engine {
    * floor(h / (NH/NKV)); the softmax is scaled by 1/sqrt(HS).
    * @param out (T, NH, HS)
    * @param q (T, NH, HS)
-   * @param k (NKV, S, HS), head-major
-   * @param v (NKV, S, HS), head-major
+   * @param k (NKV, cap, HS), head-major; the keys of the T queries are among the first S
+   * @param v (NKV, cap, HS), head-major
    */
   attention(
     out: Float32Array,
@@ -77,6 +101,68 @@ export interface Engine {
     v: Float32Array,
     dims: AttentionDims,
   ): Promise<void>;
+  /**
+   * The model's linear blocks on this engine, built once per model (later calls return the same
+   * object). An engine may copy the weights (fused, transposed, inside a native session): a
+   * model's weights must not change after it is prepared.
+   */
+  prepare(model: Model): LayerKernels;
+}
+
+/**
+ * The parts of a forward step around attention, for one model on one engine. Rows are tokens of
+ * a ragged batch, row-major float32; `x` is the residual stream (T, C).
+ */
+export interface LayerKernels {
+  /**
+   * The attention inputs of layer `layer`: h = RMSNorm(x); q, k, v = h·[Wq | Wk | Wv]ᵀ (+ biases);
+   * RoPE on q and k at each row's position.
+   * @param q (T, NH·HS), written
+   * @param k (T, NKV·HS), written
+   * @param v (T, NKV·HS), written
+   */
+  attentionInputs(
+    layer: number,
+    x: Float32Array,
+    positions: Int32Array,
+    T: number,
+    q: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+  ): Promise<void>;
+  /**
+   * The rest of layer `layer`, in place: x += att·Woᵀ, then x += W_down·(silu(h·W_gateᵀ) ⊙ h·W_upᵀ)
+   * with h = RMSNorm(x); then, in the same call, what `next` asks for: the next layer's
+   * attention inputs (as {@link LayerKernels.attentionInputs}), or, after the last layer, the
+   * logits RMSNorm(x)·lm_headᵀ of some rows (x itself is then left unspecified).
+   * @param att (T, NH·HS), the attention output
+   */
+  attentionOutput(
+    layer: number,
+    x: Float32Array,
+    att: Float32Array,
+    T: number,
+    next: NextInputs | LogitsOf,
+  ): Promise<void>;
+}
+
+/** {@link LayerKernels.attentionOutput} continues with the next layer's attention inputs. */
+export interface NextInputs {
+  positions: Int32Array;
+  /** (T, NH·HS), written */
+  q: Float32Array;
+  /** (T, NKV·HS), written */
+  k: Float32Array;
+  /** (T, NKV·HS), written */
+  v: Float32Array;
+}
+
+/** {@link LayerKernels.attentionOutput} ends the step with the logits of some rows. */
+export interface LogitsOf {
+  /** Row indices into x (R). */
+  rows: Int32Array;
+  /** (R, V), written */
+  logits: Float32Array;
 }
 
 /**
@@ -87,10 +173,12 @@ export async function attentionByProducts(
   e: Engine,
   out: Float32Array,
   q: Float32Array,
-  k: Float32Array,
-  v: Float32Array,
-  { T, S, NH, NKV, HS, first }: AttentionDims,
+  kCache: Float32Array,
+  vCache: Float32Array,
+  { T, S, NH, NKV, HS, first, cap = S }: AttentionDims,
 ): Promise<void> {
+  const k = cap === S ? kCache : compactHeads(kCache, NKV, cap, S, HS);
+  const v = cap === S ? vCache : compactHeads(vCache, NKV, cap, S, HS);
   const G = NH / NKV;
   const rows = G * T;
   const scale = 1 / Math.sqrt(HS);
@@ -122,6 +210,153 @@ export async function attentionByProducts(
         out.set(o.subarray(src, src + HS), (t * NH + g * G + i) * HS);
       }
     }
+  }
+}
+
+/** (NKV, cap, HS) → the first S slots of each head as a contiguous (NKV, S, HS). */
+export function compactHeads(
+  a: Float32Array,
+  NKV: number,
+  cap: number,
+  S: number,
+  HS: number,
+): Float32Array {
+  const out = new Float32Array(NKV * S * HS);
+  for (let g = 0; g < NKV; g++) out.set(a.subarray(g * cap * HS, (g * cap + S) * HS), g * S * HS);
+  return out;
+}
+
+/** The weights of one layer with q/k/v and gate/up side by side, as one product each computes. */
+interface FusedLayer {
+  wqkv: Float32Array;
+  bqkv: Float32Array | null;
+  wGateUp: Float32Array;
+}
+
+/** [a; b; …] stacked by rows: the weight of one product computing all their outputs. */
+export function stackRows(parts: Float32Array[]): Float32Array {
+  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+/**
+ * {@link LayerKernels} from an engine's `matmulT` and the TypeScript ops of ops.ts. With `fuse`,
+ * q/k/v and gate/up are one product each over weights stacked once here (worth it where a call
+ * costs something, as on onnxruntime-web); without, the model's own arrays are read, so the
+ * weights may change between calls (the TypeScript engine).
+ */
+export function productKernels(e: Engine, model: Model, fuse: boolean): LayerKernels {
+  const { config, weights } = model;
+  const { hiddenSize: C, numHeads: NH, numKvHeads: NKV, headDim: HS } = config;
+  const F = config.intermediateSize, V = config.vocabSize, eps = config.rmsNormEps;
+  const invFreq = ropeInvFreq(config);
+  const QKV = (NH + 2 * NKV) * HS;
+  const fused: FusedLayer[] = fuse
+    ? weights.layers.map((w) => ({
+      wqkv: stackRows([w.wq, w.wk, w.wv]),
+      bqkv: w.bq && w.bk && w.bv ? stackRows([w.bq, w.bk, w.bv]) : null,
+      wGateUp: stackRows([w.wGate, w.wUp]),
+    }))
+    : [];
+  const inputs: LayerKernels["attentionInputs"] = async (l, x, positions, T, q, k, v) => {
+    const w = weights.layers[l]!;
+    const h = new Float32Array(T * C);
+    rmsnorm(h, x, w.inputNorm, T, C, eps);
+    const f = fused[l];
+    if (f) {
+      const qkv = new Float32Array(T * QKV);
+      await e.matmulT(qkv, h, f.wqkv, T, C, QKV, true);
+      if (f.bqkv) addBias(qkv, f.bqkv, T, QKV);
+      splitColumns(qkv, T, [[q, NH * HS], [k, NKV * HS], [v, NKV * HS]]);
+    } else {
+      await e.matmulT(q, h, w.wq, T, C, NH * HS, true);
+      await e.matmulT(k, h, w.wk, T, C, NKV * HS, true);
+      await e.matmulT(v, h, w.wv, T, C, NKV * HS, true);
+      if (w.bq) addBias(q, w.bq, T, NH * HS);
+      if (w.bk) addBias(k, w.bk, T, NKV * HS);
+      if (w.bv) addBias(v, w.bv, T, NKV * HS);
+    }
+    applyRope(q, positions, invFreq, T, NH, HS);
+    applyRope(k, positions, invFreq, T, NKV, HS);
+  };
+  return {
+    attentionInputs: inputs,
+    async attentionOutput(l, x, att, T, next) {
+      const w = weights.layers[l]!;
+      const proj = new Float32Array(T * C);
+      await e.matmulT(proj, att, w.wo, T, NH * HS, C, true);
+      addInPlace(x, proj, T * C);
+      const h = new Float32Array(T * C);
+      rmsnorm(h, x, w.postNorm, T, C, eps);
+      const gate = new Float32Array(T * F), up = new Float32Array(T * F);
+      const f = fused[l];
+      if (f) {
+        const gu = new Float32Array(T * 2 * F);
+        await e.matmulT(gu, h, f.wGateUp, T, C, 2 * F, true);
+        splitColumns(gu, T, [[gate, F], [up, F]]);
+      } else {
+        await e.matmulT(gate, h, w.wGate, T, C, F, true);
+        await e.matmulT(up, h, w.wUp, T, C, F, true);
+      }
+      siluMul(gate, gate, up, T * F);
+      await e.matmulT(proj, gate, w.wDown, T, F, C, true);
+      addInPlace(x, proj, T * C);
+      if ("q" in next) {
+        await inputs(l + 1, x, next.positions, T, next.q, next.k, next.v);
+        return;
+      }
+      const R = next.rows.length, hn = new Float32Array(R * C);
+      next.rows.forEach((r, i) => hn.set(x.subarray(r * C, (r + 1) * C), i * C));
+      rmsnorm(hn, hn, weights.finalNorm, R, C, eps);
+      await e.matmulT(next.logits, hn, weights.lmHead, R, C, V, true);
+    },
+  };
+}
+
+/** Copies the column blocks of a (T, Σ widths) matrix into (T, width) matrices, in order. */
+export function splitColumns(
+  a: Float32Array,
+  T: number,
+  parts: [Float32Array, number][],
+): void {
+  const width = parts.reduce((n, [, w]) => n + w, 0);
+  for (let t = 0; t < T; t++) {
+    let o = t * width;
+    for (const [out, w] of parts) {
+      out.set(a.subarray(o, o + w), t * w);
+      o += w;
+    }
+  }
+}
+
+/**
+ * Memoises {@link Engine.prepare} per model: `build` runs once for each model object.
+ */
+export function preparedOnce(
+  build: (model: Model) => LayerKernels,
+): (model: Model) => LayerKernels {
+  const done = new WeakMap<Model, LayerKernels>();
+  return (model) => {
+    let k = done.get(model);
+    if (k === undefined) {
+      k = build(model);
+      done.set(model, k);
+    }
+    return k;
+  };
+}
+
+/** An environment variable, or undefined where there is none or no permission to read it. */
+export function envFlag(name: string): string | undefined {
+  try {
+    return globalThis.Deno?.env.get(name);
+  } catch {
+    return undefined;
   }
 }
 

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { Engine } from "./engine.ts";
+import { type Engine, envFlag, type LayerKernels, preparedOnce } from "./engine.ts";
 import { OrtEngine } from "./engine_ort.ts";
 import { tsEngine } from "./engine_ts.ts";
 
@@ -42,18 +42,76 @@ export class AutoEngine implements Engine {
   /** Attention on the engine its size (T·NH·S·HS) picks. */
   readonly attention: Engine["attention"] = (out, q, k, v, d) =>
     this.#for(d.T * d.NH * d.S * d.HS).attention(out, q, k, v, d);
+
+  /** Both engines' layers; each call goes to the one its multiply-adds pick. */
+  readonly prepare: Engine["prepare"] = preparedOnce((model): LayerKernels => {
+    const small = this.small.prepare(model), large = this.large.prepare(model);
+    const { hiddenSize: C, numHeads: NH, numKvHeads: NKV, headDim: HS } = model.config;
+    const F = model.config.intermediateSize, V = model.config.vocabSize;
+    const inputs = C * (NH + 2 * NKV) * HS; // per row
+    const on = (work: number) => (work >= this.threshold ? large : small);
+    return {
+      attentionInputs: (l, x, positions, T, q, k, v) =>
+        on(T * inputs).attentionInputs(l, x, positions, T, q, k, v),
+      attentionOutput: (l, x, att, T, next) =>
+        on(T * C * (NH * HS + 3 * F) + ("q" in next ? T * inputs : next.rows.length * C * V))
+          .attentionOutput(l, x, att, T, next),
+    };
+  });
+}
+
+/** The engines `MOA_CPU_ENGINE` can force (tests and benchmarks run each of them). */
+export const ENGINE_CHOICES = ["native", "ort-wasm", "ts"] as const;
+
+/** One of {@link ENGINE_CHOICES}. */
+export type EngineChoice = typeof ENGINE_CHOICES[number];
+
+/** Multiply-adds at which the native engine takes a call from TypeScript (about 20 µs a call). */
+const NATIVE_THRESHOLD = 1 << 14;
+
+/**
+ * The engine of a choice: `native` is onnxruntime-node (TypeScript for the smallest calls),
+ * `ort-wasm` onnxruntime-web's WebAssembly backend (TypeScript for small calls), `ts` plain
+ * TypeScript. Throws when the choice cannot start here.
+ */
+export async function engineOf(choice: EngineChoice): Promise<Engine> {
+  if (choice === "ts") return tsEngine;
+  if (choice === "ort-wasm") return new AutoEngine(tsEngine, await OrtEngine.create());
+  const { NativeEngine } = await import("./engine_native.ts");
+  return new AutoEngine(tsEngine, await NativeEngine.create(), NATIVE_THRESHOLD);
+}
+
+/** `MOA_CPU_ENGINE` when it names an engine; throws on another value. */
+function forcedEngine(): EngineChoice | null {
+  const v = envFlag("MOA_CPU_ENGINE");
+  if (v === undefined || v === "") return null;
+  if (!(ENGINE_CHOICES as readonly string[]).includes(v)) {
+    throw new RangeError(
+      `MOA_CPU_ENGINE is '${v}'; expected one of ${ENGINE_CHOICES.join(", ")}`,
+    );
+  }
+  return v as EngineChoice;
 }
 
 let fastest: Promise<Engine> | null = null;
 
 /**
- * The fastest engine available here: onnxruntime-web for large work with TypeScript for small
- * calls, or TypeScript alone when onnxruntime-web cannot start.
+ * The fastest engine available here: onnxruntime-node where its binary loads, else
+ * onnxruntime-web's WebAssembly backend, else TypeScript alone (each with TypeScript for the
+ * smallest calls). `MOA_CPU_ENGINE=native|ort-wasm|ts` forces one, and fails if it cannot start.
  */
 export function fastEngine(): Promise<Engine> {
-  fastest ??= OrtEngine.create().then(
-    (o) => new AutoEngine(tsEngine, o) as Engine,
-    () => tsEngine,
-  );
+  fastest ??= (async () => {
+    const forced = forcedEngine();
+    if (forced) return await engineOf(forced);
+    for (const choice of ["native", "ort-wasm"] as const) {
+      try {
+        return await engineOf(choice);
+      } catch {
+        // not available here: try the next one
+      }
+    }
+    return tsEngine;
+  })();
   return fastest;
 }

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import type { Engine } from "./engine.ts";
-import { AutoEngine, fastEngine } from "./engine_auto.ts";
+import { AutoEngine, ENGINE_CHOICES, engineOf, fastEngine } from "./engine_auto.ts";
 import { tsEngine } from "./engine_ts.ts";
 import { checkEngine } from "./_engine_contract.ts";
 
@@ -13,6 +13,7 @@ function counting(name: string): Engine & { calls: string[] } {
     matmulT: (...a) => (calls.push("matmulT"), tsEngine.matmulT(...a)),
     matmul: (...a) => (calls.push("matmul"), tsEngine.matmul(...a)),
     attention: (...a) => (calls.push("attention"), tsEngine.attention(...a)),
+    prepare: (m) => (calls.push("prepare"), tsEngine.prepare(m)),
   };
 }
 
@@ -39,6 +40,59 @@ Deno.test("AutoEngine sends calls of at least `threshold` multiply-adds to the l
 Deno.test("fastEngine() is one engine for the process and keeps the contract", async () => {
   const e = await fastEngine();
   assert.equal(await fastEngine(), e);
-  assert.match(e.name, /^(ort-wasm×\d+\+ts|ts)$/);
+  // MOA_CPU_ENGINE forces one (the suite runs with ort-wasm too); otherwise the native engine
+  // wherever onnxruntime-node loads
+  const forced = Deno.env.get("MOA_CPU_ENGINE");
+  const native = await nativeAvailable();
+  const want = forced === "ts"
+    ? /^ts$/
+    : forced === "ort-wasm" || !native
+    ? /^ort-wasm×\d+\+ts$/
+    : /^ort-native×\d+\+ts$/;
+  assert.match(e.name, want);
   await checkEngine(e);
 });
+
+Deno.test("engineOf() starts each engine a forced choice names; another name is refused", async (t) => {
+  for (const choice of ENGINE_CHOICES) {
+    await t.step(choice, async (t) => {
+      if (choice === "native" && !(await nativeAvailable())) {
+        t.step({
+          name: "ignored: onnxruntime-node does not load here",
+          ignore: true,
+          fn: () => {},
+        });
+        return;
+      }
+      const e = await engineOf(choice);
+      assert.ok(e.name.startsWith(choice === "native" ? "ort-native" : choice), e.name);
+      await checkEngine(e);
+    });
+  }
+  await t.step("MOA_CPU_ENGINE=gpu is an error that names the choices", async () => {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "eval",
+        `import { fastEngine } from "${new URL("./engine_auto.ts", import.meta.url)}";
+        await fastEngine();`,
+      ],
+      env: { MOA_CPU_ENGINE: "gpu" },
+      stderr: "piped",
+    }).output();
+    assert.equal(out.success, false);
+    assert.match(
+      new TextDecoder().decode(out.stderr),
+      /MOA_CPU_ENGINE is 'gpu'; expected one of native, ort-wasm, ts/,
+    );
+  });
+});
+
+/** Whether onnxruntime-node loads here. */
+async function nativeAvailable(): Promise<boolean> {
+  try {
+    await (await import("./engine_native.ts")).NativeEngine.create(1);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -6,7 +6,7 @@
  */
 import { init as jaxInit, numpy as np } from "@jax-js/jax";
 import type { Array as JaxArray } from "@jax-js/jax";
-import { attentionByProducts, type Engine, owned } from "./engine.ts";
+import { attentionByProducts, type Engine, owned, preparedOnce, productKernels } from "./engine.ts";
 
 /**
  * `@jax-js/jax` on WebAssembly. Weights marked constant are transposed and uploaded once and
@@ -50,6 +50,9 @@ export class JaxEngine implements Engine {
   /** Attention from this engine's two products ({@link attentionByProducts}). */
   readonly attention: Engine["attention"] = (out, q, k, v, d) =>
     attentionByProducts(this, out, q, k, v, d);
+
+  /** The layers from this engine's products, q/k/v and gate/up fused. */
+  readonly prepare: Engine["prepare"] = preparedOnce((m) => productKernels(this, m, true));
 }
 
 /** The first rows × cols values of `a` as a matrix on the WebAssembly device. */

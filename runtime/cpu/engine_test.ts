@@ -10,6 +10,7 @@ Deno.test("attentionByProducts() is the contract's attention from two products p
     matmulT: (...a) => (products.push("matmulT"), tsEngine.matmulT(...a)),
     matmul: (...a) => (products.push("matmul"), tsEngine.matmul(...a)),
     attention: (out, q, k, v, d: AttentionDims) => attentionByProducts(e, out, q, k, v, d),
+    prepare: (m) => tsEngine.prepare(m),
   };
   await checkEngine(e);
   // the contract runs two products and one attention over NKV = 2 kv heads

@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { attentionByProducts, type Engine } from "./engine.ts";
+import { attentionByProducts, type Engine, preparedOnce, productKernels } from "./engine.ts";
 
 type F32 = Float32Array;
 
@@ -35,6 +35,9 @@ export class TsEngine implements Engine {
   /** Attention from this engine's two products ({@link attentionByProducts}). */
   readonly attention: Engine["attention"] = (out, q, k, v, d) =>
     attentionByProducts(this, out, q, k, v, d);
+
+  /** The layers from this engine's products, reading the model's own weight arrays. */
+  readonly prepare: Engine["prepare"] = preparedOnce((m) => productKernels(this, m, false));
 }
 
 /** out (M, N) = x (M, K) · wᵀ in plain TypeScript, four dot products at a time. */

@@ -5,23 +5,17 @@
  * A step runs a ragged batch: each sequence brings its own cache and any number of new tokens
  * (a prompt, a chunk of one on top of an existing cache, or one decoded token). The linear
  * layers see all new tokens of all sequences as one (ΣT, C) matrix, so no padding is needed;
- * attention runs per sequence against its own cache.
+ * attention runs per sequence against its own cache. The blocks around attention are the
+ * engine's, prepared once per model (`Engine.prepare`: fused QKV and gate/up, and on the native
+ * engine one session per block).
  *
  * @module
  */
 import type { Model } from "../model.ts";
-import type { Engine } from "./engine.ts";
+import type { Engine, LayerKernels } from "./engine.ts";
 import { tsEngine } from "./engine_ts.ts";
 import { DenseKvCache, type KvCache } from "./kv_cache.ts";
-import {
-  addBias,
-  addInPlace,
-  applyRope,
-  embedTokens,
-  rmsnorm,
-  ropeInvFreq,
-  siluMul,
-} from "./ops.ts";
+import { embedTokens } from "./ops.ts";
 
 /** One sequence's part of a batched step. */
 export interface StepInput {
@@ -36,15 +30,16 @@ export type LogitsWanted = "last" | "all" | "none";
 
 /** Runs a model on the CPU with a chosen matrix-product engine. */
 export class CpuModel {
-  readonly #invFreq: Float64Array;
+  readonly #layers: LayerKernels;
 
   /**
    * A runner for a model.
-   * @param model configuration and float32 weights
-   * @param engine the matrix-product engine (see `fastEngine()` in engine.ts)
+   * @param model configuration and float32 weights (an engine may copy them: they must not
+   *   change afterwards, except on the TypeScript engine)
+   * @param engine the matrix-product engine (see `fastEngine()` in engine_auto.ts)
    */
   constructor(readonly model: Model, readonly engine: Engine = tsEngine) {
-    this.#invFreq = ropeInvFreq(model.config);
+    this.#layers = engine.prepare(model);
   }
 
   /** A new, empty full-attention cache. */
@@ -59,8 +54,8 @@ export class CpuModel {
   async step(batch: StepInput[], wanted: LogitsWanted = "last"): Promise<Float32Array[]> {
     const { config, weights } = this.model;
     const { hiddenSize: C, numHeads: NH, numKvHeads: NKV, headDim: HS } = config;
-    const F = config.intermediateSize, V = config.vocabSize, eps = config.rmsNormEps;
-    const engine = this.engine;
+    const V = config.vocabSize;
+    const engine = this.engine, layers = this.#layers;
     const starts: number[] = [];
     let T = 0;
     for (const s of batch) {
@@ -69,31 +64,30 @@ export class CpuModel {
     }
     // activations, (T, ·)
     const x = new Float32Array(T * C);
-    const h = new Float32Array(T * C);
     const q = new Float32Array(T * NH * HS);
     const k = new Float32Array(T * NKV * HS);
     const v = new Float32Array(T * NKV * HS);
     const att = new Float32Array(T * NH * HS);
-    const proj = new Float32Array(T * C);
-    const gate = new Float32Array(T * F);
-    const up = new Float32Array(T * F);
     const positions = new Int32Array(T);
     batch.forEach((s, b) => {
       embedTokens(x.subarray(starts[b]! * C), weights.embed, s.tokens, C, V);
       for (let t = 0; t < s.tokens.length; t++) positions[starts[b]! + t] = s.cache.length + t;
     });
 
-    for (const [l, w] of weights.layers.entries()) {
-      // attention block
-      rmsnorm(h, x, w.inputNorm, T, C, eps);
-      await engine.matmulT(q, h, w.wq, T, C, NH * HS, true);
-      await engine.matmulT(k, h, w.wk, T, C, NKV * HS, true);
-      await engine.matmulT(v, h, w.wv, T, C, NKV * HS, true);
-      if (w.bq) addBias(q, w.bq, T, NH * HS);
-      if (w.bk) addBias(k, w.bk, T, NKV * HS);
-      if (w.bv) addBias(v, w.bv, T, NKV * HS);
-      applyRope(q, positions, this.#invFreq, T, NH, HS);
-      applyRope(k, positions, this.#invFreq, T, NKV, HS);
+    const L = weights.layers.length;
+    // rows whose logits the step returns, and where each sequence's start among them
+    const rows: number[] = [];
+    const firstRow: number[] = [];
+    batch.forEach((s, b) => {
+      firstRow.push(rows.length);
+      const n = s.tokens.length;
+      if (wanted === "all") { for (let t = 0; t < n; t++) rows.push(starts[b]! + t); }
+      else if (wanted === "last" && n > 0) rows.push(starts[b]! + n - 1);
+    });
+    const logits = new Float32Array(rows.length * V);
+    await layers.attentionInputs(0, x, positions, T, q, k, v);
+    for (let l = 0; l < L; l++) {
+      // attention block: q/k/v came with the previous call; each sequence's cache
       for (const [b, s] of batch.entries()) {
         const t0 = starts[b]!, n = s.tokens.length;
         if (n === 0) continue;
@@ -107,30 +101,18 @@ export class CpuModel {
           engine,
         );
       }
-      await engine.matmulT(proj, att, w.wo, T, NH * HS, C, true);
-      addInPlace(x, proj, T * C);
-      // MLP block
-      rmsnorm(h, x, w.postNorm, T, C, eps);
-      await engine.matmulT(gate, h, w.wGate, T, C, F, true);
-      await engine.matmulT(up, h, w.wUp, T, C, F, true);
-      siluMul(gate, gate, up, T * F);
-      await engine.matmulT(proj, gate, w.wDown, T, F, C, true);
-      addInPlace(x, proj, T * C);
+      // output projection, residual, MLP block; then the next layer's q/k/v or the logits
+      if (l + 1 < L) {
+        await layers.attentionOutput(l, x, att, T, { positions, q, k, v });
+      } else if (rows.length > 0) {
+        await layers.attentionOutput(l, x, att, T, { rows: Int32Array.from(rows), logits });
+      }
     }
     for (const s of batch) s.cache.commit(s.tokens.length);
-    if (wanted === "none") return batch.map(() => new Float32Array(0));
-
-    return await Promise.all(batch.map(async (s, b) => {
-      const n = s.tokens.length;
-      const first = wanted === "last" ? starts[b]! + n - 1 : starts[b]!;
-      const rows = wanted === "last" ? Math.min(n, 1) : n;
-      const xs = x.subarray(first * C, (first + rows) * C);
-      const hn = new Float32Array(rows * C);
-      rmsnorm(hn, xs, weights.finalNorm, rows, C, eps);
-      const logits = new Float32Array(rows * V);
-      await engine.matmulT(logits, hn, weights.lmHead, rows, C, V, true);
-      return logits;
-    }));
+    return batch.map((_, b) => {
+      const end = b + 1 < batch.length ? firstRow[b + 1]! : rows.length;
+      return logits.slice(firstRow[b]! * V, end * V);
+    });
   }
 }
 

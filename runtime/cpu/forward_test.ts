@@ -78,6 +78,12 @@ Deno.test("every engine gives the logits of the TypeScript engine within 1e-4", 
     new AutoEngine(tsEngine, await OrtEngine.create(2), 1),
     new AutoEngine(tsEngine, await JaxEngine.create(), 1),
   ];
+  // onnxruntime-node where it loads (engine_native_test.ts says so when it does not)
+  const native = await import("./engine_native.ts").then(
+    (m) => m.NativeEngine.create(2),
+    () => null,
+  );
+  if (native) engines.push(new AutoEngine(tsEngine, native, 1));
   for (const e of engines) {
     await t.step(e.name, async () => {
       assertAllClose(await forwardLogits(model, ids, e), want, { atol: 1e-4 }, "logits");

@@ -7,7 +7,7 @@
  */
 import type { ModelConfig } from "../model.ts";
 import type { AttentionDims, Engine } from "./engine.ts";
-import { softmaxRow } from "./ops.ts";
+import { KvMemory } from "./engine_simd.ts";
 
 /** The attention state of one sequence across all layers. */
 export interface KvCache {
@@ -36,49 +36,35 @@ export interface KvCache {
   commit(T: number): void;
 }
 
-/** (NKV, cap, HS) → the first S slots of each head as a contiguous (NKV, S, HS). */
-function compact(a: Float32Array, NKV: number, cap: number, S: number, HS: number): Float32Array {
-  const out = new Float32Array(NKV * S * HS);
-  for (let g = 0; g < NKV; g++) out.set(a.subarray(g * cap * HS, (g * cap + S) * HS), g * S * HS);
-  return out;
-}
-
-/** Up to this many new queries (decoding), attention runs in place over the cache in TypeScript. */
+/** Up to this many new queries (decoding), attention runs in place over the cache. */
 const DIRECT_MAX_QUERIES = 8;
 
 /**
- * Attention of a few queries straight over a (NKV, cap, HS) cache, without copying it: the
- * decode path, where the work is one pass over the keys and values.
+ * Attention of a few queries straight over a head-major (NKV, cap, HS) store, without copying
+ * it: the decode path, one {@link KvMemory.attend} call per query and kv head (the SIMD kernel
+ * where the store has it).
+ *
+ * @param out (T, NH, HS)
+ * @param q (T, NH, HS)
+ * @param store the keys and values; layer `layer` is (NKV, cap, HS)
+ * @param dims the queries sit at positions first .. first+T−1 and see keys 0 .. their own
  */
 export function attendDirect(
   out: Float32Array,
   q: Float32Array,
-  K: Float32Array,
-  V: Float32Array,
+  store: KvMemory,
+  layer: number,
   cap: number,
   { T, NH, NKV, HS, first }: AttentionDims,
 ): void {
   const G = NH / NKV;
-  const scale = 1 / Math.sqrt(HS);
-  const scores = new Float32Array(first + T);
+  const runs = new Int32Array(2);
   for (let t = 0; t < T; t++) {
-    const n = first + t + 1;
-    for (let h = 0; h < NH; h++) {
-      const base = Math.floor(h / G) * cap * HS;
-      const qo = (t * NH + h) * HS;
-      for (let j = 0; j < n; j++) {
-        const ko = base + j * HS;
-        let s = 0;
-        for (let d = 0; d < HS; d++) s += q[qo + d]! * K[ko + d]!;
-        scores[j] = s * scale;
-      }
-      softmaxRow(scores, 0, n);
-      out.fill(0, qo, qo + HS);
-      for (let j = 0; j < n; j++) {
-        const p = scores[j]!;
-        const vo = base + j * HS;
-        for (let d = 0; d < HS; d++) out[qo + d]! += p * V[vo + d]!;
-      }
+    for (let g = 0; g < NKV; g++) {
+      runs[0] = g * cap;
+      runs[1] = first + t + 1;
+      const at = (t * NH + g * G) * HS;
+      store.attend(layer, out, at, q, at, runs, 1);
     }
   }
 }
@@ -93,8 +79,8 @@ const QUERY_BLOCK = 512;
 export class DenseKvCache implements KvCache {
   #length = 0;
   #cap: number;
-  readonly #k: Float32Array[];
-  readonly #v: Float32Array[];
+  #store: KvMemory;
+  readonly #layers: number;
   readonly #NH: number;
   readonly #NKV: number;
   readonly #HS: number;
@@ -108,10 +94,20 @@ export class DenseKvCache implements KvCache {
     this.#NH = config.numHeads;
     this.#NKV = config.numKvHeads;
     this.#HS = config.headDim;
+    this.#layers = config.numLayers;
     this.#cap = Math.max(1, capacity);
-    const n = this.#NKV * this.#cap * this.#HS;
-    this.#k = Array.from({ length: config.numLayers }, () => new Float32Array(n));
-    this.#v = Array.from({ length: config.numLayers }, () => new Float32Array(n));
+    this.#store = this.#memory(this.#cap);
+  }
+
+  /** Zeroed K and V arrays of `cap` slots per kv head. */
+  #memory(cap: number): KvMemory {
+    return new KvMemory({
+      layers: this.#layers,
+      floats: this.#NKV * cap * this.#HS,
+      group: this.#NH / this.#NKV,
+      headDim: this.#HS,
+      maxKeys: cap,
+    });
   }
 
   get length(): number {
@@ -119,27 +115,25 @@ export class DenseKvCache implements KvCache {
   }
 
   bytes(): number {
-    return this.#k.length * 2 * this.#NKV * this.#length * this.#HS * 4;
+    return this.#layers * 2 * this.#NKV * this.#length * this.#HS * 4;
   }
 
   #reserve(need: number): void {
     if (need <= this.#cap) return;
     let cap = this.#cap;
     while (cap < need) cap *= 2;
-    const HS = this.#HS;
-    for (const arrays of [this.#k, this.#v]) {
-      for (let l = 0; l < arrays.length; l++) {
-        const old = arrays[l]!;
-        const grown = new Float32Array(this.#NKV * cap * HS);
+    const HS = this.#HS, old = this.#store, grown = this.#memory(cap);
+    for (const [from, to] of [[old.k, grown.k], [old.v, grown.v]] as const) {
+      for (let l = 0; l < this.#layers; l++) {
         for (let g = 0; g < this.#NKV; g++) {
-          grown.set(
-            old.subarray(g * this.#cap * HS, (g * this.#cap + this.#length) * HS),
+          to[l]!.set(
+            from[l]!.subarray(g * this.#cap * HS, (g * this.#cap + this.#length) * HS),
             g * cap * HS,
           );
         }
-        arrays[l] = grown;
       }
     }
+    this.#store = grown;
     this.#cap = cap;
   }
 
@@ -155,7 +149,7 @@ export class DenseKvCache implements KvCache {
     const NH = this.#NH, NKV = this.#NKV, HS = this.#HS, P = this.#length;
     this.#reserve(P + T);
     const cap = this.#cap;
-    const K = this.#k[layer]!, V = this.#v[layer]!;
+    const K = this.#store.k[layer]!, V = this.#store.v[layer]!;
     for (let t = 0; t < T; t++) {
       for (let g = 0; g < NKV; g++) {
         const src = (t * NKV + g) * HS;
@@ -166,23 +160,18 @@ export class DenseKvCache implements KvCache {
     }
     const S = P + T;
     if (T <= DIRECT_MAX_QUERIES) {
-      attendDirect(out, q, K, V, cap, { T, S, NH, NKV, HS, first: P });
+      attendDirect(out, q, this.#store, layer, cap, { T, S, NH, NKV, HS, first: P });
       return;
     }
-    // keys/values of this layer as contiguous (NKV, S, HS); copied only when capacity > length
-    const keys = cap === S ? K.subarray(0, NKV * S * HS) : compact(K, NKV, cap, S, HS);
-    const values = cap === S ? V.subarray(0, NKV * S * HS) : compact(V, NKV, cap, S, HS);
+    // prefill in blocks of queries, each over the keys its queries may see, read in place
     for (let t0 = 0; t0 < T; t0 += QUERY_BLOCK) {
       const tb = Math.min(QUERY_BLOCK, T - t0);
-      const Sb = P + t0 + tb; // keys any query of this block may see
-      const kb = Sb === S ? keys : compact(keys, NKV, S, Sb, HS);
-      const vb = Sb === S ? values : compact(values, NKV, S, Sb, HS);
       await engine.attention(
         out.subarray(t0 * NH * HS, (t0 + tb) * NH * HS),
         q.subarray(t0 * NH * HS, (t0 + tb) * NH * HS),
-        kb,
-        vb,
-        { T: tb, S: Sb, NH, NKV, HS, first: P + t0 },
+        K,
+        V,
+        { T: tb, S: P + t0 + tb, NH, NKV, HS, first: P + t0, cap },
       );
     }
   }

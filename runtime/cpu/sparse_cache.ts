@@ -16,7 +16,7 @@
 import type { ModelConfig } from "../model.ts";
 import type { Engine } from "./engine.ts";
 import type { KvCache } from "./kv_cache.ts";
-import { softmaxRow } from "./ops.ts";
+import { KvMemory } from "./engine_simd.ts";
 import {
   checkSparsePlan,
   elasticSpan,
@@ -141,50 +141,6 @@ async function groupAttention(
   }
 }
 
-/**
- * One new query per head of kv head g's group, attending in place over the key rows of K/V that
- * start at the given element offsets. Adds each key's probability, summed over the group, to
- * acc[c] when acc is given.
- *
- * @param out (NH, HS)
- * @param q (NH, HS)
- * @param offsets (n) element offsets of key rows in K and V
- * @param scores scratch, (n) or longer
- */
-function decodeInPlace(
-  out: Float32Array,
-  q: Float32Array,
-  K: Float32Array,
-  V: Float32Array,
-  offsets: Int32Array,
-  n: number,
-  acc: Float64Array | null,
-  scores: Float32Array,
-  g: number,
-  G: number,
-  HS: number,
-): void {
-  const scale = 1 / Math.sqrt(HS);
-  for (let i = 0; i < G; i++) {
-    const qo = (g * G + i) * HS;
-    out.fill(0, qo, qo + HS);
-    if (n === 0) continue;
-    for (let c = 0; c < n; c++) {
-      const ko = offsets[c]!;
-      let s = 0;
-      for (let d = 0; d < HS; d++) s += q[qo + d]! * K[ko + d]!;
-      scores[c] = s * scale;
-    }
-    softmaxRow(scores, 0, n);
-    for (let c = 0; c < n; c++) {
-      const p = scores[c]!;
-      const vo = offsets[c]!;
-      for (let d = 0; d < HS; d++) out[qo + d]! += p * V[vo + d]!;
-      if (acc) acc[c]! += p;
-    }
-  }
-}
-
 function checkInteger(what: string, x: number, min: number): void {
   if (!Number.isInteger(x) || x < min) {
     throw new RangeError(`${what} is ${x}; expected an integer ≥ ${min}`);
@@ -222,11 +178,10 @@ export class MoaKvCache implements KvCache {
   readonly #window: Int32Array;
   /** First slot of each (layer, kv head) segment within its layer's buffers. */
   readonly #start: Int32Array;
-  readonly #k: Float32Array[];
-  readonly #v: Float32Array[];
-  /** Scratch for the T = 1 path: key offsets and scores, sized for the widest head. */
-  readonly #offsets: Int32Array;
-  readonly #scores: Float32Array;
+  /** Per layer, every kv head's segment back to back, rows of HS. */
+  readonly #store: KvMemory;
+  /** Scratch for the T = 1 path: the runs of rows a head attends to. */
+  readonly #runs = new Int32Array(6);
 
   /**
    * @param config the model's shape
@@ -268,11 +223,18 @@ export class MoaKvCache implements KvCache {
       }
       slotsPerLayer.push(slots);
     }
-    this.#k = slotsPerLayer.map((s) => new Float32Array(s * this.#HS));
-    this.#v = slotsPerLayer.map((s) => new Float32Array(s * this.#HS));
-    this.#offsets = new Int32Array(this.#sink + widest);
-    this.#scores = new Float32Array(this.#sink + widest);
+    this.#store = new KvMemory({
+      layers: L,
+      floats: Math.max(...slotsPerLayer) * this.#HS,
+      group: this.#NH / NKV,
+      headDim: this.#HS,
+      maxKeys: this.#sink + widest,
+    });
+    this.#slots = slotsPerLayer;
   }
+
+  /** Slots of each layer's buffers. */
+  readonly #slots: number[];
 
   get length(): number {
     return this.#length;
@@ -301,7 +263,7 @@ export class MoaKvCache implements KvCache {
   /** Bytes of K and V stored now: Σ over layers and kv heads of slots used × 2 × HS × 4. */
   bytes(): number {
     let slots = 0;
-    for (let l = 0; l < this.#k.length; l++) {
+    for (let l = 0; l < this.#slots.length; l++) {
       for (let g = 0; g < this.#NKV; g++) slots += this.slotsUsed(l, g);
     }
     return slots * 2 * this.#HS * 4;
@@ -309,7 +271,7 @@ export class MoaKvCache implements KvCache {
 
   /** Bytes of K and V allocated: Σ over layers and kv heads of (sink + window) × 2 × HS × 4. */
   capacityBytes(): number {
-    return this.#k.reduce((a, k) => a + k.length, 0) * 2 * 4;
+    return this.#slots.reduce((a, s) => a + s, 0) * this.#HS * 2 * 4;
   }
 
   /** Span of (layer, kv head) at length n, capped at the ring's capacity. */
@@ -344,19 +306,27 @@ export class MoaKvCache implements KvCache {
   ): Promise<void> {
     const NH = this.#NH, NKV = this.#NKV, HS = this.#HS, P = this.#length, sink = this.#sink;
     const G = NH / NKV;
-    const K = this.#k[layer]!, V = this.#v[layer]!;
+    const K = this.#store.k[layer]!, V = this.#store.v[layer]!;
     if (T === 1) {
       // store first: the slot token P overwrites holds a position no query from P on can see
-      this.#store(layer, k, v, 1);
-      const offsets = this.#offsets;
+      this.#keep(layer, k, v, 1);
+      const runs = this.#runs;
       for (let g = 0; g < NKV; g++) {
-        const i = layer * NKV + g, base = this.#start[i]!;
-        let n = 0;
-        for (let p = 0; p < Math.min(sink, P + 1); p++) offsets[n++] = (base + p) * HS;
-        for (let p = this.#windowStart(i, P, true); p <= P; p++) {
-          offsets[n++] = (base + this.#slot(i, p)) * HS;
+        const i = layer * NKV + g, base = this.#start[i]!, w = this.#window[i]!;
+        // the sink, then the window's positions ws..P: a stretch of the ring, maybe wrapped
+        runs[0] = base;
+        runs[1] = Math.min(sink, P + 1);
+        const ws = this.#windowStart(i, P, true), count = Math.max(0, P + 1 - ws);
+        let nruns = 1;
+        if (count > 0) {
+          const first = this.#slot(i, ws) - sink, head = Math.min(count, w - first);
+          runs[2] = base + sink + first;
+          runs[3] = head;
+          runs[4] = base + sink;
+          runs[5] = count - head;
+          nruns = head < count ? 3 : 2;
         }
-        decodeInPlace(out, q, K, V, offsets, n, null, this.#scores, g, G, HS);
+        this.#store.attend(layer, out, g * G * HS, q, g * G * HS, runs, nruns);
       }
       return;
     }
@@ -408,13 +378,13 @@ export class MoaKvCache implements KvCache {
         );
       }
     }
-    this.#store(layer, k, v, T);
+    this.#keep(layer, k, v, T);
   }
 
   /** Writes what the sinks and rings keep of T new tokens (k, v: (T, NKV, HS)). */
-  #store(layer: number, k: Float32Array, v: Float32Array, T: number): void {
+  #keep(layer: number, k: Float32Array, v: Float32Array, T: number): void {
     const NKV = this.#NKV, HS = this.#HS, P = this.#length, sink = this.#sink;
-    const K = this.#k[layer]!, V = this.#v[layer]!;
+    const K = this.#store.k[layer]!, V = this.#store.v[layer]!;
     for (let g = 0; g < NKV; g++) {
       const i = layer * NKV + g, base = this.#start[i]!, w = this.#window[i]!;
       for (let p = P; p < P + T; p++) {
@@ -469,16 +439,16 @@ export class H2oKvCache implements KvCache {
   readonly #NKV: number;
   readonly #HS: number;
   readonly #cap: number;
-  readonly #k: Float32Array[];
-  readonly #v: Float32Array[];
+  /** Per layer, (NKV, cap, HS) keys and values. */
+  readonly #store: KvMemory;
+  readonly #layers: number;
   /** Per layer, (NKV, cap): position of the token in each slot. */
   readonly #pos: Int32Array[];
   /** Per layer, (NKV, cap): accumulated attention score of each slot. */
   readonly #score: Float64Array[];
   /** Per layer, (NKV): slots filled. */
   readonly #count: Int32Array[];
-  readonly #offsets: Int32Array;
-  readonly #scratch: Float32Array;
+  readonly #runs = new Int32Array(2);
 
   /**
    * @param config the model's shape
@@ -504,13 +474,17 @@ export class H2oKvCache implements KvCache {
     this.#HS = config.headDim;
     this.#cap = this.budget + 1;
     const L = config.numLayers, n = this.#NKV * this.#cap;
-    this.#k = Array.from({ length: L }, () => new Float32Array(n * this.#HS));
-    this.#v = Array.from({ length: L }, () => new Float32Array(n * this.#HS));
+    this.#layers = L;
+    this.#store = new KvMemory({
+      layers: L,
+      floats: n * this.#HS,
+      group: this.#NH / this.#NKV,
+      headDim: this.#HS,
+      maxKeys: this.#cap,
+    });
     this.#pos = Array.from({ length: L }, () => new Int32Array(n));
     this.#score = Array.from({ length: L }, () => new Float64Array(n));
     this.#count = Array.from({ length: L }, () => new Int32Array(this.#NKV));
-    this.#offsets = new Int32Array(this.#cap);
-    this.#scratch = new Float32Array(this.#cap);
   }
 
   get length(): number {
@@ -526,7 +500,7 @@ export class H2oKvCache implements KvCache {
 
   /** Bytes of K and V allocated (budget + 1 slots per layer and kv head). */
   capacityBytes(): number {
-    return this.#k.length * this.#NKV * this.#cap * 2 * this.#HS * 4;
+    return this.#layers * this.#NKV * this.#cap * 2 * this.#HS * 4;
   }
 
   /**
@@ -555,7 +529,7 @@ export class H2oKvCache implements KvCache {
   ): Promise<void> {
     const NH = this.#NH, NKV = this.#NKV, HS = this.#HS, P = this.#length, cap = this.#cap;
     const G = NH / NKV;
-    const K = this.#k[layer]!, V = this.#v[layer]!;
+    const K = this.#store.k[layer]!, V = this.#store.v[layer]!;
     const pos = this.#pos[layer]!, score = this.#score[layer]!, count = this.#count[layer]!;
     if (T === 1) {
       for (let g = 0; g < NKV; g++) {
@@ -565,9 +539,10 @@ export class H2oKvCache implements KvCache {
         V.set(v.subarray(g * HS, g * HS + HS), dst);
         pos[base + n - 1] = P;
         score[base + n - 1] = 0;
-        for (let c = 0; c < n; c++) this.#offsets[c] = (base + c) * HS;
+        this.#runs[0] = base;
+        this.#runs[1] = n;
         const acc = score.subarray(base, base + n);
-        decodeInPlace(out, q, K, V, this.#offsets, n, acc, this.#scratch, g, G, HS);
+        this.#store.attend(layer, out, g * G * HS, q, g * G * HS, this.#runs, 1, acc);
         count[g] = n;
         if (n > this.budget) this.#evictOne(layer, g, P + 1);
       }
@@ -651,7 +626,7 @@ export class H2oKvCache implements KvCache {
     }
     const last = count[g]! - 1;
     if (worst !== last) {
-      for (const a of [this.#k[layer]!, this.#v[layer]!]) {
+      for (const a of [this.#store.k[layer]!, this.#store.v[layer]!]) {
         a.copyWithin((base + worst) * HS, (base + last) * HS, (base + last + 1) * HS);
       }
       pos[base + worst] = pos[base + last]!;

@@ -12,19 +12,8 @@
  *
  * @module
  */
-import onnxProto from "onnx-proto";
 import type { LayerWeights, Model, ModelConfig } from "../model.ts";
-
-const { onnx } = onnxProto;
-type TensorProto = InstanceType<typeof onnx.TensorProto>;
-type NodeProto = InstanceType<typeof onnx.NodeProto>;
-type ValueInfoProto = InstanceType<typeof onnx.ValueInfoProto>;
-
-const FLOAT = onnx.TensorProto.DataType.FLOAT;
-const INT64 = onnx.TensorProto.DataType.INT64;
-
-/** Protobuf messages cannot exceed 2 GiB; larger models would need ONNX external data. */
-const MAX_PROTO_BYTES = 2 ** 31 - 1;
+import { GraphBuilder, MAX_PROTO_BYTES } from "./graph.ts";
 
 /** Options of {@link exportOnnx}. */
 export interface ExportOnnxOptions {
@@ -73,15 +62,15 @@ export function exportOnnx(model: Model, opts: ExportOnnxOptions = {}): Uint8Arr
     );
   }
 
-  const g = new GraphBuilder();
+  const g = new GraphBuilder("exportOnnx");
 
   // Graph inputs and outputs, with symbolic batch/sequence dimensions.
-  g.input(valueInfo("input_ids", INT64, ["batch", "seq"]));
-  g.output(valueInfo("logits", FLOAT, ["batch", "seq", V]));
+  g.input("input_ids", ["batch", "seq"], "int64");
+  g.output("logits", ["batch", "seq", V]);
   for (let l = 0; l < L; l++) {
     for (const kind of ["key", "value"]) {
-      g.input(valueInfo(`past_${kind}_${l}`, FLOAT, ["batch", NKV, "past", HS]));
-      g.output(valueInfo(`present_${kind}_${l}`, FLOAT, ["batch", NKV, "total", HS]));
+      g.input(`past_${kind}_${l}`, ["batch", NKV, "past", HS]);
+      g.output(`present_${kind}_${l}`, ["batch", NKV, "total", HS]);
     }
   }
 
@@ -101,13 +90,7 @@ export function exportOnnx(model: Model, opts: ExportOnnxOptions = {}): Uint8Arr
   const h = rmsNorm(g, x, weights.finalNorm, "final_norm", ctx.eps);
   g.op("MatMul", [h, g.weight("lm_head_t", transpose(weights.lmHead, V, C), [C, V])], "logits");
 
-  const proto = onnx.ModelProto.create({
-    irVersion: 8,
-    opsetImport: [{ domain: "", version: 17 }],
-    producerName: "moa",
-    graph: g.graph(`moa_${config.modelType}`),
-  });
-  return onnx.ModelProto.encode(proto).finish();
+  return g.model(`moa_${config.modelType}`);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -394,117 +377,4 @@ function transpose(a: Float32Array, rows: number, cols: number): Float32Array {
     for (let c = 0; c < cols; c++) out[c * rows + r] = a[r * cols + c]!;
   }
   return out;
-}
-
-function valueInfo(name: string, elemType: number, dims: (number | string)[]): ValueInfoProto {
-  return onnx.ValueInfoProto.create({
-    name,
-    type: {
-      tensorType: {
-        elemType,
-        shape: {
-          dim: dims.map((d) => typeof d === "number" ? { dimValue: d } : { dimParam: d }),
-        },
-      },
-    },
-  });
-}
-
-// ---------------------------------------------------------------------------------------------
-// Graph builder
-
-/** Node attributes: every one our graph uses is an int or a list of ints. */
-type Attributes = Record<string, number | number[]>;
-
-/** Collects nodes and initializers; names every value and keeps names unique. */
-class GraphBuilder {
-  #nodes: NodeProto[] = [];
-  #initializers: TensorProto[] = [];
-  #inputs: ValueInfoProto[] = [];
-  #outputs: ValueInfoProto[] = [];
-  #names = new Set<string>();
-  #constants = new Map<string, string>();
-  #count = 0;
-
-  input(v: ValueInfoProto): void {
-    this.#claim(v.name);
-    this.#inputs.push(v);
-  }
-
-  output(v: ValueInfoProto): void {
-    this.#outputs.push(v);
-  }
-
-  /**
-   * Appends a node with one output and returns that output's name (`name`, or a fresh one made
-   * from the op type).
-   */
-  op(opType: string, inputs: string[], name?: string, attrs: Attributes = {}): string {
-    const out = name ?? `${opType.toLowerCase()}_${this.#count++}`;
-    this.#claim(out);
-    const attribute = Object.entries(attrs).map(([key, value]) =>
-      typeof value === "number"
-        ? { name: key, type: onnx.AttributeProto.AttributeType.INT, i: value }
-        : { name: key, type: onnx.AttributeProto.AttributeType.INTS, ints: value }
-    );
-    this.#nodes.push(
-      onnx.NodeProto.create({ opType, input: inputs, output: [out], name: out, attribute }),
-    );
-    return out;
-  }
-
-  /** A float32 initializer holding `data` with shape `dims`. */
-  weight(name: string, data: Float32Array, dims: number[]): string {
-    if (data.length !== dims.reduce((a, b) => a * b, 1)) {
-      throw new RangeError(
-        `exportOnnx: ${name} has ${data.length} values, expected shape (${dims.join(", ")})`,
-      );
-    }
-    this.#claim(name);
-    const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-    this.#initializers.push(
-      onnx.TensorProto.create({ name, dataType: FLOAT, dims, rawData: bytes }),
-    );
-    return name;
-  }
-
-  /** A small float32 constant; equal constants are shared under their first name. */
-  floats(name: string, dims: number[], values: number[]): string {
-    return this.#constant(name, FLOAT, dims, values);
-  }
-
-  /** A small int64 constant; equal constants are shared under their first name. */
-  int64s(name: string, dims: number[], values: number[]): string {
-    return this.#constant(name, INT64, dims, values);
-  }
-
-  graph(name: string): InstanceType<typeof onnx.GraphProto> {
-    return onnx.GraphProto.create({
-      name,
-      node: this.#nodes,
-      initializer: this.#initializers,
-      input: this.#inputs,
-      output: this.#outputs,
-    });
-  }
-
-  #constant(name: string, dataType: number, dims: number[], values: number[]): string {
-    const key = `${dataType}|${dims.join(",")}|${values.join(",")}`;
-    const existing = this.#constants.get(key);
-    if (existing !== undefined) return existing;
-    this.#claim(name);
-    const raw = dataType === INT64
-      ? new BigInt64Array(values.map((v) => BigInt(v)))
-      : new Float32Array(values);
-    this.#initializers.push(
-      onnx.TensorProto.create({ name, dataType, dims, rawData: new Uint8Array(raw.buffer) }),
-    );
-    this.#constants.set(key, name);
-    return name;
-  }
-
-  #claim(name: string): void {
-    if (this.#names.has(name)) throw new Error(`exportOnnx: duplicate value name ${name}`);
-    this.#names.add(name);
-  }
 }

@@ -1,0 +1,386 @@
+/**
+ * onnxruntime-node as an engine: the native CPU library (MLAS kernels, AVX-512 where the CPU has
+ * it) through Node-API. The package ships its binaries, so it loads wherever npm installed it;
+ * where it does not (browsers, other platforms), `NativeEngine.create` throws and `fastEngine`
+ * falls back to the WebAssembly engines.
+ *
+ * Per-call cost is what a small model's decode step is made of, so:
+ * - sessions are built once: per model, one session per layer for the attention inputs
+ *   (RMSNorm, fused QKV, biases, RoPE) and one for the rest of the layer (output projection,
+ *   residual, RMSNorm, fused gate/up, SwiGLU, down projection, residual), with the weights as
+ *   initializers so that onnxruntime pre-packs them; one for the final norm and the logits;
+ * - runs call the binding's synchronous `run` directly (the package's `InferenceSession.run`
+ *   defers every call by a macrotask), with outputs bound to the caller's arrays;
+ * - prefill attention is onnxruntime's GroupQueryAttention over the KV cache's own buffers (the
+ *   past and present buffers are the same arrays, so nothing is copied), in query chunks so that
+ *   the causal half is not computed.
+ *
+ * @module
+ */
+import type { Tensor } from "onnxruntime-node";
+import type { Model } from "../model.ts";
+import { GraphBuilder, productGraph } from "../onnx/graph.ts";
+import {
+  attentionByProducts,
+  type Engine,
+  type LayerKernels,
+  preparedOnce,
+  splitColumns,
+  stackRows,
+} from "./engine.ts";
+import { ropeInvFreq } from "./ops.ts";
+
+type Binding = typeof import("onnxruntime-node/dist/binding.js");
+type Session = InstanceType<Binding["binding"]["InferenceSession"]>;
+type Feeds = Record<string, Tensor>;
+
+/** The binding and the tensor class, once loaded (`NativeEngine.create`). */
+let lib: { binding: Binding["binding"]; Tensor: typeof Tensor } | null = null;
+
+/** Loads onnxruntime-node (imported only here, so that a missing binary is an error to catch). */
+async function load(): Promise<NonNullable<typeof lib>> {
+  if (lib === null) {
+    const [b, common] = await Promise.all([
+      import("onnxruntime-node/dist/binding.js"),
+      import("onnxruntime-node"),
+    ]);
+    b.initOrt();
+    lib = { binding: b.binding, Tensor: common.Tensor };
+  }
+  return lib;
+}
+
+/** A tensor over `data` (no copy). */
+function tensor(
+  type: "float32" | "int32" | "int64",
+  data: Float32Array | Int32Array | BigInt64Array,
+  dims: number[],
+): Tensor {
+  return new lib!.Tensor(type, data, dims);
+}
+
+/** Query rows per GroupQueryAttention call in prefill: the causal waste is one chunk's triangle. */
+const ATTENTION_CHUNK = 256;
+
+/**
+ * Rows per run of the layer sessions in prefill, so that a block's activations (2F floats a
+ * row) stay in the L2 cache: at 4,096 rows moa-tiny's MLP ran at half the speed of 1,024.
+ */
+const ROWS_PER_RUN = 512;
+
+/** A float32 tensor over the first values of `a` that fill `dims` (no copy). */
+function f32(a: Float32Array, dims: number[]): Tensor {
+  const n = dims.reduce((p, d) => p * d, 1);
+  return tensor("float32", a.length === n ? a : a.subarray(0, n), dims);
+}
+
+/** One onnxruntime session on the binding, run synchronously with bound outputs. */
+class Graph {
+  readonly #session: Session;
+
+  constructor(bytes: Uint8Array, options: Record<string, unknown>) {
+    this.#session = new lib!.binding.InferenceSession();
+    this.#session.loadModel(
+      bytes.buffer as ArrayBuffer,
+      bytes.byteOffset,
+      bytes.byteLength,
+      options,
+    );
+  }
+
+  /** Runs the graph, writing each output into the tensor given for it. */
+  run(feeds: Feeds, outputs: Feeds): void {
+    this.#session.run(feeds, outputs, {});
+  }
+}
+
+/** onnxruntime-node's CPU library as an engine; see the module notes. */
+export class NativeEngine implements Engine {
+  readonly name: string;
+  readonly #options: Record<string, unknown>;
+  readonly #linear: Graph;
+  readonly #product: Graph;
+  readonly #attend = new Map<string, Graph>();
+
+  private constructor(readonly threads: number) {
+    this.name = `ort-native×${threads}`;
+    this.#options = {
+      intraOpNumThreads: threads,
+      interOpNumThreads: 1,
+      executionMode: "sequential",
+      graphOptimizationLevel: "all",
+      executionProviders: ["cpu"],
+      // idle threads sleep instead of spinning: on a shared machine (parallel tests, a job on
+      // the other core) spinning threads made every run several times slower here
+      extra: { session: { intra_op: { allow_spinning: "0" } } },
+    };
+    this.#linear = this.graph(productGraph("NativeEngine", true));
+    this.#product = this.graph(productGraph("NativeEngine", false));
+  }
+
+  /**
+   * Loads onnxruntime-node; throws where its binary does not load.
+   * @param threads intra-op threads @default min(4, cores)
+   */
+  static async create(
+    threads: number = Math.min(4, navigator.hardwareConcurrency || 1),
+  ): Promise<NativeEngine> {
+    await load();
+    return new NativeEngine(threads);
+  }
+
+  /** A session of a graph written with {@link GraphBuilder}. */
+  graph(g: GraphBuilder): Graph {
+    return new Graph(g.model("moa-native", 17, true), this.#options);
+  }
+
+  /** out = x · wᵀ (Gemm with transB). */
+  readonly matmulT: Engine["matmulT"] = (out, x, w, M, K, N) => {
+    this.#linear.run({ a: f32(x, [M, K]), b: f32(w, [N, K]) }, { y: f32(out, [M, N]) });
+    return Promise.resolve();
+  };
+
+  /** out = a · b (MatMul). */
+  readonly matmul: Engine["matmul"] = (out, a, b, M, K, N) => {
+    this.#product.run({ a: f32(a, [M, K]), b: f32(b, [K, N]) }, { y: f32(out, [M, N]) });
+    return Promise.resolve();
+  };
+
+  /**
+   * Causal attention with onnxruntime's GroupQueryAttention, the head-major k and v as its
+   * shared past/present buffers, in chunks of {@link ATTENTION_CHUNK} queries (from the engine's
+   * products, {@link attentionByProducts}, for head sizes that are not multiples of 8).
+   */
+  readonly attention: Engine["attention"] = (out, q, K, V, d) => {
+    const { T, NH, NKV, HS, first } = d;
+    // GroupQueryAttention takes head sizes that are multiples of 8
+    if (HS % 8 !== 0) return attentionByProducts(this, out, q, K, V, d);
+    const cap = d.cap ?? d.S;
+    const gqa = this.#gqa(NH, NKV, HS);
+    const kNew = new Float32Array(T * NKV * HS), vNew = new Float32Array(T * NKV * HS);
+    for (let t = 0; t < T; t++) {
+      for (let g = 0; g < NKV; g++) {
+        const src = (g * cap + first + t) * HS, dst = (t * NKV + g) * HS;
+        kNew.set(K.subarray(src, src + HS), dst);
+        vNew.set(V.subarray(src, src + HS), dst);
+      }
+    }
+    const past = { k: f32(K, [1, NKV, cap, HS]), v: f32(V, [1, NKV, cap, HS]) };
+    for (let t0 = 0; t0 < T; t0 += ATTENTION_CHUNK) {
+      const n = Math.min(ATTENTION_CHUNK, T - t0), total = first + t0 + n;
+      const rows = (a: Float32Array, w: number) => a.subarray(t0 * w * HS, (t0 + n) * w * HS);
+      gqa.run({
+        q: f32(rows(q, NH), [1, n, NH * HS]),
+        k: f32(rows(kNew, NKV), [1, n, NKV * HS]),
+        v: f32(rows(vNew, NKV), [1, n, NKV * HS]),
+        past_k: past.k,
+        past_v: past.v,
+        seqlens: tensor("int32", Int32Array.of(total - 1), [1]),
+        total: tensor("int32", Int32Array.of(total), []),
+      }, { y: f32(rows(out, NH), [1, n, NH * HS]), present_k: past.k, present_v: past.v });
+    }
+    return Promise.resolve();
+  };
+
+  /** The GroupQueryAttention session for a head layout. */
+  #gqa(NH: number, NKV: number, HS: number): Graph {
+    const key = `${NH}/${NKV}/${HS}`;
+    let s = this.#attend.get(key);
+    if (s === undefined) {
+      const g = new GraphBuilder("NativeEngine");
+      g.input("q", [1, "T", NH * HS]);
+      g.input("k", [1, "T", NKV * HS]);
+      g.input("v", [1, "T", NKV * HS]);
+      g.input("past_k", [1, NKV, "P", HS]);
+      g.input("past_v", [1, NKV, "P", HS]);
+      g.input("seqlens", [1], "int32");
+      g.input("total", [], "int32");
+      g.op(
+        "GroupQueryAttention",
+        ["q", "k", "v", "past_k", "past_v", "seqlens", "total"],
+        ["y", "present_k", "present_v"],
+        { num_heads: NH, kv_num_heads: NKV },
+        "com.microsoft",
+      );
+      for (const o of ["y", "present_k", "present_v"]) g.output(o);
+      s = this.graph(g);
+      this.#attend.set(key, s);
+    }
+    return s;
+  }
+
+  /** The model's layers as native sessions ({@link nativeKernels}), built once per model. */
+  readonly prepare: Engine["prepare"] = preparedOnce((model) => nativeKernels(this, model));
+}
+
+/**
+ * One model's linear blocks as onnxruntime sessions with the weights inside; see the module
+ * notes. A step runs L + 1 sessions: layer 0's attention inputs, then per layer the rest of it
+ * fused with the next layer's attention inputs (or, after the last, with the logits of the rows
+ * asked for). Each session has one output: an output costs the binding a JS object per run, about
+ * as much as a small product, so fused outputs are concatenated and split here. RoPE is
+ * onnxruntime's RotaryEmbedding over cos/sin tables computed here in float64 and stored in the
+ * sessions for positions below max(4,096, `maxPositionEmbeddings`); a later position rebuilds
+ * the sessions with tables twice as long.
+ */
+function nativeKernels(e: NativeEngine, model: Model): LayerKernels {
+  const { config, weights } = model;
+  const { hiddenSize: C, numHeads: NH, numKvHeads: NKV, headDim: HS } = config;
+  const F = config.intermediateSize, V = config.vocabSize, L = weights.layers.length;
+  const QKV = (NH + 2 * NKV) * HS;
+  const invFreq = ropeInvFreq(config);
+  const norm = (g: GraphBuilder, x: string, w: Float32Array, name: string) =>
+    g.op("SimplifiedLayerNormalization", [x, g.weight(name, w, [C])], `${name}_out`, {
+      axis: -1,
+      epsilon: { f: config.rmsNormEps },
+    });
+
+  /** Layer l's [q | k | v] (T, QKV) from x, RoPE at `pos` with tables of `rows` positions. */
+  const addInputs = (g: GraphBuilder, l: number, x: string, rows: number, name: string) => {
+    const w = weights.layers[l]!;
+    const half = HS / 2, cos = new Float32Array(rows * half), sin = new Float32Array(rows * half);
+    for (let p = 0; p < rows; p++) {
+      for (let i = 0; i < half; i++) {
+        const a = p * invFreq[i]!;
+        cos[p * half + i] = Math.cos(a);
+        sin[p * half + i] = Math.sin(a);
+      }
+    }
+    const tables = [g.weight("cos", cos, [rows, half]), g.weight("sin", sin, [rows, half])];
+    const h = norm(g, x, w.inputNorm, `input_norm${l}`);
+    const wqkv = g.weight(`wqkv${l}`, stackRows([w.wq, w.wk, w.wv]), [QKV, C]);
+    const bias = w.bq && w.bk && w.bv
+      ? [g.weight(`bqkv${l}`, stackRows([w.bq, w.bk, w.bv]), [QKV])]
+      : [];
+    const qkv = g.op("Gemm", [h, wqkv, ...bias], `qkv${l}`, { transB: 1 });
+    const split = g.int64s("split_qkv", [3], [NH * HS, NKV * HS, NKV * HS]);
+    g.op("Split", [qkv, split], ["q2", "k2", "v2"], { axis: 1 });
+    const axis0 = g.int64s("axis0", [1], [0]);
+    for (const [name, heads] of [["q", NH], ["k", NKV]] as const) {
+      const x3 = g.op("Unsqueeze", [`${name}2`, axis0], `${name}3`);
+      g.op("RotaryEmbedding", [x3, "pos", ...tables], `${name}3r`, {
+        interleaved: 0,
+        num_heads: heads,
+      }, "com.microsoft");
+      g.op("Squeeze", [`${name}3r`, axis0], `${name}r`);
+    }
+    return g.op("Concat", ["qr", "kr", "v2"], name, { axis: 1 });
+  };
+
+  /** The rest of layer l: x after the attention and MLP residuals. */
+  const addOutput = (g: GraphBuilder, l: number, x: string, att: string) => {
+    const w = weights.layers[l]!;
+    const wo = g.weight(`wo${l}`, w.wo, [C, NH * HS]);
+    const x1 = g.op("Add", [x, g.op("Gemm", [att, wo], `proj${l}`, { transB: 1 })], `x1_${l}`);
+    const h = norm(g, x1, w.postNorm, `post_norm${l}`);
+    const wgu = g.weight(`wgu${l}`, stackRows([w.wGate, w.wUp]), [2 * F, C]);
+    const gu = g.op("Gemm", [h, wgu], `gu${l}`, { transB: 1 });
+    g.op("Split", [gu, g.int64s("split_gu", [2], [F, F])], ["gate", "up"], { axis: 1 });
+    const act = g.op("Mul", [g.op("Mul", ["gate", g.op("Sigmoid", ["gate"])]), "up"]);
+    const wdown = g.weight(`wdown${l}`, w.wDown, [C, F]);
+    return g.op("Add", [x1, g.op("Gemm", [act, wdown], `down${l}`, { transB: 1 })], `y${l}`);
+  };
+
+  /** Session of layer 0's inputs (l = −1) or of layer l's rest plus what follows it. */
+  const session = (l: number, rows: number) => {
+    const g = new GraphBuilder(`NativeEngine layer ${l}`);
+    g.input("x", ["T", C]);
+    if (l < 0) {
+      g.input("pos", [1, "T"], "int64");
+      g.output(addInputs(g, 0, "x", rows, "out"));
+      return e.graph(g);
+    }
+    g.input("att", ["T", NH * HS]);
+    const y = addOutput(g, l, "x", "att");
+    if (l + 1 < L) {
+      g.input("pos", [1, "T"], "int64");
+      g.output(g.op("Concat", [y, addInputs(g, l + 1, y, rows, "qkv_next")], "out", { axis: 1 }));
+    } else {
+      const h = norm(g, y, weights.finalNorm, "final_norm");
+      const head = g.weight("lm_head", weights.lmHead, [V, C]);
+      g.output(g.op("Gemm", [h, head], "out", { transB: 1 }));
+    }
+    return e.graph(g);
+  };
+
+  let ropeRows = Math.max(4096, config.maxPositionEmbeddings);
+  const build = () => Array.from({ length: L + 1 }, (_, i) => session(i - 1, ropeRows));
+  let sessions = build();
+  let positionsAt: Int32Array | null = null;
+  let pos = new BigInt64Array(0);
+  /**
+   * The step's positions as int64 tensors of row blocks (converted once per step); positions
+   * past the RoPE tables rebuild the sessions.
+   */
+  const positionTensor = (positions: Int32Array, T: number) => {
+    if (positions !== positionsAt) {
+      let maxPos = 0;
+      pos = new BigInt64Array(T);
+      for (let t = 0; t < T; t++) {
+        maxPos = Math.max(maxPos, positions[t]!);
+        pos[t] = BigInt(positions[t]!);
+      }
+      if (maxPos >= ropeRows) {
+        while (ropeRows <= maxPos) ropeRows *= 2;
+        sessions = build();
+      }
+      positionsAt = positions;
+    }
+    const p = pos;
+    return (t0: number, n: number) =>
+      tensor("int64", n === p.length ? p : p.subarray(t0, t0 + n), [1, n]);
+  };
+
+  /** Runs `f(t0, n)` over blocks of at most ROWS_PER_RUN rows. */
+  const blocks = (T: number, f: (t0: number, n: number) => void) => {
+    for (let t0 = 0; t0 < T; t0 += ROWS_PER_RUN) f(t0, Math.min(ROWS_PER_RUN, T - t0));
+  };
+  const rowsOf = (a: Float32Array, width: number, t0: number, n: number) =>
+    a.subarray(t0 * width, (t0 + n) * width);
+
+  return {
+    attentionInputs(l, x, positions, T, q, k, v) {
+      if (l !== 0) throw new RangeError(`NativeEngine: attentionInputs of layer ${l}; only 0`);
+      const qkv = new Float32Array(T * QKV);
+      const pos = positionTensor(positions, T);
+      blocks(T, (t0, n) => {
+        sessions[0]!.run({ x: f32(rowsOf(x, C, t0, n), [n, C]), pos: pos(t0, n) }, {
+          out: f32(rowsOf(qkv, QKV, t0, n), [n, QKV]),
+        });
+      });
+      splitColumns(qkv, T, [[q, NH * HS], [k, NKV * HS], [v, NKV * HS]]);
+      return Promise.resolve();
+    },
+    attentionOutput(l, x, att, T, next) {
+      if ("q" in next) {
+        if (l + 1 >= L) throw new RangeError(`NativeEngine: layer ${l} is the last`);
+        const y = new Float32Array(T * (C + QKV));
+        const pos = positionTensor(next.positions, T);
+        blocks(T, (t0, n) => {
+          sessions[l + 1]!.run({
+            x: f32(rowsOf(x, C, t0, n), [n, C]),
+            att: f32(rowsOf(att, NH * HS, t0, n), [n, NH * HS]),
+            pos: pos(t0, n),
+          }, { out: f32(rowsOf(y, C + QKV, t0, n), [n, C + QKV]) });
+        });
+        splitColumns(y, T, [[x, C], [next.q, NH * HS], [next.k, NKV * HS], [next.v, NKV * HS]]);
+        return Promise.resolve();
+      }
+      if (l + 1 !== L) throw new RangeError(`NativeEngine: logits after layer ${l}, not the last`);
+      // only the rows asked for go through the last layer's MLP and the output projection
+      const R = next.rows.length;
+      const xr = new Float32Array(R * C), ar = new Float32Array(R * NH * HS);
+      next.rows.forEach((r, i) => {
+        xr.set(rowsOf(x, C, r, 1), i * C);
+        ar.set(rowsOf(att, NH * HS, r, 1), i * NH * HS);
+      });
+      blocks(R, (t0, n) => {
+        sessions[L]!.run({
+          x: f32(rowsOf(xr, C, t0, n), [n, C]),
+          att: f32(rowsOf(ar, NH * HS, t0, n), [n, NH * HS]),
+        }, { out: f32(rowsOf(next.logits, V, t0, n), [n, V]) });
+      });
+      return Promise.resolve();
+    },
+  };
+}
