@@ -101,11 +101,25 @@ export {
   perplexity,
   tokenLogProbs,
 } from "./runtime/cpu/generate.ts";
-export { type AttentionDims, type Engine } from "./runtime/cpu/engine.ts";
+export {
+  type AttentionDims,
+  type Engine,
+  type LayerKernels,
+  type LogitsOf,
+  type NextInputs,
+} from "./runtime/cpu/engine.ts";
 export { TsEngine, tsEngine } from "./runtime/cpu/engine_ts.ts";
 export { OrtEngine } from "./runtime/cpu/engine_ort.ts";
 export { JaxEngine } from "./runtime/cpu/engine_jax.ts";
-export { AutoEngine, fastEngine } from "./runtime/cpu/engine_auto.ts";
+export { NativeEngine } from "./runtime/cpu/engine_native.ts";
+export { KvMemory, type KvMemoryShape } from "./runtime/cpu/engine_simd.ts";
+export {
+  AutoEngine,
+  ENGINE_CHOICES,
+  type EngineChoice,
+  engineOf,
+  fastEngine,
+} from "./runtime/cpu/engine_auto.ts";
 
 // the MoA chain: calibrate → profile → optimise → validate → plan
 export {

@@ -6,7 +6,8 @@
  */
 import { parseArgs } from "node:util";
 import { InputError, runCli } from "../../runtime/errors.ts";
-import { benchCpu, benchCpuDecode } from "../bench/cpu.ts";
+import { benchCpu, benchCpuDecode, benchDecodeAttention, cpuReport } from "../bench/cpu.ts";
+import { AutoEngine, fastEngine } from "../../runtime/cpu/engine_auto.ts";
 import { benchPareto, benchSolver } from "../../solver/bench.ts";
 import { benchGpu, gpuReport, writeGpuBenchCsv } from "../bench/gpu.ts";
 import { textTable } from "../table.ts";
@@ -20,8 +21,11 @@ Usage: deno task bench <name> [--json] [--model DIR] [--contexts 1024,4096] [opt
          (HiGHS; Lagrangian bound and plan first when limited); target ≤ 60 s. Then the
          whole ε-constraint Pareto set of a moa-tiny-shaped problem (4 layers × 2 kv heads,
          profiled at 512/1024/2048); target ≤ 30 s
-  cpu    prefill and decode tokens/s at each context on the CPU backend, with the prefill's
-         effective GFLOP/s beside the same engine's 1024³ matmul GFLOP/s (target ratio ≥ 0.4)
+  cpu    prefill and decode tokens/s at each context for every CPU engine side by side
+         (onnxruntime-node where it loads, onnxruntime-web, jax-js, TypeScript), each beside
+         its limit: prefill GFLOP/s vs the engine's 1024³ matmul GFLOP/s, the KV bytes a
+         decode step reads and their rate vs the copy bandwidth; MoA 50% vs dense at the
+         longest context; then the targets against PyTorch's CPU figures, with ratios
   cpu-decode
          decode tokens/s and KV bytes of dense vs moa at 50% and 25% density at the longest
          --contexts length (default 4096), side by side, on the CPU backend
@@ -151,9 +155,16 @@ async function main(args: string[]): Promise<number> {
   const rows = await benchCpu({
     modelDir: values.model ?? new URL("../../data/models/moa-tiny", import.meta.url).pathname,
     contexts,
+    ...(values.decode ? { decode: Number(values.decode) } : {}),
+    log: (l) => console.error(l),
   });
-  if (values.json) console.log(JSON.stringify(rows));
-  else console.log(textTable(rows as unknown as Record<string, string | number>[]));
+  const fast = await fastEngine();
+  const native = fast.name.startsWith("ort-native") && fast instanceof AutoEngine
+    ? fast.large
+    : null;
+  const kernels = await benchDecodeAttention(contexts, native);
+  if (values.json) console.log(JSON.stringify({ rows, kernels }));
+  else console.log(cpuReport(rows, fast.name, kernels));
   return 0;
 }
 

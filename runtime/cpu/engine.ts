@@ -148,6 +148,7 @@ export interface LayerKernels {
 
 /** {@link LayerKernels.attentionOutput} continues with the next layer's attention inputs. */
 export interface NextInputs {
+  /** (T) each row's position, as for `attentionInputs`. */
   positions: Int32Array;
   /** (T, NH·HS), written */
   q: Float32Array;

@@ -94,17 +94,24 @@ class Graph {
   }
 }
 
+/** Each engine's session options (its thread count). */
+const sessionOptions = new WeakMap<NativeEngine, Record<string, unknown>>();
+
+/** A session of a graph written with {@link GraphBuilder}, with the engine's options. */
+function sessionOf(e: NativeEngine, g: GraphBuilder): Graph {
+  return new Graph(g.model("moa-native", 17, true), sessionOptions.get(e)!);
+}
+
 /** onnxruntime-node's CPU library as an engine; see the module notes. */
 export class NativeEngine implements Engine {
   readonly name: string;
-  readonly #options: Record<string, unknown>;
   readonly #linear: Graph;
   readonly #product: Graph;
   readonly #attend = new Map<string, Graph>();
 
   private constructor(readonly threads: number) {
     this.name = `ort-native×${threads}`;
-    this.#options = {
+    sessionOptions.set(this, {
       intraOpNumThreads: threads,
       interOpNumThreads: 1,
       executionMode: "sequential",
@@ -113,9 +120,9 @@ export class NativeEngine implements Engine {
       // idle threads sleep instead of spinning: on a shared machine (parallel tests, a job on
       // the other core) spinning threads made every run several times slower here
       extra: { session: { intra_op: { allow_spinning: "0" } } },
-    };
-    this.#linear = this.graph(productGraph("NativeEngine", true));
-    this.#product = this.graph(productGraph("NativeEngine", false));
+    });
+    this.#linear = sessionOf(this, productGraph("NativeEngine", true));
+    this.#product = sessionOf(this, productGraph("NativeEngine", false));
   }
 
   /**
@@ -127,11 +134,6 @@ export class NativeEngine implements Engine {
   ): Promise<NativeEngine> {
     await load();
     return new NativeEngine(threads);
-  }
-
-  /** A session of a graph written with {@link GraphBuilder}. */
-  graph(g: GraphBuilder): Graph {
-    return new Graph(g.model("moa-native", 17, true), this.#options);
   }
 
   /** out = x · wᵀ (Gemm with transB). */
@@ -203,7 +205,7 @@ export class NativeEngine implements Engine {
         "com.microsoft",
       );
       for (const o of ["y", "present_k", "present_v"]) g.output(o);
-      s = this.graph(g);
+      s = sessionOf(this, g);
       this.#attend.set(key, s);
     }
     return s;
@@ -288,7 +290,7 @@ function nativeKernels(e: NativeEngine, model: Model): LayerKernels {
     if (l < 0) {
       g.input("pos", [1, "T"], "int64");
       g.output(addInputs(g, 0, "x", rows, "out"));
-      return e.graph(g);
+      return sessionOf(e, g);
     }
     g.input("att", ["T", NH * HS]);
     const y = addOutput(g, l, "x", "att");
@@ -300,7 +302,7 @@ function nativeKernels(e: NativeEngine, model: Model): LayerKernels {
       const head = g.weight("lm_head", weights.lmHead, [V, C]);
       g.output(g.op("Gemm", [h, head], "out", { transB: 1 }));
     }
-    return e.graph(g);
+    return sessionOf(e, g);
   };
 
   let ropeRows = Math.max(4096, config.maxPositionEmbeddings);

@@ -68,6 +68,8 @@ export interface KvMemoryShape {
   maxKeys: number;
   /** The most runs one `attend` call lists. @default 4 */
   maxRuns?: number;
+  /** false: plain arrays and the scalar loops even where the kernel runs (to compare). */
+  simd?: boolean;
 }
 
 /**
@@ -118,7 +120,9 @@ export class KvMemory {
     const runsBytes = align(this.#maxRuns * 8);
     const scoresBytes = align(G * (Math.ceil(maxKeys / 4) * 4) * 4);
     const total = 2 * layers * arrayBytes + 2 * qBytes + runsBytes + scoresBytes;
-    const module = HS % 32 === 0 && total <= MAX_WASM_BYTES ? simdModule() : null;
+    const module = shape.simd !== false && HS % 32 === 0 && total <= MAX_WASM_BYTES
+      ? simdModule()
+      : null;
     if (module === null) {
       this.simd = false;
       this.k = Array.from({ length: layers }, () => new Float32Array(floats));
