@@ -6,6 +6,7 @@
  * @module
  */
 import { type LongEvalCase, scoreAnswer, summarize } from "./longeval/longeval.ts";
+import { type RulerCase, scoreRuler, summarizeRuler } from "./ruler/ruler.ts";
 import { perplexity, tokenLogProbs } from "../runtime/cpu/generate.ts";
 import type { CacheFactory } from "../runtime/cpu/method_cache.ts";
 import type { Decoder } from "../runtime/decoder.ts";
@@ -84,6 +85,50 @@ export async function runLongEval(
       value: promptSum / cases.length,
       n: cases.length,
     },
+  ];
+}
+
+/**
+ * RULER's scores (data/ruler/ruler.ts): each case's answer, decoded greedily up to its task's
+ * token limit, scored as the share of the expected strings it contains. Cases are generated in
+ * ragged batches of one task at a time.
+ * @param record called with each case and its score (per-case outcomes)
+ * @returns `score` (RULER's average: the mean over tasks), `score_<task>` per task, and
+ *   `prompt_tokens` (mean length)
+ */
+export async function runRuler(
+  s: Pick<Session, "tokenizer" | "bos" | "stopTokens">,
+  cases: RulerCase[],
+  method: Decoder,
+  tick: Tick,
+  record: (c: RulerCase, score: number) => void = () => {},
+): Promise<Metric[]> {
+  const results: { task: RulerCase["task"]; score: number }[] = [];
+  let promptSum = 0, done = 0;
+  const tasks = [...new Set(cases.map((c) => c.task))];
+  for (const task of tasks) {
+    const mine = cases.filter((c) => c.task === task);
+    for (let i = 0; i < mine.length; i += LONGEVAL_BATCH) {
+      const batch = mine.slice(i, i + LONGEVAL_BATCH);
+      const prompts = batch.map((c) => promptTokens(s, c.prompt));
+      prompts.forEach((p) => (promptSum += p.length));
+      const outs = await method.generate(prompts, batch[0]!.maxNew, s.stopTokens);
+      batch.forEach((c, j) => {
+        const score = scoreRuler(s.tokenizer.decode(outs[j]!), c.expected);
+        results.push({ task, score });
+        record(c, score);
+      });
+      tick(done += batch.length, cases.length);
+    }
+  }
+  if (cases.length === 0) {
+    return [{ metric: "score", value: NaN, n: 0 }, { metric: "prompt_tokens", value: NaN, n: 0 }];
+  }
+  const sum = summarizeRuler(results);
+  return [
+    { metric: "score", value: sum.score, n: sum.n },
+    ...sum.byTask.map((t) => ({ metric: `score_${t.task}`, value: t.score, n: t.n })),
+    { metric: "prompt_tokens", value: promptSum / cases.length, n: cases.length },
   ];
 }
 

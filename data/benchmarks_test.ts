@@ -1,5 +1,12 @@
 import assert from "node:assert/strict";
-import { ANSWER_TOKENS, runLongEval, runPerplexity, runThroughput } from "./benchmarks.ts";
+import {
+  ANSWER_TOKENS,
+  runLongEval,
+  runPerplexity,
+  runRuler,
+  runThroughput,
+} from "./benchmarks.ts";
+import type { RulerCase } from "./ruler/ruler.ts";
 import type { LongEvalCase } from "./longeval/longeval.ts";
 import { assertAllClose, byteModel } from "../runtime/_testing.ts";
 import { forwardLogits } from "../runtime/cpu/forward.ts";
@@ -150,4 +157,54 @@ Deno.test("runThroughput() turns a decoder's timing into tokens per second and K
   assert.equal(prompts.length, 3);
   const V = cpu.model.config.vocabSize;
   assert.ok(prompts.every((p) => p.length === 64 && p.every((t) => t >= 3 && t < V)));
+});
+
+Deno.test("runRuler() scores the share of expected strings, per task and as the mean over tasks", async () => {
+  const rulerCase = (i: number, task: RulerCase["task"], expected: string[], maxNew: number) => ({
+    id: `r${i}`,
+    task,
+    prompt: `question ${i}`,
+    expected,
+    maxNew,
+    targetLength: 64,
+    tokens: 11,
+  });
+  const cases = [
+    rulerCase(0, "vt", ["ABCDE", "FGHIJ"], 40),
+    rulerCase(1, "niah_single_1", ["1234567"], 16),
+    rulerCase(2, "vt", ["KLMNO", "PQRST"], 40),
+    rulerCase(3, "niah_single_1", ["7654321"], 16),
+    rulerCase(4, "niah_single_1", ["1111111"], 16),
+  ];
+  const { decoder, asked } = scripted(
+    new Map([
+      ["question 0", "abcde, and then FGHIJ."],
+      ["question 1", " 1234567."],
+      ["question 2", "PQRST"],
+      ["question 3", " 765432."],
+    ]),
+  );
+  const scores: [string, number][] = [];
+  const metrics = await runRuler(
+    session,
+    cases,
+    decoder,
+    () => {},
+    (c, x) => scores.push([c.id, x]),
+  );
+  // one task at a time, in the order tasks first appear, each batch with its task's answer budget
+  assert.deepEqual(scores, [["r0", 1], ["r2", 0.5], ["r1", 1], ["r3", 0], ["r4", 0]]);
+  assert.deepEqual(asked.map((a) => [a.prompts.length, a.maxNew]), [[2, 40], [3, 16]]);
+  const value = (name: string) => metrics.find((m) => m.metric === name);
+  // vt 0.75 and niah_single_1 1/3: RULER averages the tasks, not the cases (0.5)
+  assert.deepEqual(value("score_vt"), { metric: "score_vt", value: 0.75, n: 2 });
+  assert.deepEqual(value("score_niah_single_1"), {
+    metric: "score_niah_single_1",
+    value: 1 / 3,
+    n: 3,
+  });
+  assert.deepEqual(value("score"), { metric: "score", value: (0.75 + 1 / 3) / 2, n: 5 });
+  assert.deepEqual(value("prompt_tokens"), { metric: "prompt_tokens", value: 11, n: 5 });
+  const none = await runRuler(session, [], decoder, () => {});
+  assert.ok(Number.isNaN(none.find((m) => m.metric === "score")!.value));
 });

@@ -1,11 +1,13 @@
 /**
  * The artifacts a run stores in its cache (experiments/cache.ts), each checked when read: a
- * cell's metrics, generated LongEval cases, a profile, a plan. A stored file that fails its check
+ * cell's metrics, generated LongEval and RULER cases, a profile, a plan, DuoAttention's gates. A stored file that fails its check
  * is named in a warning and recomputed.
  *
  * @module
  */
 import type { LongEvalCase } from "../data/longeval/longeval.ts";
+import { RULER_TASKS, type RulerCase } from "../data/ruler/ruler.ts";
+import type { DuoGates } from "../solver/duo.ts";
 import type { Metric } from "../data/benchmarks.ts";
 import type { ModelConfig } from "../runtime/model.ts";
 import type { StoredInfluence } from "../solver/pipeline.ts";
@@ -42,6 +44,7 @@ export interface CaseOutcome {
 /** The metrics every artifact of a benchmark's cell has. */
 const REQUIRED_METRICS: Record<Cell["benchmark"], string[]> = {
   longeval: ["accuracy", "prompt_tokens"],
+  ruler: ["score", "prompt_tokens"],
   perplexity: ["perplexity", "nll"],
   throughput: ["prefill_tokens_per_s", "decode_tokens_per_s", "kv_bytes"],
 };
@@ -188,4 +191,56 @@ export function validPlan(v: unknown, config: ModelConfig): Plan {
     );
   }
   return plan;
+}
+
+/**
+ * Stored RULER cases, checked for what the benchmark reads.
+ * @throws Error naming the case and field that is wrong
+ */
+export function validRulerCases(v: unknown): RulerCase[] {
+  if (!Array.isArray(v) || v.length === 0) {
+    throw new Error(`expected a non-empty list of cases, got ${shown(v)}`);
+  }
+  v.forEach((c: unknown, i) => {
+    if (!isRecord(c)) throw new Error(`[${i}]: expected a case object, got ${shown(c)}`);
+    if (!(RULER_TASKS as readonly unknown[]).includes(c.task)) {
+      throw new Error(`[${i}].task: expected a RULER task, got ${shown(c.task)}`);
+    }
+    for (const k of ["id", "prompt"] as const) {
+      if (typeof c[k] !== "string" || c[k] === "") {
+        throw new Error(`[${i}].${k}: expected a string, got ${shown(c[k])}`);
+      }
+    }
+    const e = c.expected;
+    if (!Array.isArray(e) || e.length === 0 || !e.every((x) => typeof x === "string" && x)) {
+      throw new Error(`[${i}].expected: expected a list of strings, got ${shown(e)}`);
+    }
+    if (typeof c.maxNew !== "number" || !Number.isSafeInteger(c.maxNew) || c.maxNew < 1) {
+      throw new Error(`[${i}].maxNew: expected a positive integer, got ${shown(c.maxNew)}`);
+    }
+  });
+  return v as RulerCase[];
+}
+
+/**
+ * Stored DuoAttention gates, checked against the model's shape.
+ * @throws Error naming the field that is wrong
+ */
+export function validDuoGates(v: unknown, config: ModelConfig): DuoGates {
+  if (!isRecord(v)) throw new Error(`expected an object, got ${shown(v)}`);
+  const g = v.gates;
+  const ok = Array.isArray(g) && g.length === config.numLayers &&
+    g.every((l) =>
+      Array.isArray(l) && l.length === config.numKvHeads &&
+      l.every((x) => typeof x === "number" && x >= 0 && x <= 1)
+    );
+  if (!ok) {
+    throw new Error(
+      `gates: expected ${config.numLayers} layers × ${config.numKvHeads} kv heads of numbers in [0, 1]`,
+    );
+  }
+  if (!Array.isArray(v.history)) {
+    throw new Error(`history: expected a list, got ${shown(v.history)}`);
+  }
+  return v as unknown as DuoGates;
 }

@@ -1,5 +1,12 @@
 import assert from "node:assert/strict";
-import { validCases, validCell, validPlan, validProfile } from "./artifacts.ts";
+import {
+  validCases,
+  validCell,
+  validDuoGates,
+  validPlan,
+  validProfile,
+  validRulerCases,
+} from "./artifacts.ts";
 import type { Cell } from "./schema.ts";
 import { tinyConfig } from "../runtime/random_model.ts";
 
@@ -100,4 +107,30 @@ Deno.test("validProfile() and validPlan() check the model's shape", () => {
     () => validPlan({ ...plan, betas: [[0], [2]] }, config),
     /betas\[1\]\[0\]: expected a number in \[0, 1\]/,
   );
+});
+
+Deno.test("validRulerCases() and validDuoGates() accept what the stages store and name what is wrong", () => {
+  const c = { id: "vt-n64-s0-0", task: "vt", prompt: "p", expected: ["AB"], maxNew: 8 };
+  assert.deepEqual(validRulerCases([c]), [c]);
+  assert.throws(() => validRulerCases([]), /expected a non-empty list of cases/);
+  assert.throws(
+    () => validRulerCases([{ ...c, task: "qa" }]),
+    /\[0\]\.task: expected a RULER task, got "qa"/,
+  );
+  assert.throws(
+    () => validRulerCases([{ ...c, expected: [] }]),
+    /\[0\]\.expected: expected a list of strings/,
+  );
+  assert.throws(
+    () => validRulerCases([{ ...c, maxNew: 0 }]),
+    /\[0\]\.maxNew: expected a positive integer/,
+  );
+  const config = tinyConfig({ numLayers: 2, numKvHeads: 2 });
+  const gates = { gates: [[1, 0.5], [0, 0.25]], history: [] };
+  assert.deepEqual(validDuoGates(gates, config), gates);
+  assert.throws(
+    () => validDuoGates({ ...gates, gates: [[1, 1.5], [0, 0]] }, config),
+    /gates: expected 2 layers × 2 kv heads of numbers in \[0, 1\]/,
+  );
+  assert.throws(() => validDuoGates({ gates: gates.gates }, config), /history: expected a list/);
 });

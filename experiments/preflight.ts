@@ -7,6 +7,13 @@
  * @module
  */
 import { generateCases, type LongEvalCase, readLongEvalJsonl } from "../data/longeval/longeval.ts";
+import {
+  generateRulerCases,
+  passkeySample,
+  type RulerCase,
+  type RulerOptions,
+} from "../data/ruler/ruler.ts";
+import { loadDuoPattern } from "../runtime/duo.ts";
 import { brownText } from "../data/brown.ts";
 import { InputError } from "../runtime/errors.ts";
 import type { ModelConfig } from "../runtime/model.ts";
@@ -78,6 +85,20 @@ async function checkInputs(exp: Experiment): Promise<Preflight> {
       });
     });
   }
+  const ruler = exp.benchmarks.ruler;
+  if (ruler) {
+    // every length must hold the smallest case of every task asked for
+    exp.lengths.forEach((length, i) => {
+      rulerCasesOrRefusal(`lengths[${i}]: ${length} tokens`, {
+        tasks: ruler.tasks,
+        count: ruler.tasks.length,
+        targetLength: length,
+        seed: exp.seed,
+        countTokens,
+      });
+    });
+  }
+  if (exp.duo && exp.methods.includes("duo")) await checkDuo(exp, config, countTokens);
   if (exp.benchmarks.perplexity) {
     const have = tokenizer.encode(await brownText("heldout")).length;
     checkPerplexityText(exp.lengths, have);
@@ -102,6 +123,46 @@ export function casesOrRefusal(
   } catch (e) {
     if (!(e instanceof RangeError)) throw e;
     throw new InputError(`${what} cannot hold ${holds} for this model: ${e.message}`);
+  }
+}
+
+/**
+ * RULER cases of a length, or the InputError that says the length cannot hold them.
+ * @param what the field and length, e.g. `lengths[0]: 64 tokens`
+ * @param options `generateRulerCases`' options
+ * @throws InputError `<what> cannot hold RULER's <task>: <why>`
+ */
+export function rulerCasesOrRefusal(what: string, options: RulerOptions): RulerCase[] {
+  try {
+    return generateRulerCases(options);
+  } catch (e) {
+    if (!(e instanceof RangeError)) throw e;
+    throw new InputError(`${what} cannot hold RULER's ${e.message}`);
+  }
+}
+
+/**
+ * DuoAttention's gates can be had: a published pattern that reads and fits the model, or a
+ * training length the profiler's memory holds with room for the passkeys.
+ */
+async function checkDuo(exp: Experiment, config: ModelConfig, countTokens: CountTokens) {
+  const duo = exp.duo!;
+  if (duo.pattern) {
+    await loadDuoPattern(duo.pattern, config);
+    return;
+  }
+  if (duo.length > MAX_PROFILE_LENGTH) {
+    throw new InputError(
+      `duo.length: ${duo.length} tokens exceed the ${MAX_PROFILE_LENGTH} the CPU gradient ` +
+        `code can hold; train the gates on shorter prompts`,
+    );
+  }
+  const need = countTokens(passkeySample(1, 10, exp.seed).text);
+  if (need > duo.length) {
+    throw new InputError(
+      `duo.length: ${duo.length} tokens cannot hold the 10 passkeys of a training prompt ` +
+        `(${need} tokens with this model's tokenizer)`,
+    );
   }
 }
 

@@ -207,8 +207,9 @@ Deno.test("runExperiment() writes the resolved experiment and one CSV row per me
       const id = `dense-d1-n${length}-longeval`;
       const metrics = byCell(id).map((r) => String(r.metric));
       assert.equal(metrics[0], "accuracy");
-      assert.equal(metrics.at(-1), "prompt_tokens");
-      const deciles = metrics.slice(1, -1).map((m) => {
+      assert.deepEqual(metrics.slice(-2), ["prompt_tokens", "kv_density"]);
+      assert.equal(value(id, "kv_density").value, 1, "dense keeps every key");
+      const deciles = metrics.slice(1, -2).map((m) => {
         const d = /^accuracy_decile_(\d)$/.exec(m);
         assert.ok(d, `${id}: unexpected metric '${m}'`);
         return Number(d[1]);

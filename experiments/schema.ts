@@ -29,9 +29,10 @@ import { InputError } from "../runtime/errors.ts";
 import { SPAN_SEMANTICS, type SpanSemantics } from "../runtime/spans.ts";
 import { type Backend, BACKENDS } from "../runtime/session.ts";
 import { type Method, METHODS } from "../runtime/methods.ts";
+import { RULER_TASKS, type RulerTask } from "../data/ruler/ruler.ts";
 
 /** The benchmarks, in the order cells are expanded. */
-export const BENCHMARKS = ["longeval", "perplexity", "throughput"] as const;
+export const BENCHMARKS = ["longeval", "ruler", "perplexity", "throughput"] as const;
 /** A benchmark name. */
 export type BenchmarkName = (typeof BENCHMARKS)[number];
 
@@ -63,6 +64,33 @@ export type Influence = (typeof INFLUENCES)[number];
  */
 export type LongEvalSettings = { cases: number } | { file: string; limit: number | null };
 
+/** RULER settings (data/ruler/ruler.ts). */
+export interface RulerSettings {
+  /** The tasks, in RULER's order as listed. @default all of them */
+  tasks: RulerTask[];
+  /** Cases per length, spread over the tasks in turn. @default 2 per task */
+  cases: number;
+}
+
+/**
+ * DuoAttention's gates (DESIGN.md §4.6): read from a published `full_attention_heads.tsv`, or
+ * trained here (solver/duo.ts) with the other settings.
+ */
+export interface DuoSettings {
+  /** A `full_attention_heads.tsv` or its folder (absolute), or null to train the gates. */
+  pattern: string | null;
+  /** Training steps, one passkey sample each. @default 100 */
+  steps: number;
+  /** Peak learning rate. @default 0.02 */
+  lr: number;
+  /** Weight of the L1 pull toward streaming. @default 0.05 */
+  reg: number;
+  /** Tokens per training sample. @default 1024 */
+  length: number;
+  /** Recent tokens of a streaming head in training (its sink is `profile.sink`). @default 2 · sink */
+  recent: number;
+}
+
 /** Perplexity settings. */
 export interface PerplexitySettings {
   /** Tokens of held-out text per length. @default 4096 */
@@ -81,6 +109,8 @@ export interface ThroughputSettings {
 export interface BenchmarkSettings {
   /** Retrieval accuracy on LongEval lines (DESIGN.md §5). */
   longeval?: LongEvalSettings;
+  /** RULER's synthetic tasks (DESIGN.md §5.3). */
+  ruler?: RulerSettings;
   /** Perplexity on held-out Brown-corpus text. */
   perplexity?: PerplexitySettings;
   /** Prefill and decode tokens/s and the KV bytes held. */
@@ -114,6 +144,8 @@ export interface Experiment {
    * `runtime/spans.ts`. @default "per-query"
    */
   spans: SpanSemantics;
+  /** DuoAttention's gates: present when `duo` is a method or the file sets it. */
+  duo?: DuoSettings;
 }
 
 /** One unit of work: one method at one density and one prompt length, on one benchmark. */
@@ -383,6 +415,22 @@ const LONGEVAL = {
 
 const PERPLEXITY = { tokens: positiveInt } satisfies Spec;
 
+const RULER = {
+  tasks: readList("RULER tasks", readEnum(RULER_TASKS)),
+  cases: positiveInt,
+} satisfies Spec;
+
+const positiveNumber = readNumber("a positive number", (x) => x > 0);
+
+const DUO = {
+  pattern: readString("a path to a full_attention_heads.tsv or its folder"),
+  steps: positiveInt,
+  lr: positiveNumber,
+  reg: readNumber("a number ≥ 0", (x) => x >= 0),
+  length: positiveInt,
+  recent: positiveInt,
+} satisfies Spec;
+
 const THROUGHPUT = { decode: positiveInt, batch: positiveInt } satisfies Spec;
 
 function readLongEval(s: Source, v: Value, path: string): LongEvalSettings {
@@ -405,6 +453,11 @@ function readLongEval(s: Source, v: Value, path: string): LongEvalSettings {
 
 const BENCHMARK_SPEC = {
   longeval: readLongEval,
+  ruler: (s: Source, v: Value, path: string): RulerSettings => {
+    const m = readMap(s, v, path, RULER, "a mapping of RULER settings", true);
+    const tasks = m.got.tasks ?? [...RULER_TASKS];
+    return { tasks, cases: m.got.cases ?? 2 * tasks.length };
+  },
   perplexity: (s: Source, v: Value, path: string): PerplexitySettings => {
     const m = readMap(s, v, path, PERPLEXITY, "a mapping of perplexity settings", true);
     return { tokens: m.got.tokens ?? 4096 };
@@ -420,6 +473,7 @@ function readBenchmarks(s: Source, v: Value, path: string): BenchmarkSettings {
   const m = readMap(s, v, path, BENCHMARK_SPEC, what, false);
   const out: BenchmarkSettings = {};
   if (m.got.longeval !== undefined) out.longeval = m.got.longeval;
+  if (m.got.ruler !== undefined) out.ruler = m.got.ruler;
   if (m.got.perplexity !== undefined) out.perplexity = m.got.perplexity;
   if (m.got.throughput !== undefined) out.throughput = m.got.throughput;
   if (Object.keys(out).length === 0) s.wrong(v, path, what);
@@ -442,17 +496,21 @@ const EXPERIMENT = {
   seed: anyInt,
   backend: readEnum(BACKENDS),
   spans: readEnum(SPAN_SEMANTICS),
+  duo: (s: Source, v: Value, path: string) =>
+    readMap(s, v, path, DUO, "a mapping of DuoAttention settings", true),
 } satisfies Spec;
 
 /**
  * The field names the validator accepts, per mapping: `experiment` (top level), `profile`,
- * `benchmarks`, and one entry per benchmark.
+ * `benchmarks`, `duo`, and one entry per benchmark.
  */
 export const FIELD_NAMES: Readonly<Record<string, readonly string[]>> = Object.freeze({
   experiment: Object.keys(EXPERIMENT),
   profile: Object.keys(PROFILE),
   benchmarks: Object.keys(BENCHMARK_SPEC),
   longeval: Object.keys(LONGEVAL),
+  ruler: Object.keys(RULER),
+  duo: Object.keys(DUO),
   perplexity: Object.keys(PERPLEXITY),
   throughput: Object.keys(THROUGHPUT),
 });
@@ -502,6 +560,17 @@ function readExperiment(s: Source): Experiment {
   const model = rawModel.includes("/") || rawModel.startsWith(".")
     ? resolve(s.baseDir, rawModel)
     : rawModel;
+  const d = g.duo?.got;
+  const duo: DuoSettings | undefined = d !== undefined || methods.includes("duo")
+    ? {
+      pattern: d?.pattern === undefined ? null : resolve(s.baseDir, d.pattern),
+      steps: d?.steps ?? 100,
+      lr: d?.lr ?? 0.02,
+      reg: d?.reg ?? 0.05,
+      length: d?.length ?? 1024,
+      recent: d?.recent ?? 2 * sink,
+    }
+    : undefined;
   return {
     name,
     model,
@@ -519,6 +588,7 @@ function readExperiment(s: Source): Experiment {
     seed: g.seed ?? 0,
     backend: g.backend ?? "auto",
     spans,
+    ...(duo ? { duo } : {}),
   };
 }
 

@@ -58,6 +58,44 @@ interface Valid {
 /** Valid files, each with a check of what it must resolve to. */
 const VALID: Valid[] = [
   {
+    name: "ruler with every task by default, and duo's gate settings filled when duo runs",
+    file: "exps/t.yaml",
+    text: edit(3, "methods: [dense, duo, snapkv, adakv]", "profile: {sink: 8}"),
+    check: (e) => {
+      assert.deepEqual(e.methods, ["dense", "duo", "snapkv", "adakv"]);
+      assert.deepEqual(e.duo, {
+        pattern: null,
+        steps: 100,
+        lr: 0.02,
+        reg: 0.05,
+        length: 1024,
+        recent: 16,
+      });
+    },
+  },
+  {
+    name: "ruler tasks and cases as written; a duo pattern resolved against the file's folder",
+    file: "exps/t.yaml",
+    text: edit(6, "benchmarks: {ruler: {tasks: [vt, niah_single_1], cases: 6}}") +
+      "duo: {pattern: pats/full_attention_heads.tsv, steps: 3}\n",
+    check: (e) => {
+      assert.deepEqual(e.benchmarks.ruler, { tasks: ["vt", "niah_single_1"], cases: 6 });
+      assert.deepEqual(expandCells(e).map((c) => c.benchmark), ["ruler", "ruler"]);
+      assert.equal(e.duo!.pattern, `${Deno.cwd()}/exps/pats/full_attention_heads.tsv`);
+      assert.equal(e.duo!.steps, 3);
+    },
+  },
+  {
+    name: "an empty ruler mapping takes every task, two cases each",
+    file: "t.yaml",
+    text: edit(6, "benchmarks: {ruler: null}"),
+    check: (e) => {
+      assert.equal(e.benchmarks.ruler!.tasks.length, 11);
+      assert.equal(e.benchmarks.ruler!.cases, 22);
+      assert.equal(e.duo, undefined, "no duo settings without duo");
+    },
+  },
+  {
     name: "a minimal YAML file takes every default",
     file: "t.yaml",
     text: "name: t\nmodel: moa-tiny\nmethods: [dense]\nlengths: [256, 512]\nbenchmarks:\n" +
@@ -173,6 +211,30 @@ const NAME_RULE = "a name matching /^[a-z0-9][a-z0-9_.-]*$/";
 /** Invalid files and the exact message each must give. */
 const INVALID: Invalid[] = [
   {
+    name: "an unknown RULER task",
+    file: "t.yaml",
+    text: edit(6, "benchmarks: {ruler: {tasks: [vt, qa_squad]}}"),
+    message: "t.yaml:6:34: benchmarks.ruler.tasks[1]: expected one of niah_single_1, " +
+      "niah_single_2, niah_single_3, niah_multikey_1, niah_multikey_2, niah_multikey_3, " +
+      'niah_multivalue, niah_multiquery, vt, cwe, fwe, got "qa_squad"',
+    schema: true,
+  },
+  {
+    name: "a learning rate of 0 for DuoAttention's gates",
+    file: "t.yaml",
+    text: append("duo: {lr: 0}"),
+    message: "t.yaml:7:11: duo.lr: expected a positive number, got 0",
+    schema: true,
+  },
+  {
+    name: "an unknown field in duo",
+    file: "t.yaml",
+    text: append("duo: {sink: 4}"),
+    message: "t.yaml:7:7: duo.sink: unknown field 'sink', expected one of pattern, steps, lr, " +
+      "reg, length, recent",
+    schema: true,
+  },
+  {
     name: "a density above 1",
     file: "t.yaml",
     text: edit(4, "densities: [0.5, 1.5]"),
@@ -244,7 +306,7 @@ const INVALID: Invalid[] = [
     file: "t.yaml",
     text: edit(3, "methods: [dense, sparse]"),
     message:
-      't.yaml:3:18: methods[1]: expected one of dense, moa, streaming, h2o, moa-uniform, moa-layer, moa-head, moa-ref, moa-ctx, got "sparse"',
+      't.yaml:3:18: methods[1]: expected one of dense, moa, streaming, h2o, moa-uniform, moa-layer, moa-head, moa-ref, moa-ctx, snapkv, adakv, duo, got "sparse"',
     schema: true,
   },
   {
@@ -288,7 +350,7 @@ const INVALID: Invalid[] = [
     file: "t.yaml",
     text: append("colour: red"),
     message: "t.yaml:7:1: colour: unknown field 'colour', expected one of $schema, name, " +
-      "model, methods, densities, lengths, profile, benchmarks, seed, backend, spans",
+      "model, methods, densities, lengths, profile, benchmarks, seed, backend, spans, duo",
     schema: true,
   },
   {
@@ -353,7 +415,7 @@ const INVALID: Invalid[] = [
     name: "no benchmarks",
     file: "t.yaml",
     text: edit(6, "benchmarks: {}"),
-    message: "t.yaml:6:13: benchmarks: expected a mapping with at least one of longeval, " +
+    message: "t.yaml:6:13: benchmarks: expected a mapping with at least one of longeval, ruler, " +
       "perplexity, throughput, got an empty mapping",
     schema: true,
   },
@@ -875,7 +937,7 @@ Deno.test("experiment.schema.json agrees with the TypeScript validator", async (
 
   await t.step("it declares draft 2020-12 and forbids unknown fields everywhere", () => {
     assert.equal(SCHEMA.$schema, "https://json-schema.org/draft/2020-12/schema");
-    for (const s of [SCHEMA, top.profile!, top.benchmarks!, benchmarks.perplexity!]) {
+    for (const s of [SCHEMA, top.profile!, top.benchmarks!, benchmarks.perplexity!, top.duo!]) {
       assert.equal(s.additionalProperties, false);
     }
   });
@@ -883,6 +945,7 @@ Deno.test("experiment.schema.json agrees with the TypeScript validator", async (
   await t.step("the field names agree at every level", () => {
     assert.deepEqual(propertyNames(SCHEMA), sorted(FIELD_NAMES.experiment!));
     assert.deepEqual(propertyNames(top.profile!), sorted(FIELD_NAMES.profile!));
+    assert.deepEqual(propertyNames(top.duo!), sorted(FIELD_NAMES.duo!));
     assert.deepEqual(propertyNames(top.benchmarks!), sorted(FIELD_NAMES.benchmarks!));
     for (const b of BENCHMARKS) {
       assert.deepEqual(propertyNames(benchmarks[b]!), sorted(FIELD_NAMES[b]!), b);
@@ -915,6 +978,7 @@ Deno.test("experiment.schema.json agrees with the TypeScript validator", async (
       seed: "seed: 1",
       backend: "backend: cpu",
       spans: "spans: reference",
+      duo: "duo: {}",
     };
     assert.deepEqual(sorted(Object.keys(all)), sorted(FIELD_NAMES.experiment!));
     for (const field of Object.keys(all)) {

@@ -1,27 +1,41 @@
 /**
  * The stages of one experiment's cells, each stored in the run's cache under a hash of its
- * inputs (experiments/cache.ts): the LongEval cases of a length, the profile of a length, the
- * plan of a MoA method at a density, and each cell's metrics.
+ * inputs (experiments/cache.ts): the LongEval and RULER cases of a length, the profile of a
+ * length, the plan of a MoA method at a density, DuoAttention's gates, and each cell's metrics.
  *
  * ```
- * model ──► cases(length) ─────────────────────────────────────────────► cell(longeval)
+ * model ──► cases(length), ruler cases(length) ─────────────────► cell(longeval), cell(ruler)
  *   ├──► calibrate → profile(length) → optimise → validate ─► plan(method, density) ─► cell(…)
+ *   ├──► duo gates (trained, or a published pattern) ─► rules(density, length) ──────► cell(…)
  *   ├────────────────────────────────────────────────────────────────────► cell(perplexity)
  *   └────────────────────────────────────────────────────────────────────► cell(throughput)
  * ```
  *
- * (A cell of a MoA method takes its plan; calibrate → validate is `makePlan`, solver/pipeline.ts.)
+ * (A cell of a MoA method takes its plan; calibrate → validate is `makePlan`, solver/pipeline.ts.
+ * A duo cell binarises the gates at its density and length, `duoRules` in runtime/duo.ts.)
  *
  * @module
  */
 import { CALIBRATION_VERSION } from "../data/calibration.ts";
 import { brownText } from "../data/brown.ts";
-import { type Metric, runLongEval, runPerplexity, runThroughput } from "../data/benchmarks.ts";
+import {
+  type Metric,
+  runLongEval,
+  runPerplexity,
+  runRuler,
+  runThroughput,
+} from "../data/benchmarks.ts";
 import type { LongEvalCase } from "../data/longeval/longeval.ts";
-import { cacheFactory } from "../runtime/cpu/method_cache.ts";
+import type { RulerCase } from "../data/ruler/ruler.ts";
+import { writeFileAtomic } from "../runtime/atomic.ts";
+import { cacheFactory, promptDensity } from "../runtime/cpu/method_cache.ts";
+import { duoBudget, duoRules, formatDuoGates, loadDuoPattern } from "../runtime/duo.ts";
+import type { SparsePlan } from "../runtime/spans.ts";
+import { type DuoGates, trainDuoGates } from "../solver/duo.ts";
 import { sessionDecoder } from "../runtime/decoder.ts";
 import { hashOf } from "../runtime/hash.ts";
 import {
+  cacheOf,
   isMoa,
   type Method,
   type MethodSpec,
@@ -44,11 +58,13 @@ import {
   type CellArtifact,
   validCases,
   validCell,
+  validDuoGates,
   validPlan,
   validProfile,
+  validRulerCases,
 } from "./artifacts.ts";
 import type { ArtifactStore } from "./cache.ts";
-import { casesOrRefusal } from "./preflight.ts";
+import { casesOrRefusal, rulerCasesOrRefusal } from "./preflight.ts";
 import type { Cell, Experiment } from "./schema.ts";
 
 /** Bump when a change alters what a cell measures, so old cached cells are not reused. */
@@ -78,6 +94,7 @@ export type Tick = (done: number, total: number) => void;
 /** The stages of one run's cells: their cache keys and how each is computed. */
 export class CellStages {
   readonly #plans = new Map<string, Promise<Plan>>();
+  #duo: Promise<DuoSource> | null = null;
 
   /** @param ctx what the stages share */
   constructor(readonly ctx: StageContext) {}
@@ -92,6 +109,35 @@ export class CellStages {
       length,
       le: exp.benchmarks.longeval,
       seed: exp.seed,
+    });
+  }
+
+  /** The key of a length's generated RULER cases. */
+  rulerCasesKey(length: number): Promise<string> {
+    const { exp, fingerprint } = this.ctx;
+    return hashOf({
+      stage: "ruler-cases",
+      v: 1,
+      fingerprint,
+      length,
+      ruler: exp.benchmarks.ruler,
+      seed: exp.seed,
+    });
+  }
+
+  /**
+   * The key of DuoAttention's gates: the training settings, or the published pattern's content
+   * (so a changed file is not mistaken for the old one).
+   */
+  async duoKey(): Promise<string> {
+    const { exp, fingerprint, config } = this.ctx;
+    const duo = exp.duo!;
+    const pattern = duo.pattern ? await loadDuoPattern(duo.pattern, config) : null;
+    return hashOf({
+      stage: "duo",
+      v: 1,
+      fingerprint,
+      ...(pattern ? { pattern } : { duo, sink: exp.profile.sink, seed: exp.seed }),
     });
   }
 
@@ -110,8 +156,18 @@ export class CellStages {
       settings: exp.benchmarks[c.benchmark],
       // absent (so old cells still hit) unless the chunk differs from the original 1,024
       chunk: c.benchmark === "perplexity" && chunk !== 1024 ? chunk : undefined,
-      cases: c.benchmark === "longeval" ? await this.casesKey(c.length) : null,
-      plan: isMoa(c.method) ? await this.planKey(c.method, c.density) : null,
+      cases: c.benchmark === "longeval"
+        ? await this.casesKey(c.length)
+        : c.benchmark === "ruler"
+        ? await this.rulerCasesKey(c.length)
+        : null,
+      plan: isMoa(c.method)
+        ? await this.planKey(c.method, c.density)
+        : c.method === "duo"
+        ? await this.duoKey()
+        : null,
+      // 2: H2O's budget is a share of the prompt, no longer of prompt + answer
+      h2o: cacheOf(c.method) === "h2o" ? 2 : undefined,
       seed: exp.seed,
       backend: exp.backend,
       // absent under the default per-query spans, so cells cached before the option still hit
@@ -163,7 +219,11 @@ export class CellStages {
     log: (line: string) => void,
   ): Promise<CellArtifact> {
     const started = new Date().toISOString();
-    const plan = isMoa(c.method) ? await this.plan(s, c.method, c.density, log) : undefined;
+    const plan = isMoa(c.method)
+      ? await this.plan(s, c.method, c.density, log)
+      : c.method === "duo"
+      ? await this.duoRules(s, c, log)
+      : undefined;
     const { metrics, backend, cases } = await this.#benchmark(s, c, plan, tick);
     const art: CellArtifact = {
       metrics,
@@ -226,6 +286,62 @@ export class CellStages {
     return plan;
   }
 
+  /**
+   * DuoAttention's rules for a cell: the gates (imported, or trained once per run and cached)
+   * binarised at the cell's density and length (`duoRules`).
+   */
+  async duoRules(s: Session, c: Cell, log: (l: string) => void): Promise<SparsePlan> {
+    const { gates, sink, minRecent } = await (this.#duo ??= this.#duoSource(s, log));
+    const heads = gates.length * gates[0]!.length;
+    const { retrieval, recent } = duoBudget(heads, c.density, c.length, sink, minRecent);
+    log(
+      `duo at ${c.density} × ${c.length} tokens: ${retrieval} of ${heads} kv heads keep ` +
+        `everything, the others ${sink} + ${recent} tokens`,
+    );
+    return duoRules(gates, c.density, c.length, sink, minRecent);
+  }
+
+  async #duoSource(s: Session, log: (l: string) => void): Promise<DuoSource> {
+    const { exp, store, config, out } = this.ctx;
+    const duo = exp.duo!;
+    if (duo.pattern) {
+      const p = await loadDuoPattern(duo.pattern, config);
+      const sink = p.sink ?? exp.profile.sink;
+      return { gates: p.gates, sink, minRecent: p.recent ?? 2 * sink };
+    }
+    const train = () =>
+      trainDuoGates(s.cpu.model, s.tokenizer, s.bos, {
+        steps: duo.steps,
+        lr: duo.lr,
+        reg: duo.reg,
+        length: duo.length,
+        sink: exp.profile.sink,
+        recent: duo.recent,
+        keys: 10,
+        seed: exp.seed,
+      }, log);
+    const trained: DuoGates = this.ctx.noCache
+      ? await train()
+      : (await store.getOrCompute("duo", await this.duoKey(), train, (v) =>
+        validDuoGates(v, config)))
+        .value;
+    // the published layout, so another run can import these gates (duo: {pattern: …})
+    await writeFileAtomic(
+      `${out}/plans/duo/full_attention_heads.tsv`,
+      formatDuoGates(trained.gates),
+    );
+    await writeFileAtomic(
+      `${out}/plans/duo/config.json`,
+      JSON.stringify(
+        { sink_size: exp.profile.sink, recent_size: duo.recent, ...duo, pattern: undefined },
+        null,
+        2,
+      ) +
+        "\n",
+    );
+    return { gates: trained.gates, sink: exp.profile.sink, minRecent: duo.recent };
+  }
+
   /** Each length's profile, shared by every density, search space and method that asks for it. */
   readonly #profileCache: ProfileCache = async (key, compute) => {
     const { fingerprint, store, config } = this.ctx;
@@ -244,7 +360,7 @@ export class CellStages {
   async #benchmark(
     s: Session,
     c: Cell,
-    plan: Plan | undefined,
+    plan: SparsePlan | undefined,
     tick: Tick,
   ): Promise<{ metrics: Metric[]; backend: string; cases?: CaseOutcome[] }> {
     const { exp } = this.ctx;
@@ -267,6 +383,16 @@ export class CellStages {
         const metrics = await runLongEval(s, cases, decoder, tick, (c, correct) => {
           outcomes.push({ c, correct });
         });
+        metrics.push(await this.#density(s, spec, cases[0]?.prompt));
+        return { metrics, backend: decoder.backend, cases: await caseOutcomes(outcomes) };
+      }
+      case "ruler": {
+        const cases = await this.#rulerCases(s, c.length);
+        const outcomes: { c: RulerCase; score: number }[] = [];
+        const metrics = await runRuler(s, cases, decoder, tick, (c, score) => {
+          outcomes.push({ c, score });
+        });
+        metrics.push(await this.#density(s, spec, cases[0]?.prompt));
         return { metrics, backend: decoder.backend, cases: await caseOutcomes(outcomes) };
       }
       case "perplexity":
@@ -292,6 +418,35 @@ export class CellStages {
     }
   }
 
+  /**
+   * `kv_density`: the share of the prompt's KV entries the method keeps (`promptDensity`),
+   * measured on the cell's first prompt with the method's CPU cache; missing without a prompt.
+   */
+  async #density(s: Session, spec: MethodSpec, prompt: string | undefined): Promise<Metric> {
+    if (prompt === undefined) return { metric: "kv_density", value: NaN, n: 0 };
+    const kept = await promptDensity(s.cpu, cacheFactory(s.cpu, spec), promptTokens(s, prompt));
+    return { metric: "kv_density", value: kept, n: 1 };
+  }
+
+  /** The generated RULER cases of a length, from the cache or made now. */
+  async #rulerCases(s: Session, length: number): Promise<RulerCase[]> {
+    const { exp, store } = this.ctx;
+    const r = exp.benchmarks.ruler!;
+    const make = () =>
+      Promise.resolve(
+        rulerCasesOrRefusal(`lengths[${exp.lengths.indexOf(length)}]: ${length} tokens`, {
+          tasks: r.tasks,
+          count: r.cases,
+          targetLength: length,
+          seed: exp.seed,
+          countTokens: (t: string) => promptTokens(s, t).length,
+        }),
+      );
+    if (this.ctx.noCache) return make();
+    const key = await this.rulerCasesKey(length);
+    return (await store.getOrCompute("cases", key, make, validRulerCases)).value;
+  }
+
   /** The generated LongEval cases of a length, from the cache or made now. */
   async #cases(s: Session, length: number): Promise<LongEvalCase[]> {
     const { exp, store } = this.ctx;
@@ -314,14 +469,21 @@ export class CellStages {
   }
 }
 
-/** Each LongEval case's outcome, with a hash of what it asked (so pairs are the same case). */
+/** DuoAttention's gates and the streaming heads' sink and least recent window. */
+interface DuoSource {
+  gates: number[][];
+  sink: number;
+  minRecent: number;
+}
+
+/** Each case's outcome, with a hash of what it asked (so pairs are the same case). */
 async function caseOutcomes(
-  outcomes: { c: LongEvalCase; correct: boolean }[],
+  outcomes: ({ c: LongEvalCase; correct: boolean } | { c: RulerCase; score: number })[],
 ): Promise<CaseOutcome[]> {
-  return await Promise.all(outcomes.map(async ({ c, correct }) => ({
-    id: c.id,
-    hash: await hashOf({ prompt: c.prompt, expected: c.expected }),
-    score: correct ? 1 : 0,
+  return await Promise.all(outcomes.map(async (o) => ({
+    id: o.c.id,
+    hash: await hashOf({ prompt: o.c.prompt, expected: o.c.expected }),
+    score: "correct" in o ? (o.correct ? 1 : 0) : o.score,
   })));
 }
 

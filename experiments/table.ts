@@ -4,17 +4,20 @@
  *
  * @module
  */
+import { RULER_TASKS } from "../data/ruler/ruler.ts";
 import type { Row } from "./csv.ts";
 
 /** The metrics shown in the summary, per benchmark. */
 export const HEADLINE_METRICS: Record<string, string[]> = {
-  longeval: ["accuracy"],
+  longeval: ["accuracy", "kv_density"],
+  ruler: ["score"],
   perplexity: ["perplexity"],
   throughput: ["decode_tokens_per_s", "prefill_tokens_per_s", "kv_bytes"],
 };
 
 function fmt(metric: string, v: number): string {
-  if (metric === "accuracy") return v.toFixed(2);
+  if (metric === "accuracy" || metric.startsWith("score")) return v.toFixed(2);
+  if (metric === "kv_density") return v.toFixed(3);
   if (metric === "kv_bytes") {
     return v >= 1 << 20 ? `${(v / (1 << 20)).toFixed(1)}M` : `${(v / 1024).toFixed(0)}K`;
   }
@@ -55,13 +58,45 @@ export function summaryTables(rows: Row[]): string {
             : fmt(metric, Number(r.value));
         }),
       ]);
-      const widths = header.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
-      const line = (cells: string[]) =>
-        cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ");
-      out.push(line(header), widths.map((w) => "─".repeat(w)).join("  "), ...body.map(line), "");
+      out.push(...aligned(header, body), "");
     }
   }
+  out.push(...rulerTaskTables(rows));
   return out.join("\n");
+}
+
+/** A header and body as aligned lines: the first column left, the others right. */
+function aligned(header: string[], body: string[][]): string[] {
+  const widths = header.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
+  const line = (cells: string[]) =>
+    cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ");
+  return [line(header), widths.map((w) => "─".repeat(w)).join("  "), ...body.map(line)];
+}
+
+/**
+ * RULER's per-task scores: one table per length, methods down, tasks across, then the mean
+ * over tasks (RULER's average).
+ */
+function rulerTaskTables(rows: Row[]): string[] {
+  const sel = rows.filter((r) => r.benchmark === "ruler" && String(r.metric).startsWith("score"));
+  const out: string[] = [];
+  for (const length of [...new Set(sel.map((r) => Number(r.length)))].sort((a, b) => a - b)) {
+    const here = sel.filter((r) => Number(r.length) === length);
+    const tasks = RULER_TASKS.filter((t) => here.some((r) => r.metric === `score_${t}`));
+    const methods = [...new Set(here.map((r) => `${r.method}@${r.density}`))];
+    const body = methods.map((m) => [
+      m,
+      ...[...tasks.map((t) => `score_${t}`), "score"].map((metric) => {
+        const r = here.find((x) => `${x.method}@${x.density}` === m && x.metric === metric);
+        return !r ? "–" : r.value === "" ? "n/a" : fmt(metric, Number(r.value));
+      }),
+    ]);
+    const short = tasks.map((t) =>
+      t.replace("niah_", "").replace("single_", "s").replace("multikey_", "mk")
+    );
+    out.push(...aligned([`ruler ${length}`, ...short, "mean"], body), "");
+  }
+  return out;
 }
 
 /** Formats rows of objects as an aligned text table. */
