@@ -96,4 +96,53 @@ export async function checkEngine(e: Engine): Promise<void> {
   const att = new Float32Array(c.wantA.length);
   await e.attention(att, c.q, c.k, c.v, DIMS);
   assertAllClose(att, c.wantA, { atol: 1e-5 }, `${e.name} attention`);
+  await checkRangeAttention(e);
+}
+
+/**
+ * `rangeAttention` against float64 loops: 2 heads × 4 queries over 7 keys, query t seeing
+ * [0, a) ∪ [b, e): a sink and a band, a band alone, nothing (a zero row), everything; with and
+ * without the probability sums (without the empty query, which the sums cannot divide).
+ */
+async function checkRangeAttention(e: Engine): Promise<void> {
+  const r = new Rng(10);
+  const G = 2, nk = 7, HS = 8;
+  const ranges = [[2, 4, 6], [0, 3, 7], [0, 5, 5], [7, 7, 7]];
+  for (const withSums of [false, true]) {
+    const rs = withSums ? ranges.filter(([a, b, end]) => a! > 0 || end! > b!) : ranges;
+    const T = rs.length;
+    const q = Float32Array.from({ length: G * T * HS }, () => r.normal());
+    const keys = Float32Array.from({ length: nk * HS }, () => r.normal());
+    const values = Float32Array.from({ length: nk * HS }, () => r.normal());
+    const want = new Float64Array(G * T * HS), wantSums = new Float64Array(nk);
+    for (let i = 0; i < G; i++) {
+      rs.forEach(([a, b, end], t) => {
+        const seen = [...Array(nk).keys()].filter((c) => c < a! || (c >= b! && c < end!));
+        const s = seen.map((c) => {
+          let x = 0;
+          for (let d = 0; d < HS; d++) x += q[(i * T + t) * HS + d]! * keys[c * HS + d]!;
+          return x / Math.sqrt(HS);
+        });
+        if (seen.length === 0) return;
+        const m = Math.max(...s), w = s.map((x) => Math.exp(x - m));
+        const z = w.reduce((x, y) => x + y);
+        seen.forEach((c, j) => {
+          wantSums[c]! += w[j]! / z;
+          for (let d = 0; d < HS; d++) {
+            want[(i * T + t) * HS + d]! += (w[j]! / z) * values[c * HS + d]!;
+          }
+        });
+      });
+    }
+    const out = new Float32Array(G * T * HS).fill(5);
+    const sums = withSums ? new Float64Array(nk).fill(1) : null;
+    await e.rangeAttention(out, q, keys, values, Int32Array.from(rs.flat()), sums, {
+      G,
+      T,
+      nk,
+      HS,
+    });
+    assertAllClose(out, want, { atol: 1e-5 }, `${e.name} rangeAttention`);
+    if (sums) assertAllClose(sums, wantSums.map((x) => x + 1), { atol: 1e-5 }, "sums");
+  }
 }

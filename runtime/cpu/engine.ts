@@ -102,11 +102,44 @@ export interface Engine {
     dims: AttentionDims,
   ): Promise<void>;
   /**
+   * Attention of one kv head's G query heads at T queries (row i·T + t of q and out: head i at
+   * query t) over nk gathered keys, query t seeing the keys whose index lies in
+   * [0, a_t) ∪ [b_t, e_t) with ranges = (a, b, e) per query (a ≤ b, or b ≥ e for none); a row
+   * with no visible key is zero. Softmax scaled by 1/√HS. The sparse caches' prefill.
+   * @param out (G·T, HS)
+   * @param q (G·T, HS)
+   * @param keys (nk, HS)
+   * @param values (nk, HS)
+   * @param ranges (T, 3)
+   * @param acc when given, acc[c] += the probability key c receives, summed over all rows
+   */
+  rangeAttention(
+    out: Float32Array,
+    q: Float32Array,
+    keys: Float32Array,
+    values: Float32Array,
+    ranges: Int32Array,
+    acc: Float64Array | null,
+    dims: RangeDims,
+  ): Promise<void>;
+  /**
    * The model's linear blocks on this engine, built once per model (later calls return the same
    * object). An engine may copy the weights (fused, transposed, inside a native session): a
    * model's weights must not change after it is prepared.
    */
   prepare(model: Model): LayerKernels;
+}
+
+/** Sizes of one `Engine.rangeAttention` call. */
+export interface RangeDims {
+  /** Query heads of the kv head. */
+  G: number;
+  /** Queries. */
+  T: number;
+  /** Gathered keys. */
+  nk: number;
+  /** Head size. */
+  HS: number;
 }
 
 /**
@@ -212,6 +245,80 @@ export async function attentionByProducts(
       }
     }
   }
+}
+
+/**
+ * Softmax of row[off .. off+nk) over the entries whose index lies in [0, a) ∪ [b, e), where
+ * a ≤ b or the second range is empty; the other entries become 0, and a row with no visible
+ * entry becomes all zeros.
+ */
+export function maskedSoftmax(
+  row: Float32Array,
+  off: number,
+  nk: number,
+  a: number,
+  b: number,
+  e: number,
+): void {
+  let max = -Infinity;
+  for (let c = 0; c < a; c++) max = Math.max(max, row[off + c]!);
+  for (let c = b; c < e; c++) max = Math.max(max, row[off + c]!);
+  if (max === -Infinity) {
+    row.fill(0, off, off + nk);
+    return;
+  }
+  let sum = 0;
+  for (let c = 0; c < a; c++) {
+    const x = Math.exp(row[off + c]! - max);
+    row[off + c] = x;
+    sum += x;
+  }
+  for (let c = b; c < e; c++) {
+    const x = Math.exp(row[off + c]! - max);
+    row[off + c] = x;
+    sum += x;
+  }
+  const inv = 1 / sum;
+  for (let c = 0; c < a; c++) row[off + c]! *= inv;
+  for (let c = b; c < e; c++) row[off + c]! *= inv;
+  if (e > b) {
+    row.fill(0, off + a, off + b);
+    row.fill(0, off + e, off + nk);
+  } else {
+    row.fill(0, off + a, off + nk);
+  }
+}
+
+/**
+ * `Engine.rangeAttention` from an engine's two products, with the masked softmax in TypeScript.
+ */
+export async function rangeAttentionByProducts(
+  e: Engine,
+  out: Float32Array,
+  q: Float32Array,
+  keys: Float32Array,
+  values: Float32Array,
+  ranges: Int32Array,
+  acc: Float64Array | null,
+  { G, T, nk, HS }: RangeDims,
+): Promise<void> {
+  const rows = G * T, scale = 1 / Math.sqrt(HS);
+  const qs = new Float32Array(rows * HS);
+  for (let i = 0; i < rows * HS; i++) qs[i] = q[i]! * scale;
+  const scores = new Float32Array(rows * nk);
+  await e.matmulT(scores, qs, keys, rows, HS, nk);
+  for (let i = 0; i < G; i++) {
+    for (let t = 0; t < T; t++) {
+      const off = (i * T + t) * nk;
+      const a = ranges[3 * t]!, b = ranges[3 * t + 1]!, end = ranges[3 * t + 2]!;
+      maskedSoftmax(scores, off, nk, a, b, end);
+      if (acc) {
+        for (let c = 0; c < a; c++) acc[c]! += scores[off + c]!;
+        for (let c = b; c < end; c++) acc[c]! += scores[off + c]!;
+      }
+    }
+  }
+  await e.matmul(out, scores, values, rows, nk, HS);
 }
 
 /** (NKV, cap, HS) → the first S slots of each head as a contiguous (NKV, S, HS). */

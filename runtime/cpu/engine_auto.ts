@@ -43,6 +43,10 @@ export class AutoEngine implements Engine {
   readonly attention: Engine["attention"] = (out, q, k, v, d) =>
     this.#for(d.T * d.NH * d.S * d.HS).attention(out, q, k, v, d);
 
+  /** Range attention on the engine its size (G·T·nk·HS) picks. */
+  readonly rangeAttention: Engine["rangeAttention"] = (out, q, k, v, ranges, acc, d) =>
+    this.#for(d.G * d.T * d.nk * d.HS).rangeAttention(out, q, k, v, ranges, acc, d);
+
   /** Both engines' layers; each call goes to the one its multiply-adds pick. */
   readonly prepare: Engine["prepare"] = preparedOnce((model): LayerKernels => {
     const small = this.small.prepare(model), large = this.large.prepare(model);

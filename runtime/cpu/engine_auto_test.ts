@@ -13,6 +13,7 @@ function counting(name: string): Engine & { calls: string[] } {
     matmulT: (...a) => (calls.push("matmulT"), tsEngine.matmulT(...a)),
     matmul: (...a) => (calls.push("matmul"), tsEngine.matmul(...a)),
     attention: (...a) => (calls.push("attention"), tsEngine.attention(...a)),
+    rangeAttention: (...a) => (calls.push("rangeAttention"), tsEngine.rangeAttention(...a)),
     prepare: (m) => (calls.push("prepare"), tsEngine.prepare(m)),
   };
 }

@@ -6,7 +6,14 @@
  */
 import { init as jaxInit, numpy as np } from "@jax-js/jax";
 import type { Array as JaxArray } from "@jax-js/jax";
-import { attentionByProducts, type Engine, owned, preparedOnce, productKernels } from "./engine.ts";
+import {
+  attentionByProducts,
+  type Engine,
+  owned,
+  preparedOnce,
+  productKernels,
+  rangeAttentionByProducts,
+} from "./engine.ts";
 
 /**
  * `@jax-js/jax` on WebAssembly. Weights marked constant are transposed and uploaded once and
@@ -52,6 +59,10 @@ export class JaxEngine implements Engine {
     attentionByProducts(this, out, q, k, v, d);
 
   /** The layers from this engine's products, q/k/v and gate/up fused. */
+  /** Range attention from this engine's products ({@link rangeAttentionByProducts}). */
+  readonly rangeAttention: Engine["rangeAttention"] = (out, q, k, v, ranges, acc, d) =>
+    rangeAttentionByProducts(this, out, q, k, v, ranges, acc, d);
+
   readonly prepare: Engine["prepare"] = preparedOnce((m) => productKernels(this, m, true));
 }
 

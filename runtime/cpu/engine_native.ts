@@ -25,6 +25,7 @@ import {
   type Engine,
   type LayerKernels,
   preparedOnce,
+  rangeAttentionByProducts,
   splitColumns,
   stackRows,
 } from "./engine.ts";
@@ -183,6 +184,73 @@ export class NativeEngine implements Engine {
     }
     return Promise.resolve();
   };
+
+  /**
+   * Range attention in one session: scores (FusedMatMul, scaled), an additive mask built here
+   * from the ranges, softmax, values; with `acc`, the probabilities' column sums come out too.
+   * Rows with no visible key are zeroed here (their softmax is NaN); with such rows and `acc`,
+   * the engine's products do it ({@link rangeAttentionByProducts}).
+   */
+  readonly rangeAttention: Engine["rangeAttention"] = (out, q, keys, values, ranges, acc, d) => {
+    const { G, T, nk, HS } = d;
+    const empty: number[] = [];
+    for (let t = 0; t < T; t++) {
+      if (ranges[3 * t] === 0 && ranges[3 * t + 2]! <= ranges[3 * t + 1]!) empty.push(t);
+    }
+    if (acc && empty.length) {
+      return rangeAttentionByProducts(this, out, q, keys, values, ranges, acc, d);
+    }
+    const mask = new Float32Array(T * nk).fill(-Infinity);
+    for (let t = 0; t < T; t++) {
+      const a = ranges[3 * t]!, b = ranges[3 * t + 1]!, e = ranges[3 * t + 2]!;
+      mask.fill(0, t * nk, t * nk + a);
+      if (e > b) mask.fill(0, t * nk + b, t * nk + e);
+    }
+    const feeds = {
+      q: f32(q, [G, T, HS]),
+      k: f32(keys, [nk, HS]),
+      v: f32(values, [nk, HS]),
+      mask: f32(mask, [T, nk]),
+    };
+    if (acc) {
+      const sums = new Float32Array(nk);
+      this.#ranged(HS, true).run(feeds, { y: f32(out, [G, T, HS]), sums: f32(sums, [nk]) });
+      for (let c = 0; c < nk; c++) acc[c]! += sums[c]!;
+    } else {
+      this.#ranged(HS, false).run(feeds, { y: f32(out, [G, T, HS]) });
+    }
+    for (const t of empty) {
+      for (let i = 0; i < G; i++) out.fill(0, (i * T + t) * HS, (i * T + t + 1) * HS);
+    }
+    return Promise.resolve();
+  };
+
+  /** The range-attention session for a head size, with or without the column sums. */
+  #ranged(HS: number, sums: boolean): Graph {
+    const key = `ranged/${HS}/${sums}`;
+    let s = this.#attend.get(key);
+    if (s === undefined) {
+      const g = new GraphBuilder("NativeEngine");
+      g.input("q", ["G", "T", HS]);
+      g.input("k", ["N", HS]);
+      g.input("v", ["N", HS]);
+      g.input("mask", ["T", "N"]);
+      const scores = g.op("FusedMatMul", ["q", "k"], "scores", {
+        transB: 1,
+        alpha: { f: 1 / Math.sqrt(HS) },
+      }, "com.microsoft");
+      const p = g.op("Softmax", [g.op("Add", [scores, "mask"])], "p", { axis: -1 });
+      g.op("MatMul", [p, "v"], "y");
+      g.output("y");
+      if (sums) {
+        g.op("ReduceSum", [p, g.int64s("axes", [2], [0, 1])], "sums", { keepdims: 0 });
+        g.output("sums");
+      }
+      s = sessionOf(this, g);
+      this.#attend.set(key, s);
+    }
+    return s;
+  }
 
   /** The GroupQueryAttention session for a head layout. */
   #gqa(NH: number, NKV: number, HS: number): Graph {

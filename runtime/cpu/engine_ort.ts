@@ -7,7 +7,14 @@
  */
 import * as ort from "onnxruntime-web";
 import { GraphBuilder, productGraph } from "../onnx/graph.ts";
-import { compactHeads, type Engine, owned, preparedOnce, productKernels } from "./engine.ts";
+import {
+  compactHeads,
+  type Engine,
+  owned,
+  preparedOnce,
+  productKernels,
+  rangeAttentionByProducts,
+} from "./engine.ts";
 
 /** A session of a graph written with {@link GraphBuilder} on the wasm execution provider. */
 function session(g: GraphBuilder): Promise<ort.InferenceSession> {
@@ -98,6 +105,10 @@ export class OrtEngine implements Engine {
   };
 
   /** The layers from this engine's products, q/k/v and gate/up fused (a call costs 0.13 ms). */
+  /** Range attention from this engine's products ({@link rangeAttentionByProducts}). */
+  readonly rangeAttention: Engine["rangeAttention"] = (out, q, k, v, ranges, acc, d) =>
+    rangeAttentionByProducts(this, out, q, k, v, ranges, acc, d);
+
   readonly prepare: Engine["prepare"] = preparedOnce((m) => productKernels(this, m, true));
 }
 

@@ -10,6 +10,7 @@ Deno.test("attentionByProducts() is the contract's attention from two products p
     matmulT: (...a) => (products.push("matmulT"), tsEngine.matmulT(...a)),
     matmul: (...a) => (products.push("matmul"), tsEngine.matmul(...a)),
     attention: (out, q, k, v, d: AttentionDims) => attentionByProducts(e, out, q, k, v, d),
+    rangeAttention: (...a) => tsEngine.rangeAttention(...a),
     prepare: (m) => tsEngine.prepare(m),
   };
   await checkEngine(e);

@@ -3,7 +3,13 @@
  *
  * @module
  */
-import { attentionByProducts, type Engine, preparedOnce, productKernels } from "./engine.ts";
+import {
+  attentionByProducts,
+  type Engine,
+  preparedOnce,
+  productKernels,
+  rangeAttentionByProducts,
+} from "./engine.ts";
 
 type F32 = Float32Array;
 
@@ -37,6 +43,10 @@ export class TsEngine implements Engine {
     attentionByProducts(this, out, q, k, v, d);
 
   /** The layers from this engine's products, reading the model's own weight arrays. */
+  /** Range attention from this engine's products ({@link rangeAttentionByProducts}). */
+  readonly rangeAttention: Engine["rangeAttention"] = (out, q, k, v, ranges, acc, d) =>
+    rangeAttentionByProducts(this, out, q, k, v, ranges, acc, d);
+
   readonly prepare: Engine["prepare"] = preparedOnce((m) => productKernels(this, m, false));
 }
 

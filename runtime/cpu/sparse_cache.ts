@@ -35,51 +35,9 @@ const QUERY_BLOCK_MIN = 64;
 const QUERY_BLOCK_MAX = 512;
 
 /**
- * Softmax of row[off .. off+nk) over the entries whose index lies in [0, a) ∪ [b, e), where
- * a ≤ b or the second range is empty; the other entries become 0, and a row with no visible
- * entry becomes all zeros.
- */
-function maskedSoftmax(
-  row: Float32Array,
-  off: number,
-  nk: number,
-  a: number,
-  b: number,
-  e: number,
-): void {
-  let max = -Infinity;
-  for (let c = 0; c < a; c++) max = Math.max(max, row[off + c]!);
-  for (let c = b; c < e; c++) max = Math.max(max, row[off + c]!);
-  if (max === -Infinity) {
-    row.fill(0, off, off + nk);
-    return;
-  }
-  let sum = 0;
-  for (let c = 0; c < a; c++) {
-    const x = Math.exp(row[off + c]! - max);
-    row[off + c] = x;
-    sum += x;
-  }
-  for (let c = b; c < e; c++) {
-    const x = Math.exp(row[off + c]! - max);
-    row[off + c] = x;
-    sum += x;
-  }
-  const inv = 1 / sum;
-  for (let c = 0; c < a; c++) row[off + c]! *= inv;
-  for (let c = b; c < e; c++) row[off + c]! *= inv;
-  if (e > b) {
-    row.fill(0, off + a, off + b);
-    row.fill(0, off + e, off + nk);
-  } else {
-    row.fill(0, off + a, off + nk);
-  }
-}
-
-/**
  * Attention of T queries of one kv head's group over gathered keys, query t seeing the keys
  * whose index lies in [0, a_t) ∪ [b_t, e_t), with ranges = (a, b, e) per query.
- * Products go to the engine; masking and softmax run here. When `acc` is given, the attention
+ * The engine computes it (`Engine.rangeAttention`). When `acc` is given, the attention
  * probability every key receives (summed over the group's heads and the queries) is added to it.
  *
  * @param out (T, NH, HS), the group's heads written
@@ -109,30 +67,16 @@ async function groupAttention(
     for (let t = 0; t < T; t++) out.fill(0, (t * NH + g * G) * HS, (t * NH + g * G + G) * HS);
     return;
   }
-  const scale = 1 / Math.sqrt(HS);
   const qg = new Float32Array(rows * HS);
-  const scores = new Float32Array(rows * nk);
   const o = new Float32Array(rows * HS);
   // row i*T + t holds query head g*G + i at step t
   for (let i = 0; i < G; i++) {
     for (let t = 0; t < T; t++) {
-      const src = (t * NH + g * G + i) * HS, dst = (i * T + t) * HS;
-      for (let d = 0; d < HS; d++) qg[dst + d] = q[src + d]! * scale;
+      const src = (t * NH + g * G + i) * HS;
+      qg.set(q.subarray(src, src + HS), (i * T + t) * HS);
     }
   }
-  await engine.matmulT(scores, qg, keys, rows, HS, nk);
-  for (let i = 0; i < G; i++) {
-    for (let t = 0; t < T; t++) {
-      const off = (i * T + t) * nk;
-      const a = ranges[3 * t]!, b = ranges[3 * t + 1]!, e = ranges[3 * t + 2]!;
-      maskedSoftmax(scores, off, nk, a, b, e);
-      if (acc) {
-        for (let c = 0; c < a; c++) acc[c]! += scores[off + c]!;
-        for (let c = b; c < e; c++) acc[c]! += scores[off + c]!;
-      }
-    }
-  }
-  await engine.matmul(o, scores, values, rows, nk, HS);
+  await engine.rangeAttention(o, qg, keys, values, ranges, acc, { G, T, nk, HS });
   for (let i = 0; i < G; i++) {
     for (let t = 0; t < T; t++) {
       const src = (i * T + t) * HS;
