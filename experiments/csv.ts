@@ -38,21 +38,44 @@ export async function writeMetricsCsv(path: string, rows: Row[]): Promise<void> 
 }
 
 /**
+ * Reads a CSV file and checks that its header has every column named.
+ * @param what the file's kind, for messages (e.g. `metrics.csv`)
+ * @param hint said after a missing column, e.g. what the file was expected to be
+ * @returns its rows as strings, or null when the file does not exist and `missingOk`
+ * @throws InputError when the file cannot be read (or is missing, unless `missingOk`) or its
+ *   header lacks a column
+ */
+export async function readCsvFile(
+  path: string,
+  columns: readonly string[],
+  what: string,
+  opts: { missingOk?: boolean; hint?: string } = {},
+): Promise<Record<string, string>[] | null> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound && opts.missingOk) return null;
+    throw new InputError(`${path}: cannot read ${what} (${(e as Error).message})`);
+  }
+  const parsed = csvParse(text);
+  for (const c of columns) {
+    if (!parsed.columns.includes(c)) {
+      throw new InputError(
+        `${path}: header lacks column '${c}'${opts.hint ? ` (${opts.hint})` : ""}`,
+      );
+    }
+  }
+  return parsed.map((r) => Object.fromEntries(parsed.columns.map((c) => [c, r[c] ?? ""])));
+}
+
+/**
  * Reads a metrics.csv written by `writeMetricsCsv`.
  * @throws InputError when the file is missing or its header lacks a column
  */
 export async function readMetricsCsv(path: string): Promise<Row[]> {
-  let text: string;
-  try {
-    text = await Deno.readTextFile(path);
-  } catch {
-    throw new InputError(`${path}: cannot read metrics.csv`);
-  }
-  const parsed = csvParse(text);
-  for (const c of CSV_COLUMNS) {
-    if (!parsed.columns.includes(c)) throw new InputError(`${path}: header lacks column '${c}'`);
-  }
-  return parsed.map((r) => Object.fromEntries(CSV_COLUMNS.map((c) => [c, r[c] ?? ""])) as Row);
+  const rows = (await readCsvFile(path, CSV_COLUMNS, "metrics.csv"))!;
+  return rows.map((r) => Object.fromEntries(CSV_COLUMNS.map((c) => [c, r[c]!])) as Row);
 }
 
 /** The columns of cases.csv, in order. */
@@ -72,18 +95,8 @@ export async function writeCasesCsv(path: string, rows: CaseRow[]): Promise<void
  * @throws InputError when the header lacks a column or a score is not a number in [0, 1]
  */
 export async function readCasesCsv(path: string): Promise<CaseRow[]> {
-  let text: string;
-  try {
-    text = await Deno.readTextFile(path);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return [];
-    throw new InputError(`${path}: cannot read cases.csv (${e})`);
-  }
-  const parsed = csvParse(text);
-  for (const c of CASE_COLUMNS) {
-    if (!parsed.columns.includes(c)) throw new InputError(`${path}: header lacks column '${c}'`);
-  }
-  return parsed.map((r, i) => {
+  const rows = await readCsvFile(path, CASE_COLUMNS, "cases.csv", { missingOk: true });
+  return (rows ?? []).map((r, i) => {
     const score = Number(r.score);
     if (r.score === "" || !(score >= 0 && score <= 1)) {
       throw new InputError(

@@ -22,6 +22,15 @@ export interface Progress {
   stop(): void;
 }
 
+/** Progress that shows nothing (runs inside tests and tools that print their own). */
+export const SILENT_PROGRESS: Progress = {
+  start() {},
+  update() {},
+  finish() {},
+  log() {},
+  stop() {},
+};
+
 /**
  * Chooses the bar on a TTY and plain lines elsewhere.
  * @param total number of units

@@ -10,7 +10,7 @@
 import assert from "node:assert/strict";
 import { writeRandomModel } from "../../data/models/init_random.ts";
 import { readCasesCsv, readMetricsCsv, type Row } from "../csv.ts";
-import type { Progress } from "../progress.ts";
+import { SILENT_PROGRESS } from "../progress.ts";
 import { type ResolvedRun, runExperiment } from "../run.ts";
 import { loadExperiment } from "../schema.ts";
 
@@ -116,17 +116,10 @@ Deno.test({
         assert.deepEqual(r.shard, { index: i, count: 2 }, `array task ${i} ran shard ${i}/2`);
       }
       // the unsharded run, in this process with its own cache: nothing is shared with the shards
-      const quiet: Progress = {
-        start() {},
-        update() {},
-        finish() {},
-        log() {},
-        stop() {},
-      };
       await runExperiment(await loadExperiment(file), {
         out: `${TMP}/unsharded`,
         cacheDir: `${TMP}/cache-unsharded`,
-        progress: quiet,
+        progress: SILENT_PROGRESS,
         notice: () => {},
       });
       const merged = await readMetricsCsv(`${out}/merged/metrics.csv`);

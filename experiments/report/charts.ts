@@ -85,6 +85,39 @@ function lengthAxis(lengths: number[], title = "length (tokens)") {
   };
 }
 
+/** Encodings of a chart's x and y axes and its colour. */
+type Encoding = Record<string, unknown>;
+
+/**
+ * Lines with a point per datum (the data layer), one panel per value of `facet`, over optional
+ * layers drawn first (intervals).
+ */
+export function linesSpec(
+  data: object[],
+  facet: Encoding,
+  enc: { x: Encoding; y: Encoding; color: Encoding },
+  tooltip: Encoding[],
+  under: Spec[] = [],
+  size = { width: W, height: H },
+): Spec {
+  return {
+    data: { values: data },
+    facet: { column: facet },
+    spec: {
+      ...size,
+      layer: [
+        ...under,
+        { mark: { type: "line" }, encoding: enc },
+        {
+          name: "data",
+          mark: { type: "point", filled: true, size: 40 },
+          encoding: { ...enc, tooltip },
+        },
+      ],
+    },
+  };
+}
+
 /**
  * A proportion (accuracy, score) against length, one line per method and density, one panel
  * per run, with 95% Wilson intervals from each value's n.
@@ -103,45 +136,56 @@ export function proportionCharts(runs: RunFolder[]): Chart[] {
       caption: `One line per method and density; bars are 95% Wilson intervals over each cell's ` +
         `n cases.`,
       marks: data.length,
-      spec: {
-        data: { values: data },
-        facet: { column: runFacet },
-        spec: {
-          width: W,
-          height: H,
-          layer: [
-            {
-              mark: { type: "rule", opacity: 0.6 },
-              encoding: {
-                x,
-                y: { field: "lo", type: "quantitative" },
-                y2: { field: "hi" },
-                color: seriesColor,
-              },
-            },
-            { mark: { type: "line" }, encoding: { x, y, color: seriesColor } },
-            {
-              name: "data",
-              mark: { type: "point", filled: true, size: 40 },
-              encoding: {
-                x,
-                y,
-                color: seriesColor,
-                tooltip: [
-                  { field: "series" },
-                  { field: "length" },
-                  { field: "value", format: ".3f" },
-                  { field: "n" },
-                  { field: "lo", format: ".3f", title: "95% lo" },
-                  { field: "hi", format: ".3f", title: "95% hi" },
-                ],
-              },
-            },
-          ],
+      spec: linesSpec(data, runFacet, { x, y, color: seriesColor }, [
+        { field: "series" },
+        { field: "length" },
+        { field: "value", format: ".3f" },
+        { field: "n" },
+        { field: "lo", format: ".3f", title: "95% lo" },
+        { field: "hi", format: ".3f", title: "95% hi" },
+      ], [{
+        mark: { type: "rule", opacity: 0.6 },
+        encoding: {
+          x,
+          y: { field: "lo", type: "quantitative" },
+          y2: { field: "hi" },
+          color: seriesColor,
         },
-      },
+      }]),
     };
   });
+}
+
+/**
+ * A heatmap (the data layer: one rect per datum) with each cell's value written in it, one panel
+ * per row and column facet value.
+ */
+export function heatmapSpec(
+  data: object[],
+  facet: { row: Encoding; column: Encoding },
+  enc: { x: Encoding; y: Encoding; color: Encoding },
+  tooltip: Encoding[],
+  text: { text: Encoding; color: Encoding; fontSize: number },
+  size: { width: unknown; height: unknown },
+): Spec {
+  const at = { x: enc.x, y: enc.y };
+  return {
+    data: { values: data },
+    facet: {
+      row: { ...facet.row, header: { labelAngle: 0, labelAlign: "left" } },
+      column: facet.column,
+    },
+    spec: {
+      ...size,
+      layer: [
+        { name: "data", mark: { type: "rect" }, encoding: { ...enc, tooltip } },
+        {
+          mark: { type: "text", fontSize: text.fontSize },
+          encoding: { ...at, text: text.text, color: text.color },
+        },
+      ],
+    },
+  };
 }
 
 /** Accuracy by position decile of the asked line: a heatmap per method (and run). */
@@ -176,44 +220,28 @@ export function decileCharts(runs: RunFolder[]): Chart[] {
       caption: `Decile 0 is the start of the record, 9 its end; colour is ${base}, the number ` +
         `in each cell its value (over that decile's cases only, so few per cell).`,
       marks: data.length,
-      spec: {
-        data: { values: data },
-        facet: {
-          row: { ...runFacet, header: { labelAngle: 0, labelAlign: "left" } },
-          column: { field: "series", type: "nominal", title: null, sort: null },
+      spec: heatmapSpec(
+        data,
+        { row: runFacet, column: { field: "series", type: "nominal", title: null, sort: null } },
+        {
+          ...enc,
+          color: {
+            field: "value",
+            type: "quantitative",
+            title: base,
+            scale: { domain: [0, 1], scheme: "viridis" },
+          },
         },
-        spec: {
-          width: { step: 18 },
-          height: { step: 18 },
-          layer: [
-            {
-              name: "data",
-              mark: { type: "rect" },
-              encoding: {
-                ...enc,
-                color: {
-                  field: "value",
-                  type: "quantitative",
-                  title: base,
-                  scale: { domain: [0, 1], scheme: "viridis" },
-                },
-                tooltip: [{ field: "decile" }, { field: "length" }, {
-                  field: "value",
-                  format: ".2f",
-                }, { field: "n" }],
-              },
-            },
-            {
-              mark: { type: "text", fontSize: 7 },
-              encoding: {
-                ...enc,
-                text: { field: "value", format: ".1f" },
-                color: { condition: { test: "datum.value < 0.5", value: "white" }, value: "black" },
-              },
-            },
-          ],
+        [{ field: "decile" }, { field: "length" }, { field: "value", format: ".2f" }, {
+          field: "n",
+        }],
+        {
+          text: { field: "value", format: ".1f" },
+          color: { condition: { test: "datum.value < 0.5", value: "white" }, value: "black" },
+          fontSize: 7,
         },
-      },
+        { width: { step: 18 }, height: { step: 18 } },
+      ),
     };
   });
 }
@@ -242,31 +270,12 @@ export function lengthCharts(runs: RunFolder[]): Chart[] {
       title: `${benchmark}: ${metric} against ${benchmark === "throughput" ? "context" : "length"}`,
       caption: `One line per method and density, one panel per run.`,
       marks: data.length,
-      spec: {
-        data: { values: data },
-        facet: { column: runFacet },
-        spec: {
-          width: W,
-          height: H,
-          layer: [
-            { mark: { type: "line" }, encoding: { x, y, color: seriesColor } },
-            {
-              name: "data",
-              mark: { type: "point", filled: true, size: 40 },
-              encoding: {
-                x,
-                y,
-                color: seriesColor,
-                tooltip: [{ field: "series" }, { field: "length" }, {
-                  field: "value",
-                  format: ".4~g",
-                }, { field: "n" }],
-              },
-            },
-          ],
-        },
-        resolve: { scale: { y: "shared" } },
-      },
+      spec: linesSpec(data, runFacet, { x, y, color: seriesColor }, [
+        { field: "series" },
+        { field: "length" },
+        { field: "value", format: ".4~g" },
+        { field: "n" },
+      ]),
     };
   });
 }
@@ -397,46 +406,28 @@ export function planMapChart(runs: RunFolder[]): Chart | null {
     caption: `Each cell is one kv head; its colour and number are the keys it attends to besides ` +
       `the sink, α + β·n (at most n), at each served length n.`,
     marks: data.length,
-    spec: {
-      data: { values: data },
-      facet: {
-        row: {
-          field: "plan",
-          type: "nominal",
-          title: null,
-          sort: null,
-          header: { labelAngle: 0, labelAlign: "left" },
-        },
+    spec: heatmapSpec(
+      data,
+      {
+        row: { field: "plan", type: "nominal", title: null, sort: null },
         column: { field: "length", type: "ordinal", title: "served length" },
       },
-      spec: {
-        width: Math.max(60, 22 * heads),
-        height: { step: 22 },
-        layer: [
-          {
-            name: "data",
-            mark: { type: "rect" },
-            encoding: {
-              ...enc,
-              color: {
-                field: "span",
-                type: "quantitative",
-                title: "span (tokens)",
-                scale: { type: "log", scheme: "blues" },
-              },
-              tooltip: [{ field: "layer" }, { field: "head" }, { field: "span" }, {
-                field: "alpha",
-                title: "α",
-              }, { field: "beta", title: "β" }],
-            },
-          },
-          {
-            mark: { type: "text", fontSize: 8 },
-            encoding: { ...enc, text: { field: "span" }, color: { value: "black" } },
-          },
-        ],
+      {
+        ...enc,
+        color: {
+          field: "span",
+          type: "quantitative",
+          title: "span (tokens)",
+          scale: { type: "log", scheme: "blues" },
+        },
       },
-    },
+      [{ field: "layer" }, { field: "head" }, { field: "span" }, { field: "alpha", title: "α" }, {
+        field: "beta",
+        title: "β",
+      }],
+      { text: { field: "span" }, color: { value: "black" }, fontSize: 8 },
+      { width: Math.max(60, 22 * heads), height: { step: 22 } },
+    ),
   };
 }
 

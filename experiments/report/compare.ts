@@ -123,7 +123,12 @@ export function compareRuns(
     } else if (isProportion(ra.metric) && ra.value >= 0 && ra.value <= 1) {
       verdicts.push({
         ...common,
-        ...judgeProportion(ra, rb, casesA.get(ra.cell), casesB.get(rb.cell), alpha),
+        ...judgeProportion(
+          ra,
+          rb,
+          pairCases(ra, rb, casesA.get(ra.cell), casesB.get(rb.cell)),
+          alpha,
+        ),
       });
     } else if (isSpeed(ra.metric)) {
       const change = rb.value / ra.value;
@@ -201,12 +206,10 @@ function pairCases(
 function judgeProportion(
   ra: MetricRow,
   rb: MetricRow,
-  ca: CaseRow[] | undefined,
-  cb: CaseRow[] | undefined,
+  pairs: [number, number][] | null,
   alpha: number,
 ): Pick<Verdict, "test" | "change" | "interval" | "p" | "outcome"> {
   const change = rb.value - ra.value;
-  const pairs = pairCases(ra, rb, ca, cb);
   const signed = (significant: boolean): Outcome =>
     !significant || change === 0 ? "same" : change < 0 ? "regression" : "improvement";
   if (pairs && pairs.every(([x, y]) => (x === 0 || x === 1) && (y === 0 || y === 1))) {

@@ -7,10 +7,11 @@
  * @module
  */
 // @ts-types="@types/d3-dsv"
-import { csvFormat, csvParse } from "d3-dsv";
+import { csvFormat } from "d3-dsv";
 import { writeFileAtomic } from "../../runtime/atomic.ts";
 import { InputError } from "../../runtime/errors.ts";
-import type { RunFolder } from "./runs.ts";
+import { readCsvFile } from "../csv.ts";
+import type { MetricRow, RunFolder } from "./runs.ts";
 
 /** The history's columns, in order; (git_sha, date, run_id) is an entry's key. */
 export const HISTORY_COLUMNS = [
@@ -29,23 +30,17 @@ export const HISTORY_COLUMNS = [
   "device",
 ] as const;
 
-/** One row of the history. */
-export interface HistoryRow {
+/** One row of the history: a metrics.csv row with the run it came from. */
+export interface HistoryRow extends
+  Pick<
+    MetricRow,
+    "cell" | "method" | "density" | "length" | "benchmark" | "metric" | "value" | "n" | "device"
+  > {
   git_sha: string;
   /** When the run's last cell started (ISO 8601): the entry's date. */
   date: string;
   run_id: string;
   experiment: string;
-  cell: string;
-  method: string;
-  density: number;
-  length: number;
-  benchmark: string;
-  metric: string;
-  /** NaN where the run could not measure it. */
-  value: number;
-  n: number;
-  device: string;
 }
 
 /** The key of a history entry: one run folder's rows share it. */
@@ -77,20 +72,11 @@ export function historyRows(run: RunFolder): HistoryRow[] {
  * @throws InputError when the header lacks a column or a number is malformed
  */
 export async function readHistory(path: string): Promise<HistoryRow[]> {
-  let text: string;
-  try {
-    text = await Deno.readTextFile(path);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return [];
-    throw new InputError(`${path}: cannot read the history (${e})`);
-  }
-  const parsed = csvParse(text);
-  for (const c of HISTORY_COLUMNS) {
-    if (!parsed.columns.includes(c)) {
-      throw new InputError(`${path}: header lacks column '${c}' (is it a history file?)`);
-    }
-  }
-  return parsed.map((r, i) => {
+  const parsed = await readCsvFile(path, HISTORY_COLUMNS, "the history", {
+    missingOk: true,
+    hint: "is it a history file?",
+  });
+  return (parsed ?? []).map((r, i) => {
     const num = (k: "density" | "length" | "value" | "n") => {
       const v = r[k] ?? "";
       const x = v === "" ? NaN : Number(v);

@@ -9,10 +9,9 @@
  *
  * @module
  */
-// @ts-types="@types/d3-dsv"
-import { csvParse } from "d3-dsv";
 import { InputError } from "../../runtime/errors.ts";
-import type { Chart } from "./charts.ts";
+import { readCsvFile } from "../csv.ts";
+import { type Chart, linesSpec } from "./charts.ts";
 
 /** One row of the scale CSV. */
 export interface ScaleRow {
@@ -32,21 +31,11 @@ export const SCALE_COLUMNS = ["shape", "length", "stage", "seconds"] as const;
  * @throws InputError naming the file, line and column when it is malformed
  */
 export async function readScaleCsv(path: string): Promise<ScaleRow[] | null> {
-  let text: string;
-  try {
-    text = await Deno.readTextFile(path);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return null;
-    throw new InputError(`${path}: cannot read the scale CSV (${e})`);
-  }
-  const parsed = csvParse(text);
-  for (const c of SCALE_COLUMNS) {
-    if (!parsed.columns.includes(c)) {
-      throw new InputError(
-        `${path}: header lacks column '${c}' (expected ${SCALE_COLUMNS.join(", ")}[, peak_bytes])`,
-      );
-    }
-  }
+  const parsed = await readCsvFile(path, SCALE_COLUMNS, "the scale CSV", {
+    missingOk: true,
+    hint: `expected ${SCALE_COLUMNS.join(", ")}[, peak_bytes]`,
+  });
+  if (parsed === null) return null;
   return parsed.map((r, i) => {
     const num = (k: string, optional: boolean) => {
       const v = r[k] ?? "";
@@ -99,30 +88,17 @@ export function scaleCharts(rows: ScaleRow[]): Chart[] {
       caption: `deno task bench scale: one panel per model shape, log–log axes (a growth ` +
         `exponent is a slope). Random weights of the real shapes: time and memory only.`,
       marks: data.length,
-      spec: {
-        data: { values: data },
-        facet: { column: { field: "shape", type: "nominal", title: null, sort: null } },
-        spec: {
-          width: 220,
-          height: 180,
-          layer: [
-            { mark: { type: "line" }, encoding: { x, y, color } },
-            {
-              name: "data",
-              mark: { type: "point", filled: true, size: 36 },
-              encoding: {
-                x,
-                y,
-                color,
-                tooltip: [{ field: "shape" }, { field: "stage" }, { field: "length" }, {
-                  field: "value",
-                  format: ".4~g",
-                }],
-              },
-            },
-          ],
-        },
-      },
+      spec: linesSpec(
+        data,
+        { field: "shape", type: "nominal", title: null, sort: null },
+        { x, y, color },
+        [{ field: "shape" }, { field: "stage" }, { field: "length" }, {
+          field: "value",
+          format: ".4~g",
+        }],
+        [],
+        { width: 220, height: 180 },
+      ),
     } satisfies Chart;
   };
   return [
