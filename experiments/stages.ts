@@ -99,28 +99,17 @@ export class CellStages {
   /** @param ctx what the stages share */
   constructor(readonly ctx: StageContext) {}
 
-  /** The key of a length's generated LongEval cases. */
-  casesKey(length: number): Promise<string> {
+  /** The key of a length's generated LongEval (or RULER) cases. */
+  casesKey(length: number, benchmark: "longeval" | "ruler" = "longeval"): Promise<string> {
     const { exp, fingerprint } = this.ctx;
     return hashOf({
-      stage: "cases",
+      stage: benchmark === "ruler" ? "ruler-cases" : "cases",
       v: 1,
       fingerprint,
       length,
-      le: exp.benchmarks.longeval,
-      seed: exp.seed,
-    });
-  }
-
-  /** The key of a length's generated RULER cases. */
-  rulerCasesKey(length: number): Promise<string> {
-    const { exp, fingerprint } = this.ctx;
-    return hashOf({
-      stage: "ruler-cases",
-      v: 1,
-      fingerprint,
-      length,
-      ruler: exp.benchmarks.ruler,
+      ...(benchmark === "ruler"
+        ? { ruler: exp.benchmarks.ruler }
+        : { le: exp.benchmarks.longeval }),
       seed: exp.seed,
     });
   }
@@ -156,10 +145,8 @@ export class CellStages {
       settings: exp.benchmarks[c.benchmark],
       // absent (so old cells still hit) unless the chunk differs from the original 1,024
       chunk: c.benchmark === "perplexity" && chunk !== 1024 ? chunk : undefined,
-      cases: c.benchmark === "longeval"
-        ? await this.casesKey(c.length)
-        : c.benchmark === "ruler"
-        ? await this.rulerCasesKey(c.length)
+      cases: c.benchmark === "longeval" || c.benchmark === "ruler"
+        ? await this.casesKey(c.length, c.benchmark)
         : null,
       plan: isMoa(c.method)
         ? await this.planKey(c.method, c.density)
@@ -443,7 +430,7 @@ export class CellStages {
         }),
       );
     if (this.ctx.noCache) return make();
-    const key = await this.rulerCasesKey(length);
+    const key = await this.casesKey(length, "ruler");
     return (await store.getOrCompute("cases", key, make, validRulerCases)).value;
   }
 

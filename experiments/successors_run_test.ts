@@ -18,13 +18,13 @@ const TMP = await Deno.makeTempDir({ prefix: "moa_successors_" });
 globalThis.addEventListener("unload", () => Deno.removeSync(TMP, { recursive: true }));
 const MODEL = `${TMP}/model`;
 await writeRandomModel(MODEL, { layers: 2, hidden: 32, heads: 4, kvHeads: 2, seed: 5 });
-
+const nothing = () => {};
 const quiet: Progress = {
-  start() {},
-  update() {},
-  finish() {},
-  log() {},
-  stop() {},
+  start: nothing,
+  update: nothing,
+  finish: nothing,
+  log: nothing,
+  stop: nothing,
 };
 
 async function run(name: string, fields: Record<string, unknown>) {

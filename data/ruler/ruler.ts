@@ -172,14 +172,7 @@ function niah(s: NiahSpec, size: number, seed: number): Built {
     while (keys.includes(k)) k = drawKey();
     return needle(k, drawValue());
   });
-  // each needle goes before haystack unit `at` (0 ..size), in depth order
-  const depths = needles.map(() => rng.int(0, size)).sort((a, b) => a - b);
-  const text: string[] = [];
-  let n = 0;
-  for (let i = 0; i <= size; i++) {
-    while (n < needles.length && depths[n] === i) text.push(needles[n++]!);
-    if (i < size) text.push(hay[i]!);
-  }
+  const text = scatter(hay, needles, rng);
   const asked = rng.shuffle(keys.map((_, i) => i)).slice(0, s.numQueries);
   const query = listed(asked.map((i) => keys[i]!));
   const many = s.numQueries * s.numValues > 1;
@@ -190,6 +183,18 @@ function niah(s: NiahSpec, size: number, seed: number): Built {
     `${kinds} for ${query} in the text above? Answer: The secret ${kinds} for ${query} ` +
     `${many ? "are" : "is"}`;
   return { prompt, expected: asked.flatMap((i) => values[i]!) };
+}
+
+/** The haystack with `items` placed, in their order, before randomly drawn haystack units. */
+function scatter(hay: string[], items: string[], rng: Rng): string[] {
+  const at = items.map(() => rng.int(0, hay.length)).sort((a, b) => a - b);
+  const text: string[] = [];
+  let n = 0;
+  for (let i = 0; i <= hay.length; i++) {
+    while (n < items.length && at[n] === i) text.push(items[n++]!);
+    if (i < hay.length) text.push(hay[i]!);
+  }
+  return text;
 }
 
 /** Variable tracking: one chain of 4 hops in a repeated block of filler sentences. */
@@ -205,14 +210,7 @@ function vt(size: number, seed: number): Built {
     i === 0 ? `VAR ${v} = ${value}.` : `VAR ${v} = VAR ${names[i - 1]}.`
   );
   const hay = Array.from({ length: size }, (_, i) => FILLER[i % 5]!);
-  // the chain's statements, in order, before haystack units at sorted random places
-  const at = chain.map(() => rng.int(0, size)).sort((a, b) => a - b);
-  const text: string[] = [];
-  let c = 0;
-  for (let i = 0; i <= size; i++) {
-    while (c < chain.length && at[c] === i) text.push(chain[c++]!);
-    if (i < size) text.push(hay[i]!);
-  }
+  const text = scatter(hay, chain, rng);
   const prompt = `Follow the chain of variable assignments hidden in the text below.\n` +
     `${text.join(" ")}\nQuestion: Which variables are assigned the value ${value} in the text ` +
     `above? Answer: Following the assignments above, the ${names.length} variables assigned ` +

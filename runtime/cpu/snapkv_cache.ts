@@ -30,7 +30,6 @@
  * @module
  */
 import type { ModelConfig } from "../model.ts";
-import type { Engine } from "./engine.ts";
 import type { KvCache } from "./kv_cache.ts";
 
 /** Query rows per attention call in a long step; bounds the score matrix's memory. */
@@ -281,15 +280,7 @@ export class SnapKvCache implements KvCache {
     return Array.from(h.pos.subarray(0, h.count));
   }
 
-  async attend(
-    layer: number,
-    out: Float32Array,
-    q: Float32Array,
-    k: Float32Array,
-    v: Float32Array,
-    T: number,
-    engine: Engine,
-  ): Promise<void> {
+  attend: KvCache["attend"] = async (layer, out, q, k, v, T, engine) => {
     const NH = this.#NH, NKV = this.#NKV, HS = this.#HS, P = this.#length, G = NH / NKV;
     const w = this.#opts.window;
     // the step's last queries join the observation window
@@ -325,7 +316,7 @@ export class SnapKvCache implements KvCache {
         out.set(og.subarray(t * G * HS, (t + 1) * G * HS), (t * NH + g * G) * HS);
       }
     }
-  }
+  };
 
   commit(T: number): void {
     this.#length += T;
