@@ -1,7 +1,7 @@
 /**
  * The whole GPU forward pass against the CPU backend: logits after prefill (random models, f32
- * and f16 weights), and greedy generation on moa-tiny token for token (dense, MoA, StreamingLLM;
- * a batch of prompts of different lengths). Skipped when there is no WebGPU adapter; the f16
+ * and f16 weights), and greedy generation on moa-tiny token for token (dense, MoA, StreamingLLM,
+ * DuoAttention; a batch of prompts of different lengths). Skipped when there is no WebGPU adapter; the f16
  * steps are ignored, saying why, on an adapter without `shader-f16` (GL llvmpipe).
  */
 import assert from "node:assert/strict";
@@ -15,6 +15,7 @@ import { CpuModel } from "../cpu/forward.ts";
 import { generateGreedy } from "../cpu/generate.ts";
 import { cacheFactory } from "../cpu/method_cache.ts";
 import { streamingRules } from "../methods.ts";
+import { duoRules } from "../duo.ts";
 import { MoaKvCache } from "../cpu/sparse_cache.ts";
 import type { SparsePlan } from "../spans.ts";
 import { randomModel, tinyConfig } from "../random_model.ts";
@@ -100,6 +101,7 @@ Deno.test(
     const cpu = new CpuModel(model, tsEngine);
     const maxNew = 24;
     const maxLength = Math.max(...prompts.map((p) => p.length)) + maxNew;
+    const duo = duoRules([[0.9, 0.1], [0.3, 0.8], [0.2, 0.4], [0.6, 0.5]], 0.5, maxLength, 8);
     const cases: [string, SparsePlan | null, Parameters<typeof cacheFactory>[1]][] = [
       ["dense", null, { method: "dense", density: 1, sink: 0 }],
       ["moa grid plan", gridPlan(c.numLayers, c.numKvHeads), {
@@ -113,6 +115,8 @@ Deno.test(
         density: 0.5,
         sink: 8,
       }],
+      // DuoAttention's retrieval and streaming heads, binarised at 50% of the longest sequence
+      ["duo 50%", duo, { method: "duo", density: 0.5, sink: 8, plan: duo }],
     ];
     const g = await GpuModel.load(model);
     for (const [name, plan, spec] of cases) {
