@@ -209,6 +209,14 @@ export {
   brownText,
   readBrownDocuments,
 } from "./data/brown.ts";
+export {
+  generateRulerCases,
+  RULER_TASKS,
+  type RulerCase,
+  type RulerOptions,
+  type RulerTask,
+  scoreRuler,
+} from "./data/ruler/ruler.ts";
 
 // experiments
 export {
@@ -216,6 +224,7 @@ export {
   BENCHMARKS,
   type BenchmarkSettings,
   type Cell,
+  type DuoSettings,
   expandCells,
   type Experiment,
   type Influence,
@@ -225,6 +234,7 @@ export {
   parseExperiment,
   type PerplexitySettings,
   type ProfileSettings,
+  type RulerSettings,
   type ThroughputSettings,
 } from "./experiments/schema.ts";
 export {

@@ -130,6 +130,6 @@ Deno.test("passkeySample() ends with the answer listing every key's value", () =
   const answer = text.slice(answerStart);
   const needles = [...text.matchAll(/The secret number for (\S+) is: (\d+)\./g)];
   assert.equal(needles.length, 5);
-  for (const [, , v] of needles) assert.ok(answer.includes(v!), v);
+  for (const [, , v] of needles) assert.ok(answer.includes(v!), `${v}`);
   assert.match(answer, /^ \d{7}(, \d{7}){4}\.$/);
 });
