@@ -19,7 +19,7 @@ import { InputError } from "../runtime/errors.ts";
 import type { ModelConfig } from "../runtime/model.ts";
 import { isMoa } from "../runtime/methods.ts";
 import { checkModel, resolveModelDir } from "../runtime/session.ts";
-import { MAX_PROFILE_LENGTH } from "../solver/profile.ts";
+import { MAX_GRADIENT_LENGTH, MAX_PROFILE_LENGTH } from "../solver/profile.ts";
 import { checkLength, checkMemory } from "./limits.ts";
 import type { Experiment } from "./schema.ts";
 
@@ -151,9 +151,9 @@ async function checkDuo(exp: Experiment, config: ModelConfig, countTokens: Count
     await loadDuoPattern(duo.pattern, config);
     return;
   }
-  if (duo.length > MAX_PROFILE_LENGTH) {
+  if (duo.length > MAX_GRADIENT_LENGTH) {
     throw new InputError(
-      `duo.length: ${duo.length} tokens exceed the ${MAX_PROFILE_LENGTH} the CPU gradient ` +
+      `duo.length: ${duo.length} tokens exceed the ${MAX_GRADIENT_LENGTH} the CPU gradient ` +
         `code can hold; train the gates on shorter prompts`,
     );
   }
@@ -180,8 +180,8 @@ function checkProfileLengths(
   exp.profile.lengths.forEach((n, i) => {
     if (n > MAX_PROFILE_LENGTH) {
       throw new InputError(
-        `profile.lengths[${i}]: ${n} tokens exceed the ${MAX_PROFILE_LENGTH} the CPU profiler can hold ` +
-          `(jax-js keeps every layer's T×T attention in 4 GiB of WebAssembly memory); profile shorter lengths`,
+        `profile.lengths[${i}]: ${n} tokens exceed the ${MAX_PROFILE_LENGTH} the profiler takes ` +
+          `(its time grows as T²); profile shorter lengths`,
       );
     }
     // calibration prompts leave room for a response of up to 48 tokens

@@ -11,12 +11,7 @@ import {
   type CalibrationSample,
   describeCalibration,
 } from "../data/calibration.ts";
-import {
-  disposeParams,
-  initJax,
-  type Params,
-  paramsFromModel,
-} from "../runtime/autodiff/jax_model.ts";
+import type { JaxDevice } from "../runtime/autodiff/jax_model.ts";
 import type { CpuModel } from "../runtime/cpu/forward.ts";
 import { MoaKvCache } from "../runtime/cpu/sparse_cache.ts";
 import type { TextTokenizer } from "../runtime/tokenizer.ts";
@@ -65,6 +60,8 @@ export interface PlanSettings {
   validationLength?: number;
   /** Seconds per MILP. @default 60 */
   timeLimit?: number;
+  /** Where the profile's gradients run (jax-js). @default "wasm" */
+  profileDevice?: JaxDevice;
   /**
    * The search space (the paper's ablation): `elastic` per-head α + β·N rules (MoA);
    * `head` a static window per head (β = 0); `layer` one static window per layer; `uniform`
@@ -184,39 +181,34 @@ export async function makePlan(
     ]
     : staticRules();
   const losses: number[][][] = [];
-  let params: Params | null = null;
-  try {
-    for (const N of lengths) {
-      const signed = s.influence === "signed";
-      const key = {
+  for (const N of lengths) {
+    const signed = s.influence === "signed";
+    const key = {
+      length: N,
+      samples: s.samples,
+      seed: s.seed,
+      kind,
+      block: s.block,
+      signed,
+      calibration: CALIBRATION_VERSION,
+    };
+    const inf = await cache(key, async () => {
+      log(`calibrate: ${s.samples} samples of ${N} tokens (${kind} responses)`);
+      const samples = await buildCalibration(cpu, tok, {
         length: N,
         samples: s.samples,
         seed: s.seed,
         kind,
-        block: s.block,
-        signed,
-        calibration: CALIBRATION_VERSION,
-      };
-      const inf = await cache(key, async () => {
-        log(`calibrate: ${s.samples} samples of ${N} tokens (${kind} responses)`);
-        const samples = await buildCalibration(cpu, tok, {
-          length: N,
-          samples: s.samples,
-          seed: s.seed,
-          kind,
-        });
-        for (const line of describeCalibration(samples)) log(`calibrate: ${line}`);
-        log(`profile: attention influence at ${N} tokens, block ${s.block}`);
-        if (!params) {
-          await initJax("wasm");
-          params = paramsFromModel(cpu.model);
-        }
-        return await profileInfluence(config, params, samples, s.block, () => {}, signed);
       });
-      losses.push(ruleLosses(inf, rules, s.sink, bandModeOf(spans)));
-    }
-  } finally {
-    if (params) disposeParams(params);
+      for (const line of describeCalibration(samples)) log(`calibrate: ${line}`);
+      log(`profile: attention influence at ${N} tokens, block ${s.block}`);
+      return await profileInfluence(cpu.model, samples, s.block, {
+        signed,
+        device: s.profileDevice ?? "wasm",
+        engine: cpu.engine,
+      });
+    });
+    losses.push(ruleLosses(inf, rules, s.sink, bandModeOf(spans)));
   }
   // heads tied together choose together: their losses add up (groups are equal in size, so the
   // mean density over groups is the mean over heads)

@@ -15,13 +15,26 @@
  *
  * @module
  */
-import { attentionGradsByLayer, type Params } from "../runtime/autodiff/jax_model.ts";
-import type { ModelConfig } from "../runtime/model.ts";
+import { initJax, type JaxDevice } from "../runtime/autodiff/jax_model.ts";
+import { layerInfluence } from "../runtime/autodiff/influence.ts";
+import type { Engine } from "../runtime/cpu/engine.ts";
+import type { Model, Weight } from "../runtime/model.ts";
 import type { CalibrationSample } from "../data/calibration.ts";
 import { type BandMode, droppedInfluence, type Rule } from "./rules.ts";
 
-/** Longest profiled length the WebAssembly profiler can hold (measured: 1.2 GB at 2048). */
-export const MAX_PROFILE_LENGTH = 2048;
+/**
+ * Longest profiled length. The profile runs a layer and a query block at a time
+ * (runtime/autodiff/influence.ts), so device memory stays near one layer's weights plus a few
+ * 64 MiB blocks at any length; the host keeps (L + 1)·T·C floats of layer inputs, and time grows
+ * as T² (measured: `deno task bench scale`).
+ */
+export const MAX_PROFILE_LENGTH = 16384;
+
+/**
+ * Longest sequence whose whole-model gradient fits WebAssembly's 4 GiB (jax-js keeps every
+ * layer's T×T attention for the backward pass: `lossAndGrad`, DuoAttention's gate distillation).
+ */
+export const MAX_GRADIENT_LENGTH = 2048;
 
 /** Block influence of every kv head at one length, averaged over samples. */
 export interface BlockInfluence {
@@ -78,42 +91,61 @@ export function layerBlockInfluence(
   return out;
 }
 
+/** Options of {@linkcode profileInfluence}. */
+export interface ProfileOptions {
+  /** Progress: samples done. */
+  onSample?: (done: number) => void;
+  /** Sum E itself (the first-order loss change) instead of |E| (the reference's). */
+  signed?: boolean;
+  /** Where the gradients run: jax-js on WebAssembly, or on WebGPU. @default "wasm" */
+  device?: JaxDevice;
+  /** The CPU engine of the output head's products (see influence.ts). */
+  engine?: Engine;
+  /** Query rows per block (a multiple of `block`); default: by a 64 MiB budget per array. */
+  queryBlock?: number;
+}
+
 /**
- * Profiles a model on calibration samples of one length.
+ * Profiles a model on calibration samples of one length, a layer and a query block at a time
+ * (runtime/autodiff/influence.ts).
+ * @param model the weights, float32 or compact (F16/BF16 matrices stay compact)
  * @param samples sequences of equal length T
  * @param block tile size in tokens
- * @param onSample progress: samples done
- * @param signed sum E itself (the first-order loss change) instead of |E| (the reference's)
+ * @param opts progress, sign, device, head engine, query block
  */
 export async function profileInfluence(
-  config: ModelConfig,
-  params: Params,
+  model: Model<Weight>,
   samples: CalibrationSample[],
   block: number,
-  onSample: (done: number) => void = () => {},
-  signed = false,
+  opts: ProfileOptions = {},
 ): Promise<BlockInfluence> {
   if (samples.length === 0) throw new RangeError("profileInfluence: no samples");
   const T = samples[0]!.tokens.length;
-  const { numLayers: L, numHeads: NH, numKvHeads: NKV } = config;
+  const { numLayers: L, numKvHeads: NKV } = model.config;
   const nb = Math.ceil(T / block);
   const values = Array.from(
     { length: L },
     () => Array.from({ length: NKV }, () => new Float64Array(nb * nb)),
   );
+  await initJax(opts.device ?? "wasm");
   for (const [s, sample] of samples.entries()) {
     if (sample.tokens.length !== T) {
       throw new RangeError(
         `profileInfluence: sample ${s} has ${sample.tokens.length} tokens, expected ${T}`,
       );
     }
-    await attentionGradsByLayer(config, params, sample, T, (layer, probs, grads) => {
-      layerBlockInfluence(probs, grads, T, NH, NKV, block, signed).forEach((tiles, g) => {
+    await layerInfluence(model, sample, (layer, tiles) => {
+      tiles.forEach((t, g) => {
         const acc = values[layer]![g]!;
-        for (let k = 0; k < acc.length; k++) acc[k]! += tiles[k]! / samples.length;
+        for (let k = 0; k < acc.length; k++) acc[k]! += t[k]! / samples.length;
       });
+    }, {
+      block,
+      signed: opts.signed ?? false,
+      ...(opts.engine ? { engine: opts.engine } : {}),
+      ...(opts.queryBlock ? { queryBlock: opts.queryBlock } : {}),
     });
-    onSample(s + 1);
+    opts.onSample?.(s + 1);
   }
   return { length: T, block, numBlocks: nb, values, samples: samples.length };
 }

@@ -136,9 +136,11 @@ Deno.test("layerBlockInfluence() sums |E| into tiles and over the query heads of
 });
 
 Deno.test("profileInfluence() and ruleLosses(): wider rules lose less, full rules lose nothing", async () => {
-  await initJax("wasm");
-  const params = paramsFromModel(randomModel(config, 9, 6));
-  const inf: BlockInfluence = await profileInfluence(config, params, [sample, sample], 4);
+  const inf: BlockInfluence = await profileInfluence(
+    randomModel(config, 9, 6),
+    [sample, sample],
+    4,
+  );
   assert.equal(inf.values.length, 2);
   assert.equal(inf.values[0]!.length, 2, "one tile grid per kv head");
   const rules = [{ alpha: 4, beta: 0 }, { alpha: 8, beta: 0 }, { alpha: 0, beta: 1 }];

@@ -9,7 +9,6 @@
  * @module
  */
 import { buildCalibration, type CalibrationKind } from "../data/calibration.ts";
-import { disposeParams, initJax, paramsFromModel } from "../runtime/autodiff/jax_model.ts";
 import type { CpuModel } from "../runtime/cpu/forward.ts";
 import type { TextTokenizer } from "../runtime/tokenizer.ts";
 import { Rng } from "../runtime/rng.ts";
@@ -101,14 +100,11 @@ export async function validityCheck(
     seed: o.seed,
     kind: o.calibration ?? "model",
   });
-  await initJax("wasm");
-  const params = paramsFromModel(cpu.model);
-  const inf = await profileInfluence(config, params, samples, o.block);
-  const tokenInf = await profileInfluence(config, params, samples, 1);
-  const blockSignedInf = await profileInfluence(config, params, samples, o.block, () => {}, true);
-  const signedInf = await profileInfluence(config, params, samples, 1, () => {}, true).finally(
-    () => disposeParams(params),
-  );
+  const m = cpu.model, engine = cpu.engine;
+  const inf = await profileInfluence(m, samples, o.block, { engine });
+  const tokenInf = await profileInfluence(m, samples, 1, { engine });
+  const blockSignedInf = await profileInfluence(m, samples, o.block, { engine, signed: true });
+  const signedInf = await profileInfluence(m, samples, 1, { engine, signed: true });
   const rules = candidateRules([Math.floor(o.length / 2), o.length], 2 * o.length);
   const predicted = ruleLosses(inf, rules, o.sink);
   const predictedElastic = ruleLosses(inf, rules, o.sink, "elastic");

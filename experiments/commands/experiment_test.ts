@@ -161,15 +161,15 @@ const BAD: BadCase[] = [
       `error: ${f}: ${MALFORMED_JSONL}:2:73: invalid JSON: Expected double-quoted property name`,
   },
   {
-    name: "a moa profile length beyond what the CPU profiler holds is named",
+    name: "a moa profile length beyond what the profiler takes is named",
     lines: [
       ...edit(3, "methods: [dense, moa]"),
       "densities: [0.5]",
-      "profile: {lengths: [640, 4096]}",
+      "profile: {lengths: [640, 32768]}",
     ],
     error: (f) =>
       new RegExp(
-        `^error: ${RegExp.escape(f)}: profile\\.lengths\\[1\\]: 4096 tokens exceed the 2048`,
+        `^error: ${RegExp.escape(f)}: profile\\.lengths\\[1\\]: 32768 tokens exceed the 16384`,
       ),
   },
 

@@ -207,7 +207,8 @@ function plainI32(a: Int32Array): Int32Array<ArrayBuffer> {
   return (a.buffer instanceof ArrayBuffer ? a : a.slice()) as Int32Array<ArrayBuffer>;
 }
 
-function upload(a: Float32Array, shape: number[]): JaxArray {
+/** A float32 host array as a new jax array of `shape` on the default device. */
+export function upload(a: Float32Array, shape: number[]): JaxArray {
   return np.array(plainF32(a), { shape, dtype: np.float32 });
 }
 
@@ -307,13 +308,13 @@ export function disposeParams(params: Params): void {
 // the forward pass (traced by jit; every array argument is consumed exactly once)
 
 /** (N, C) → (N, C): x / sqrt(mean(x²) + eps) · w. */
-function rmsnorm(x: JaxArray, w: JaxArray, eps: number): JaxArray {
+export function rmsnorm(x: JaxArray, w: JaxArray, eps: number): JaxArray {
   const ms = np.mean(np.square(x.ref), -1, { keepdims: true });
   return x.mul(np.reciprocal(np.sqrt(ms.add(eps)))).mul(w);
 }
 
 /** (N, in) · W(out, in)ᵀ (+ b) → (N, out). */
-function linear(x: JaxArray, w: JaxArray, b?: JaxArray): JaxArray {
+export function linear(x: JaxArray, w: JaxArray, b?: JaxArray): JaxArray {
   const y = np.matmul(x, w.transpose());
   return b ? y.add(b) : y;
 }
@@ -322,7 +323,7 @@ function linear(x: JaxArray, w: JaxArray, b?: JaxArray): JaxArray {
  * x (B, H, T, HS) rotated by RoPE: x·cos + rotate_half(x)·sin, cos/sin (T, HS) shared by the
  * rows, or (B, 1, T, HS) per row.
  */
-function rope(x: JaxArray, cos: JaxArray, sin: JaxArray): JaxArray {
+export function rope(x: JaxArray, cos: JaxArray, sin: JaxArray): JaxArray {
   const HS = x.shape[3]!, half = HS / 2;
   const rot = np.concatenate([
     x.ref.slice([], [], [], [half, HS]).neg(),
@@ -539,7 +540,7 @@ function compiled(config: ModelConfig, key: string, make: () => Compiled): Compi
 }
 
 /** cos/sin tables (T, HS) for positions 0..T−1, computed in float64 then rounded. */
-function ropeTables(config: ModelConfig, T: number): { cos: JaxArray; sin: JaxArray } {
+export function ropeTables(config: ModelConfig, T: number): { cos: JaxArray; sin: JaxArray } {
   const c = cacheOf(config);
   let r = c.rope.get(T);
   if (!r) {
@@ -588,7 +589,8 @@ function ropeTablesAt(
   return { cos: upload(cos, [B, 1, T, HS]), sin: upload(sin, [B, 1, T, HS]) };
 }
 
-function checkTokens(config: ModelConfig, name: string, a: Int32Array, n: number): void {
+/** @throws RangeError when `a` is not n long or holds an id outside the vocabulary */
+export function checkTokens(config: ModelConfig, name: string, a: Int32Array, n: number): void {
   if (a.length !== n) throw new RangeError(`${name} has length ${a.length}, expected ${n}`);
   const V = config.vocabSize;
   for (let i = 0; i < n; i++) {
