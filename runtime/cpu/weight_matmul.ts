@@ -1,0 +1,128 @@
+/**
+ * Matrix products with a weight in any storage (`Weight`, runtime/model.ts): float32 weights go
+ * to the engine as they are; half-precision ones are widened a block of rows at a time into a
+ * scratch buffer of {@linkcode WIDEN_ELEMENTS} floats, and each block is one engine call. The
+ * model thus stays in its checkpoint's bytes, and only a few megabytes are ever float32 copies.
+ *
+ * Cost of widening: one pass over the weight's 16-bit patterns per product, which prefill
+ * (M rows) spreads over M output rows and decode (M = 1) pays in full; `deno task bench scale`
+ * measures both beside float32 weights.
+ *
+ * @module
+ */
+import type { Engine } from "./engine.ts";
+import { isHalf, type Weight, weightLength, widenInto } from "../model.ts";
+
+/** Floats per scratch block (4 MiB): a weight is widened this many elements at a time. */
+export const WIDEN_ELEMENTS = 1 << 20;
+
+/** Scratch buffers not in use; calls may overlap (engines are async), so each takes its own. */
+const pool: Float32Array[] = [];
+
+function take(n: number): Float32Array {
+  const i = pool.findIndex((b) => b.length >= n);
+  return i < 0 ? new Float32Array(Math.max(n, WIDEN_ELEMENTS)) : pool.splice(i, 1)[0]!;
+}
+
+function give(b: Float32Array): void {
+  if (pool.length < 8) pool.push(b);
+}
+
+function checkLength(w: Weight, n: number, what: string): void {
+  if (weightLength(w) !== n) {
+    throw new RangeError(`${what}: the weight has ${weightLength(w)} elements, expected ${n}`);
+  }
+}
+
+/**
+ * out (M, N) = x (M, K) · wᵀ, w (N, K) in any storage: a linear layer with Hugging Face weights.
+ * A half-precision w is widened ⌊{@linkcode WIDEN_ELEMENTS} / K⌋ rows at a time.
+ *
+ * @example
+ * ```ts
+ * import { matmulTWeight } from "./weight_matmul.ts";
+ * import { tsEngine } from "./engine_ts.ts";
+ * import { toHalf } from "../model.ts";
+ * const out = new Float32Array(2);
+ * const w = toHalf(Float32Array.from([1, 2, 3, 4]), "BF16"); // (2, 2)
+ * await matmulTWeight(tsEngine, out, Float32Array.from([1, 1]), w, 1, 2, 2);
+ * console.log(out); // Float32Array(2) [ 3, 7 ]
+ * ```
+ */
+export async function matmulTWeight(
+  engine: Engine,
+  out: Float32Array,
+  x: Float32Array,
+  w: Weight,
+  M: number,
+  K: number,
+  N: number,
+): Promise<void> {
+  checkLength(w, N * K, "matmulTWeight");
+  if (!isHalf(w)) return engine.matmulT(out, x, w, M, K, N, true);
+  const rows = Math.max(1, Math.min(N, Math.floor(WIDEN_ELEMENTS / K)));
+  const scratch = take(rows * K);
+  const part = M === 1 ? null : take(M * rows);
+  try {
+    for (let n0 = 0; n0 < N; n0 += rows) {
+      const nc = Math.min(rows, N - n0);
+      widenInto(scratch, w, n0 * K, nc * K);
+      if (part === null) {
+        await engine.matmulT(out.subarray(n0, n0 + nc), x, scratch, 1, K, nc);
+        continue;
+      }
+      await engine.matmulT(part, x, scratch, M, K, nc);
+      for (let m = 0; m < M; m++) out.set(part.subarray(m * nc, (m + 1) * nc), m * N + n0);
+    }
+  } finally {
+    give(scratch);
+    if (part !== null) give(part);
+  }
+}
+
+/**
+ * out (M, N) = a (M, K) · w, w (K, N) in any storage (for example a gradient through a linear
+ * layer: dx = dy · W). A half-precision w is widened ⌊{@linkcode WIDEN_ELEMENTS} / N⌋ rows at a
+ * time and the partial products are summed.
+ *
+ * @example
+ * ```ts
+ * import { matmulWeight } from "./weight_matmul.ts";
+ * import { tsEngine } from "./engine_ts.ts";
+ * import { toHalf } from "../model.ts";
+ * const out = new Float32Array(2);
+ * const w = toHalf(Float32Array.from([1, 2, 3, 4]), "F16"); // (2, 2)
+ * await matmulWeight(tsEngine, out, Float32Array.from([1, 1]), w, 1, 2, 2);
+ * console.log(out); // Float32Array(2) [ 4, 6 ]
+ * ```
+ */
+export async function matmulWeight(
+  engine: Engine,
+  out: Float32Array,
+  a: Float32Array,
+  w: Weight,
+  M: number,
+  K: number,
+  N: number,
+): Promise<void> {
+  checkLength(w, K * N, "matmulWeight");
+  if (!isHalf(w)) return engine.matmul(out, a, w, M, K, N);
+  const rows = Math.max(1, Math.min(K, Math.floor(WIDEN_ELEMENTS / N)));
+  const scratch = take(rows * N);
+  const cols = take(M * rows);
+  const part = take(M * N);
+  out.fill(0, 0, M * N);
+  try {
+    for (let k0 = 0; k0 < K; k0 += rows) {
+      const kc = Math.min(rows, K - k0);
+      widenInto(scratch, w, k0 * N, kc * N);
+      for (let m = 0; m < M; m++) cols.set(a.subarray(m * K + k0, m * K + k0 + kc), m * kc);
+      await engine.matmul(part, cols, scratch, M, kc, N);
+      for (let i = 0; i < M * N; i++) out[i]! += part[i]!;
+    }
+  } finally {
+    give(scratch);
+    give(cols);
+    give(part);
+  }
+}
