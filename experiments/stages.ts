@@ -43,7 +43,7 @@ import {
   planRecipe,
   scoringChunk,
 } from "../runtime/methods.ts";
-import type { ModelConfig } from "../runtime/model.ts";
+import { type ModelConfig, widenModel } from "../runtime/model.ts";
 import { promptTokens, type Session } from "../runtime/session.ts";
 import {
   loadInfluence,
@@ -298,7 +298,7 @@ export class CellStages {
       return { gates: p.gates, sink, minRecent: p.recent ?? 2 * sink };
     }
     const train = () =>
-      trainDuoGates(s.cpu.model, s.tokenizer, s.bos, {
+      trainDuoGates(widenModel(s.cpu.model), s.tokenizer, s.bos, {
         steps: duo.steps,
         lr: duo.lr,
         reg: duo.reg,

@@ -81,7 +81,10 @@ export const byteModelConfig = tinyConfig({
  * The random model (seed 3, scale 10) on the CPU and the byte-level tokenizer: LongEval
  * calibration prompts need ~600 tokens, which one byte per token gives.
  */
-export function byteModel(): { cpu: CpuModel; tok: ReturnType<typeof tokenizerFromJson> } {
+export function byteModel(): {
+  cpu: CpuModel<Float32Array>;
+  tok: ReturnType<typeof tokenizerFromJson>;
+} {
   return {
     cpu: new CpuModel(randomModel(byteModelConfig, 3, 10)),
     tok: tokenizerFromJson(byteLevelTokenizerJson([])),

@@ -139,6 +139,11 @@ export function isHalf(w: Weight): w is HalfWeight {
   return !(w instanceof Float32Array);
 }
 
+/** Whether every matrix of a model is float32 (nothing to widen). */
+export function allFloat32(model: Model<Weight>): model is Model {
+  return matrices(model.weights).every((w) => !isHalf(w));
+}
+
 /** Elements of a weight. */
 export function weightLength(w: Weight): number {
   return isHalf(w) ? w.bits.length : w.length;

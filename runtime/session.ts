@@ -138,7 +138,8 @@ export async function openSession(
     }
   }
   const [model, tokenizer, fingerprint] = await Promise.all([
-    loadModel(dir),
+    // F16/BF16 matrices stay as stored: the model takes the checkpoint's own bytes
+    loadModel(dir, { compact: true }),
     loadTokenizer(dir),
     modelFingerprint(dir),
   ]);

@@ -27,7 +27,8 @@
  *
  * @module
  */
-import type { Model } from "../model.ts";
+import { allFloat32, type Model, type Weight } from "../model.ts";
+import { matmulTWeight } from "./weight_matmul.ts";
 import {
   addBias,
   addInPlace,
@@ -125,9 +126,11 @@ export interface Engine {
   /**
    * The model's linear blocks on this engine, built once per model (later calls return the same
    * object). An engine may copy the weights (fused, transposed, inside a native session): a
-   * model's weights must not change after it is prepared.
+   * model's weights must not change after it is prepared. A model with F16/BF16 matrices
+   * (runtime/model.ts) is prepared without copies: its products widen the weights a block of
+   * rows at a time (`matmulTWeight`, weight_matmul.ts).
    */
-  prepare(model: Model): LayerKernels;
+  prepare(model: Model<Weight>): LayerKernels;
 }
 
 /** Sizes of one `Engine.rangeAttention` call. */
@@ -358,14 +361,14 @@ export function stackRows(parts: Float32Array[]): Float32Array {
  * costs something, as on onnxruntime-web); without, the model's own arrays are read, so the
  * weights may change between calls (the TypeScript engine).
  */
-export function productKernels(e: Engine, model: Model, fuse: boolean): LayerKernels {
+export function productKernels(e: Engine, model: Model<Weight>, fuse: boolean): LayerKernels {
   const { config, weights } = model;
   const { hiddenSize: C, numHeads: NH, numKvHeads: NKV, headDim: HS } = config;
   const F = config.intermediateSize, V = config.vocabSize, eps = config.rmsNormEps;
   const invFreq = ropeInvFreq(config);
   const QKV = (NH + 2 * NKV) * HS;
-  const fused: FusedLayer[] = fuse
-    ? weights.layers.map((w) => ({
+  const fused: FusedLayer[] = fuse && allFloat32(model)
+    ? model.weights.layers.map((w) => ({
       wqkv: stackRows([w.wq, w.wk, w.wv]),
       bqkv: w.bq && w.bk && w.bv ? stackRows([w.bq, w.bk, w.bv]) : null,
       wGateUp: stackRows([w.wGate, w.wUp]),
@@ -382,9 +385,9 @@ export function productKernels(e: Engine, model: Model, fuse: boolean): LayerKer
       if (f.bqkv) addBias(qkv, f.bqkv, T, QKV);
       splitColumns(qkv, T, [[q, NH * HS], [k, NKV * HS], [v, NKV * HS]]);
     } else {
-      await e.matmulT(q, h, w.wq, T, C, NH * HS, true);
-      await e.matmulT(k, h, w.wk, T, C, NKV * HS, true);
-      await e.matmulT(v, h, w.wv, T, C, NKV * HS, true);
+      await matmulTWeight(e, q, h, w.wq, T, C, NH * HS);
+      await matmulTWeight(e, k, h, w.wk, T, C, NKV * HS);
+      await matmulTWeight(e, v, h, w.wv, T, C, NKV * HS);
       if (w.bq) addBias(q, w.bq, T, NH * HS);
       if (w.bk) addBias(k, w.bk, T, NKV * HS);
       if (w.bv) addBias(v, w.bv, T, NKV * HS);
@@ -397,7 +400,7 @@ export function productKernels(e: Engine, model: Model, fuse: boolean): LayerKer
     async attentionOutput(l, x, att, T, next) {
       const w = weights.layers[l]!;
       const proj = new Float32Array(T * C);
-      await e.matmulT(proj, att, w.wo, T, NH * HS, C, true);
+      await matmulTWeight(e, proj, att, w.wo, T, NH * HS, C);
       addInPlace(x, proj, T * C);
       const h = new Float32Array(T * C);
       rmsnorm(h, x, w.postNorm, T, C, eps);
@@ -408,11 +411,11 @@ export function productKernels(e: Engine, model: Model, fuse: boolean): LayerKer
         await e.matmulT(gu, h, f.wGateUp, T, C, 2 * F, true);
         splitColumns(gu, T, [[gate, F], [up, F]]);
       } else {
-        await e.matmulT(gate, h, w.wGate, T, C, F, true);
-        await e.matmulT(up, h, w.wUp, T, C, F, true);
+        await matmulTWeight(e, gate, h, w.wGate, T, C, F);
+        await matmulTWeight(e, up, h, w.wUp, T, C, F);
       }
       siluMul(gate, gate, up, T * F);
-      await e.matmulT(proj, gate, w.wDown, T, F, C, true);
+      await matmulTWeight(e, proj, gate, w.wDown, T, F, C);
       addInPlace(x, proj, T * C);
       if ("q" in next) {
         await inputs(l + 1, x, next.positions, T, next.q, next.k, next.v);
@@ -421,7 +424,7 @@ export function productKernels(e: Engine, model: Model, fuse: boolean): LayerKer
       const R = next.rows.length, hn = new Float32Array(R * C);
       next.rows.forEach((r, i) => hn.set(x.subarray(r * C, (r + 1) * C), i * C));
       rmsnorm(hn, hn, weights.finalNorm, R, C, eps);
-      await e.matmulT(next.logits, hn, weights.lmHead, R, C, V, true);
+      await matmulTWeight(e, next.logits, hn, weights.lmHead, R, C, V);
     },
   };
 }
@@ -446,9 +449,9 @@ export function splitColumns(
  * Memoises {@link Engine.prepare} per model: `build` runs once for each model object.
  */
 export function preparedOnce(
-  build: (model: Model) => LayerKernels,
-): (model: Model) => LayerKernels {
-  const done = new WeakMap<Model, LayerKernels>();
+  build: (model: Model<Weight>) => LayerKernels,
+): (model: Model<Weight>) => LayerKernels {
+  const done = new WeakMap<Model<Weight>, LayerKernels>();
   return (model) => {
     let k = done.get(model);
     if (k === undefined) {

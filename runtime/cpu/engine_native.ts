@@ -18,13 +18,14 @@
  * @module
  */
 import type { Tensor } from "onnxruntime-node";
-import type { Model } from "../model.ts";
+import { allFloat32, type Model } from "../model.ts";
 import { GraphBuilder, productGraph } from "../onnx/graph.ts";
 import {
   attentionByProducts,
   type Engine,
   type LayerKernels,
   preparedOnce,
+  productKernels,
   rangeAttentionByProducts,
   splitColumns,
   stackRows,
@@ -279,8 +280,14 @@ export class NativeEngine implements Engine {
     return s;
   }
 
-  /** The model's layers as native sessions ({@link nativeKernels}), built once per model. */
-  readonly prepare: Engine["prepare"] = preparedOnce((model) => nativeKernels(this, model));
+  /**
+   * The model's layers as native sessions ({@link nativeKernels}), built once per model; a
+   * model with F16/BF16 matrices runs the engine's products over weights widened a block at a
+   * time instead (`productKernels`), so it is never copied whole to float32.
+   */
+  readonly prepare: Engine["prepare"] = preparedOnce((model) =>
+    allFloat32(model) ? nativeKernels(this, model) : productKernels(this, model, false)
+  );
 }
 
 /**

@@ -11,7 +11,7 @@
  *
  * @module
  */
-import type { Model } from "../model.ts";
+import type { Model, Weight } from "../model.ts";
 import type { Engine, LayerKernels } from "./engine.ts";
 import { tsEngine } from "./engine_ts.ts";
 import { DenseKvCache, type KvCache } from "./kv_cache.ts";
@@ -28,17 +28,22 @@ export interface StepInput {
 /** Which logits a step returns for each sequence. */
 export type LogitsWanted = "last" | "all" | "none";
 
-/** Runs a model on the CPU with a chosen matrix-product engine. */
-export class CpuModel {
+/**
+ * Runs a model on the CPU with a chosen matrix-product engine. `W` is the storage of the model's
+ * matrices (`Weight`, runtime/model.ts): a float32 model gives `CpuModel<Float32Array>`, whose
+ * `model` is a plain `Model`.
+ */
+export class CpuModel<W extends Weight = Weight> {
   readonly #layers: LayerKernels;
 
   /**
    * A runner for a model.
-   * @param model configuration and float32 weights (an engine may copy them: they must not
-   *   change afterwards, except on the TypeScript engine)
+   * @param model configuration and weights, float32 or with F16/BF16 matrices kept compact (an
+   *   engine may copy float32 weights: they must not change afterwards, except on the
+   *   TypeScript engine)
    * @param engine the matrix-product engine (see `fastEngine()` in engine_auto.ts)
    */
-  constructor(readonly model: Model, readonly engine: Engine = tsEngine) {
+  constructor(readonly model: Model<W>, readonly engine: Engine = tsEngine) {
     this.#layers = engine.prepare(model);
   }
 
@@ -134,7 +139,7 @@ export class CpuModel {
  * ```
  */
 export async function forwardLogits(
-  model: Model,
+  model: Model<Weight>,
   tokens: ArrayLike<number>,
   engine: Engine = tsEngine,
 ): Promise<Float32Array> {

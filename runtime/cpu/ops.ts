@@ -4,12 +4,15 @@
  *
  * @module
  */
-import type { ModelConfig } from "../model.ts";
+import { type ModelConfig, type Weight, widenInto } from "../model.ts";
 
-/** out (T, C) = table[tokens[t]] where table is (V, C). Throws on an out-of-range token. */
+/**
+ * out (T, C) = table[tokens[t]] where table is (V, C), float32 or half precision (rows widened).
+ * Throws on an out-of-range token.
+ */
 export function embedTokens(
   out: Float32Array,
-  table: Float32Array,
+  table: Weight,
   tokens: ArrayLike<number>,
   C: number,
   V: number,
@@ -19,7 +22,7 @@ export function embedTokens(
     if (!Number.isInteger(id) || id < 0 || id >= V) {
       throw new RangeError(`token id ${id} at position ${t} is outside the vocabulary [0, ${V})`);
     }
-    out.set(table.subarray(id * C, id * C + C), t * C);
+    widenInto(out.subarray(t * C, t * C + C), table, id * C, C);
   }
 }
 

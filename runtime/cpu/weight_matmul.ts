@@ -10,8 +10,30 @@
  *
  * @module
  */
-import type { Engine } from "./engine.ts";
 import { isHalf, type Weight, weightLength, widenInto } from "../model.ts";
+
+/** The two products of an engine these functions call (`Engine`, engine.ts, has both). */
+export interface Products {
+  /** out (M, N) = x (M, K) · wᵀ; `constant` marks w as a weight. */
+  matmulT(
+    out: Float32Array,
+    x: Float32Array,
+    w: Float32Array,
+    M: number,
+    K: number,
+    N: number,
+    constant?: boolean,
+  ): Promise<void>;
+  /** out (M, N) = a (M, K) · b (K, N). */
+  matmul(
+    out: Float32Array,
+    a: Float32Array,
+    b: Float32Array,
+    M: number,
+    K: number,
+    N: number,
+  ): Promise<void>;
+}
 
 /** Floats per scratch block (4 MiB): a weight is widened this many elements at a time. */
 export const WIDEN_ELEMENTS = 1 << 20;
@@ -50,7 +72,7 @@ function checkLength(w: Weight, n: number, what: string): void {
  * ```
  */
 export async function matmulTWeight(
-  engine: Engine,
+  engine: Products,
   out: Float32Array,
   x: Float32Array,
   w: Weight,
@@ -97,7 +119,7 @@ export async function matmulTWeight(
  * ```
  */
 export async function matmulWeight(
-  engine: Engine,
+  engine: Products,
   out: Float32Array,
   a: Float32Array,
   w: Weight,

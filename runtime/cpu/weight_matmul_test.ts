@@ -1,6 +1,10 @@
 import { matmulTWeight, matmulWeight, WIDEN_ELEMENTS } from "./weight_matmul.ts";
 import { tsEngine } from "./engine_ts.ts";
-import { toHalf, type Weight, widen } from "../model.ts";
+import { mapMatrices, type Model, toHalf, type Weight, widen, widenModel } from "../model.ts";
+import { randomModel, tinyConfig } from "../random_model.ts";
+import { CpuModel } from "./forward.ts";
+import type { Engine } from "./engine.ts";
+import { ENGINE_CHOICES, engineOf } from "./engine_auto.ts";
 import { Rng } from "../rng.ts";
 import { assertAllClose } from "../_testing.ts";
 
@@ -46,6 +50,42 @@ Deno.test("matmulTWeight() and matmulWeight() agree with float64 products of the
         const a = rand(M * N), out2 = new Float32Array(M * K);
         await matmulWeight(tsEngine, out2, a, w, M, N, K);
         assertAllClose(out2, ref(a, wide, M, N, K), { atol: 1e-3 }, "a·w");
+      });
+    }
+  }
+});
+
+Deno.test("CpuModel on F16/BF16 matrices gives the logits of the widened float32 model", async (t) => {
+  const config = tinyConfig({ attentionBias: true, tieWordEmbeddings: true });
+  const tokens = Array.from({ length: 40 }, (_, i) => (i * 37 + 5) % config.vocabSize);
+  for (const choice of ENGINE_CHOICES) {
+    let engine: Engine;
+    try {
+      engine = await engineOf(choice);
+    } catch (e) {
+      await t.step({
+        name: `${choice} (ignored: ${String(e).slice(0, 80)})`,
+        ignore: true,
+        fn() {},
+      });
+      continue;
+    }
+    for (const dtype of ["F16", "BF16"] as const) {
+      await t.step(`${choice}, ${dtype}: prefill of 40 tokens, then two decode steps`, async () => {
+        const compact = mapMatrices(randomModel(config, 2), (w) => toHalf(w, dtype));
+        const wide = widenModel(compact);
+        const run = async (m: Model<Weight>) => {
+          const cpu = new CpuModel(m, engine);
+          const cache = cpu.newCache(64);
+          const out = await cpu.step([{ cache, tokens: tokens.slice(0, 38) }], "all");
+          for (const tok of tokens.slice(38)) {
+            out.push(...await cpu.step([{ cache, tokens: [tok] }]));
+          }
+          return out;
+        };
+        const [got, want] = [await run(compact), await run(wide)];
+        // the same float32 values reach the same engine: equal up to the engine's blocking
+        got.forEach((g, i) => assertAllClose(g, want[i]!, { atol: 1e-4, rtol: 1e-4 }, `step ${i}`));
       });
     }
   }

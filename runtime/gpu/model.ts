@@ -7,7 +7,7 @@
  *
  * @module
  */
-import type { Model, ModelConfig } from "../model.ts";
+import { allFloat32, isHalf, type Model, type ModelConfig, type Weight, widen } from "../model.ts";
 import {
   bytesOf,
   checkAlive,
@@ -22,7 +22,10 @@ import { fillOp } from "./kernels/elementwise.ts";
 
 /** Options of {@link GpuModel.load}. */
 export interface GpuModelOptions {
-  /** storage type of the weights @default "f32" */
+  /**
+   * storage type of the weights @default "f32", or "f16" for a model whose matrices are kept
+   * F16/BF16 (runtime/model.ts) when the device has `shader-f16`
+   */
   weights?: StorageType;
   /** storage type of the KV cache @default "f32" */
   kv?: StorageType;
@@ -42,8 +45,17 @@ interface LayerBuffers {
   wDown: GPUBuffer;
 }
 
-function concat(parts: Float32Array[]): Float32Array {
-  const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
+/**
+ * A weight in a storage type: F16 matrices go up as the checkpoint stored them; BF16 ones (WGSL
+ * has no bfloat16) and float32 ones are converted, one matrix at a time.
+ */
+function encodeWeight(w: Weight, type: StorageType): Float32Array | Uint16Array {
+  return isHalf(w) && w.dtype === "F16" && type === "f16" ? w.bits : encodeAs(widen(w), type);
+}
+
+function concat<A extends Float32Array | Uint16Array>(parts: A[]): A {
+  const n = parts.reduce((a, p) => a + p.length, 0);
+  const out = (parts[0] instanceof Uint16Array ? new Uint16Array(n) : new Float32Array(n)) as A;
   let o = 0;
   for (const p of parts) {
     out.set(p, o);
@@ -72,17 +84,18 @@ export class GpuModel {
 
   /**
    * Uploads a model's weights.
-   * @param model config and f32 weights
+   * @param model config and weights, float32 or with F16/BF16 matrices
    * @param opts storage types, device
    * @returns the model on the GPU
    * @throws {GpuUnavailableError} when there is no device
    * @throws {RangeError} when f16 is asked for and the device lacks `shader-f16`, or a shape
    *   does not suit the kernels (C, F and head size must be multiples of 4)
    */
-  static async load(model: Model, opts: GpuModelOptions = {}): Promise<GpuModel> {
+  static async load(model: Model<Weight>, opts: GpuModelOptions = {}): Promise<GpuModel> {
     const gpu = opts.gpu ?? await getGpu();
     const c = model.config;
-    const weights = opts.weights ?? "f32", kv = opts.kv ?? "f32";
+    const weights = opts.weights ?? (!allFloat32(model) && gpu.f16 ? "f16" : "f32");
+    const kv = opts.kv ?? "f32";
     if ((weights === "f16" || kv === "f16") && !gpu.f16) {
       throw new RangeError(
         `GpuModel.load(): f16 storage needs the shader-f16 feature, which "${gpu.name}" lacks; ` +
@@ -104,11 +117,13 @@ export class GpuModel {
     }
     const k: KernelConfig = { weights, kv, HS: c.headDim, NH: c.numHeads, NKV: c.numKvHeads };
     let bytes = 0;
-    const up = (label: string, data: Float32Array) => {
-      const enc = encodeAs(data, weights);
+    const upEncoded = (label: string, enc: Float32Array | Uint16Array) => {
       bytes += enc.byteLength;
       return storage(gpu, label, enc);
     };
+    const up = (label: string, data: Weight) => upEncoded(label, encodeWeight(data, weights));
+    const stacked = (label: string, parts: Weight[]) =>
+      upEncoded(label, concat(parts.map((p) => encodeWeight(p, weights))));
     const w = model.weights;
     const embed = up("embed", w.embed);
     const lmHead = w.lmHead === w.embed ? embed : up("lm_head", w.lmHead);
@@ -119,20 +134,17 @@ export class GpuModel {
       const HS = c.headDim;
       return {
         inputNorm: up(`layer ${i} input norm`, l.inputNorm),
-        wqkv: up(`layer ${i} wqkv`, concat([l.wq, l.wk, l.wv])),
+        wqkv: stacked(`layer ${i} wqkv`, [l.wq, l.wk, l.wv]),
         bqkv: hasBias
-          ? up(
-            `layer ${i} bqkv`,
-            concat([
-              l.bq ?? zeros(c.numHeads * HS),
-              l.bk ?? zeros(c.numKvHeads * HS),
-              l.bv ?? zeros(c.numKvHeads * HS),
-            ]),
-          )
+          ? stacked(`layer ${i} bqkv`, [
+            l.bq ?? zeros(c.numHeads * HS),
+            l.bk ?? zeros(c.numKvHeads * HS),
+            l.bv ?? zeros(c.numKvHeads * HS),
+          ])
           : null,
         wo: up(`layer ${i} wo`, l.wo),
         postNorm: up(`layer ${i} post norm`, l.postNorm),
-        wgu: up(`layer ${i} wgu`, concat([l.wGate, l.wUp])),
+        wgu: stacked(`layer ${i} wgu`, [l.wGate, l.wUp]),
         wDown: up(`layer ${i} wdown`, l.wDown),
       };
     });

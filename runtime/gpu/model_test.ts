@@ -18,6 +18,7 @@ import { streamingRules } from "../methods.ts";
 import { duoRules } from "../duo.ts";
 import { MoaKvCache } from "../cpu/sparse_cache.ts";
 import type { SparsePlan } from "../spans.ts";
+import { mapMatrices, type Model, toHalf, type Weight, widenModel } from "../model.ts";
 import { randomModel, tinyConfig } from "../random_model.ts";
 import { loadModel } from "../hf.ts";
 import { loadTokenizer } from "../tokenizer.ts";
@@ -226,4 +227,43 @@ Deno.test({ name: "GpuSession KV bytes follow the per-head formula", ignore }, a
   const dense = await GpuSession.create(g, { batch: 2, maxLength: 200, plan: null });
   assert.equal(dense.kvBytesAllocated(), 2 * c.numLayers * c.numKvHeads * 200 * c.headDim * 2 * 4);
   assert.ok(s.kvBytesAllocated() < dense.kvBytesAllocated());
+});
+
+Deno.test({
+  name: "GpuModel.load() uploads F16 matrices as they are and converts BF16 ones",
+  ignore,
+}, async (t) => {
+  const gpu = await getGpu();
+  const model = randomModel(tinyConfig({ attentionBias: true }), 12);
+  const T = 40;
+  const toks = Array.from({ length: T }, (_, i) => (i * 13 + 3) % model.config.vocabSize);
+  const logits = async (m: Model<Weight>, opts: { weights?: "f32" | "f16" }) => {
+    const g = await GpuModel.load(m, opts);
+    const s = await GpuSession.create(g, { batch: 1, maxLength: 48, plan: null, prefillChunk: 32 });
+    await s.prefill(0, toks);
+    const out = await s.lastLogits();
+    const bytes = g.weightBytes;
+    s.destroy();
+    g.destroy();
+    return { out, bytes, storage: g.kernels.weights };
+  };
+  for (const dtype of ["F16", "BF16"] as const) {
+    await t.step(
+      storageStep(gpu, ["f16"], `${dtype} matrices, f16 storage by default`, async () => {
+        const compact = mapMatrices(model, (w) => toHalf(w, dtype));
+        const got = await logits(compact, {});
+        // the widened model rounded to f16 on the host: the same bits on the device
+        const want = await logits(widenModel(compact), { weights: "f16" });
+        assert.equal(got.storage, "f16");
+        assert.equal(got.bytes, want.bytes);
+        assertAllClose(got.out, want.out, { atol: 0 }, "logits");
+      }),
+    );
+  }
+  await t.step("BF16 matrices with f32 storage are widened exactly", async () => {
+    const compact = mapMatrices(model, (w) => toHalf(w, "BF16"));
+    const got = await logits(compact, { weights: "f32" });
+    const want = await logits(widenModel(compact), { weights: "f32" });
+    assertAllClose(got.out, want.out, { atol: 0 }, "logits");
+  });
 });
