@@ -13,7 +13,7 @@
  * @module
  */
 import { elasticSpan } from "../../runtime/spans.ts";
-import type { HistoryRow } from "./history.ts";
+import { entryKey, type HistoryRow } from "./history.ts";
 import { type MetricRow, type RunFolder, seriesName } from "./runs.ts";
 import { wilson } from "./stats.ts";
 
@@ -433,7 +433,7 @@ export function planMapChart(runs: RunFolder[]): Chart | null {
 
 /**
  * Each metric's trend over the history for the experiments in the report: one chart per
- * (experiment, metric), a line per method, density and length.
+ * (experiment, metric) with two entries or more, a line per method, density and length.
  */
 export function trendCharts(history: HistoryRow[], runs: RunFolder[]): Chart[] {
   const names = new Set(runs.map((r) => r.resolved.experiment.name));
@@ -446,49 +446,52 @@ export function trendCharts(history: HistoryRow[], runs: RunFolder[]): Chart[] {
     const k = `${h.experiment}/${h.metric}`;
     groups.set(k, [...(groups.get(k) ?? []), h]);
   }
-  return [...groups.entries()].map(([key, hs]) => {
-    const [experiment, metric] = key.split("/") as [string, string];
-    const data = hs.map((h) => ({
-      date: h.date,
-      value: h.value,
-      commit: h.git_sha,
-      run_id: h.run_id,
-      series: `${seriesName(h.method, h.density)} n=${h.length}`,
-    }));
-    const x = { field: "date", type: "temporal", title: "run date" };
-    const y = { field: "value", type: "quantitative", title: metric, scale: { zero: false } };
-    return {
-      id: `trend-${experiment}-${metric}`.replace(/[^\w.-]+/g, "_"),
-      title: `${experiment}: ${metric} over the history`,
-      caption: `One point per history entry (commit, date, run id); one line per method, ` +
-        `density and length.`,
-      marks: data.length,
-      spec: {
-        data: { values: data },
-        width: 2 * W,
-        height: H,
-        layer: [
-          {
-            mark: { type: "line" },
-            encoding: { x, y, color: { field: "series", type: "nominal", title: "cell" } },
-          },
-          {
-            name: "data",
-            mark: { type: "point", filled: true, size: 40 },
-            encoding: {
-              x,
-              y,
-              color: { field: "series", type: "nominal", title: "cell" },
-              tooltip: [{ field: "date", type: "temporal" }, { field: "commit" }, {
-                field: "run_id",
-              }, {
-                field: "value",
-                format: ".4~g",
-              }],
+  // a trend needs two entries at least (one entry is the run itself, drawn above)
+  return [...groups.entries()].filter(([, hs]) => new Set(hs.map(entryKey)).size >= 2).map(
+    ([key, hs]) => {
+      const [experiment, metric] = key.split("/") as [string, string];
+      const data = hs.map((h) => ({
+        date: h.date,
+        value: h.value,
+        commit: h.git_sha,
+        run_id: h.run_id,
+        series: `${seriesName(h.method, h.density)} n=${h.length}`,
+      }));
+      const x = { field: "date", type: "temporal", title: "run date" };
+      const y = { field: "value", type: "quantitative", title: metric, scale: { zero: false } };
+      return {
+        id: `trend-${experiment}-${metric}`.replace(/[^\w.-]+/g, "_"),
+        title: `${experiment}: ${metric} over the history`,
+        caption: `One point per history entry (commit, date, run id); one line per method, ` +
+          `density and length.`,
+        marks: data.length,
+        spec: {
+          data: { values: data },
+          width: 2 * W,
+          height: H,
+          layer: [
+            {
+              mark: { type: "line" },
+              encoding: { x, y, color: { field: "series", type: "nominal", title: "cell" } },
             },
-          },
-        ],
-      },
-    };
-  });
+            {
+              name: "data",
+              mark: { type: "point", filled: true, size: 40 },
+              encoding: {
+                x,
+                y,
+                color: { field: "series", type: "nominal", title: "cell" },
+                tooltip: [{ field: "date", type: "temporal" }, { field: "commit" }, {
+                  field: "run_id",
+                }, {
+                  field: "value",
+                  format: ".4~g",
+                }],
+              },
+            },
+          ],
+        },
+      };
+    },
+  );
 }

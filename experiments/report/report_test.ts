@@ -111,6 +111,11 @@ Deno.test("report notes plans without a recorded Pareto set, and draws history t
   assert.ok(r.html.includes("Pareto sets not recorded"));
   const trend = r.charts.find((c) => c.id === "trend-old-plans-accuracy")!;
   assert.equal(trend.marks, 2 * 4, "2 entries × 4 cells");
+  // one entry is no trend
+  const single = `${TMP}/history-single.csv`;
+  await appendHistory(single, [await readRun(dir)]);
+  const one = await writeReport([dir], `${TMP}/single`, { history: single });
+  assert.equal(one.charts.some((c) => c.id.startsWith("trend-")), false);
   const time = r.charts.find((c) => c.id === "scale-time")!;
   assert.equal(time.marks, 4);
   assert.deepEqual(
