@@ -11,9 +11,9 @@
  *   initializers so that onnxruntime pre-packs them; one for the final norm and the logits;
  * - runs call the binding's synchronous `run` directly (the package's `InferenceSession.run`
  *   defers every call by a macrotask), with outputs bound to the caller's arrays;
- * - prefill attention is onnxruntime's GroupQueryAttention over the KV cache's own buffers (the
- *   past and present buffers are the same arrays, so nothing is copied), in query chunks so that
- *   the causal half is not computed.
+ * - prefill attention reads the KV cache's own buffers in place, in blocks of 128 queries so that
+ *   the causal half is not computed, each kv head's query heads as one product (twice as fast as
+ *   onnxruntime's GroupQueryAttention here).
  *
  * @module
  */
@@ -21,7 +21,6 @@ import type { Tensor } from "onnxruntime-node";
 import { allFloat32, type Model } from "../model.ts";
 import { GraphBuilder, productGraph } from "../onnx/graph.ts";
 import {
-  attentionByProducts,
   type Engine,
   type LayerKernels,
   preparedOnce,
@@ -61,8 +60,26 @@ function tensor(
   return new lib!.Tensor(type, data, dims);
 }
 
-/** Query rows per GroupQueryAttention call in prefill: the causal waste is one chunk's triangle. */
-const ATTENTION_CHUNK = 256;
+/**
+ * Query rows per attention run in prefill: the causal waste is one block's triangle. Measured on
+ * moa-tiny with 2 threads: 128 ran 1k and 4k prefill attention 2× and 2.5× faster than
+ * onnxruntime's GroupQueryAttention (which multiplies each query head on its own), 64 and 32 as
+ * fast at 4k and slower at 1k, 256 and 512 slower at both.
+ */
+const ATTENTION_CHUNK = 128;
+
+/** (G·n, n): 0 on and below each of G stacked n×n diagonals, −∞ above (cached per n). */
+const triangles = new Map<string, Float32Array>();
+function causalTriangle(G: number, n: number): Float32Array {
+  const key = `${G}/${n}`;
+  let tri = triangles.get(key);
+  if (tri === undefined) {
+    tri = new Float32Array(G * n * n);
+    for (let r = 0; r < G * n; r++) tri.fill(-Infinity, r * n + (r % n) + 1, (r + 1) * n);
+    triangles.set(key, tri);
+  }
+  return tri;
+}
 
 /**
  * Rows per run of the layer sessions in prefill, so that a block's activations (2F floats a
@@ -151,37 +168,27 @@ export class NativeEngine implements Engine {
   };
 
   /**
-   * Causal attention with onnxruntime's GroupQueryAttention, the head-major k and v as its
-   * shared past/present buffers, in chunks of {@link ATTENTION_CHUNK} queries (from the engine's
-   * products, {@link attentionByProducts}, for head sizes that are not multiples of 8).
+   * Causal attention in blocks of {@link ATTENTION_CHUNK} queries, one session run each over
+   * the head-major k and v read in place (sliced to the block's keys inside the session): per kv
+   * head, its G query heads' rows are one product against the keys (scaled FusedMatMul), plus a
+   * causal mask that is zero up to the block and a triangle over it (Pad of a G-tiled triangle),
+   * softmax, values.
    */
   readonly attention: Engine["attention"] = (out, q, K, V, d) => {
     const { T, NH, NKV, HS, first } = d;
-    // GroupQueryAttention takes head sizes that are multiples of 8
-    if (HS % 8 !== 0) return attentionByProducts(this, out, q, K, V, d);
-    const cap = d.cap ?? d.S;
-    const gqa = this.#gqa(NH, NKV, HS);
-    const kNew = new Float32Array(T * NKV * HS), vNew = new Float32Array(T * NKV * HS);
-    for (let t = 0; t < T; t++) {
-      for (let g = 0; g < NKV; g++) {
-        const src = (g * cap + first + t) * HS, dst = (t * NKV + g) * HS;
-        kNew.set(K.subarray(src, src + HS), dst);
-        vNew.set(V.subarray(src, src + HS), dst);
-      }
-    }
-    const past = { k: f32(K, [1, NKV, cap, HS]), v: f32(V, [1, NKV, cap, HS]) };
+    const G = NH / NKV, cap = d.cap ?? d.S;
+    const session = this.#blocked(NKV, G, HS);
+    const k = f32(K, [NKV, cap, HS]), v = f32(V, [NKV, cap, HS]);
     for (let t0 = 0; t0 < T; t0 += ATTENTION_CHUNK) {
-      const n = Math.min(ATTENTION_CHUNK, T - t0), total = first + t0 + n;
-      const rows = (a: Float32Array, w: number) => a.subarray(t0 * w * HS, (t0 + n) * w * HS);
-      gqa.run({
-        q: f32(rows(q, NH), [1, n, NH * HS]),
-        k: f32(rows(kNew, NKV), [1, n, NKV * HS]),
-        v: f32(rows(vNew, NKV), [1, n, NKV * HS]),
-        past_k: past.k,
-        past_v: past.v,
-        seqlens: tensor("int32", Int32Array.of(total - 1), [1]),
-        total: tensor("int32", Int32Array.of(total), []),
-      }, { y: f32(rows(out, NH), [1, n, NH * HS]), present_k: past.k, present_v: past.v });
+      const n = Math.min(ATTENTION_CHUNK, T - t0), seen = first + t0; // keys before the block
+      session.run({
+        q: f32(q.subarray(t0 * NH * HS, (t0 + n) * NH * HS), [n, NKV, G, HS]),
+        k,
+        v,
+        tri: f32(causalTriangle(G, n), [G * n, n]),
+        pads: tensor("int64", BigInt64Array.of(0n, BigInt(seen), 0n, 0n), [4]),
+        ends: tensor("int64", BigInt64Array.of(BigInt(seen + n)), [1]),
+      }, { y: f32(out.subarray(t0 * NH * HS, (t0 + n) * NH * HS), [n, NKV, G, HS]) });
     }
     return Promise.resolve();
   };
@@ -253,27 +260,34 @@ export class NativeEngine implements Engine {
     return s;
   }
 
-  /** The GroupQueryAttention session for a head layout. */
-  #gqa(NH: number, NKV: number, HS: number): Graph {
-    const key = `${NH}/${NKV}/${HS}`;
+  /** The blocked causal attention session for a head layout. */
+  #blocked(NKV: number, G: number, HS: number): Graph {
+    const key = `blocked/${NKV}/${G}/${HS}`;
     let s = this.#attend.get(key);
     if (s === undefined) {
       const g = new GraphBuilder("NativeEngine");
-      g.input("q", [1, "T", NH * HS]);
-      g.input("k", [1, "T", NKV * HS]);
-      g.input("v", [1, "T", NKV * HS]);
-      g.input("past_k", [1, NKV, "P", HS]);
-      g.input("past_v", [1, NKV, "P", HS]);
-      g.input("seqlens", [1], "int32");
-      g.input("total", [], "int32");
-      g.op(
-        "GroupQueryAttention",
-        ["q", "k", "v", "past_k", "past_v", "seqlens", "total"],
-        ["y", "present_k", "present_v"],
-        { num_heads: NH, kv_num_heads: NKV },
-        "com.microsoft",
-      );
-      for (const o of ["y", "present_k", "present_v"]) g.output(o);
+      g.input("q", ["T", NKV, G, HS]);
+      g.input("k", [NKV, "C", HS]);
+      g.input("v", [NKV, "C", HS]);
+      g.input("tri", ["GT", "T"]);
+      g.input("pads", [4], "int64");
+      g.input("ends", [1], "int64");
+      const zero = g.int64s("zero", [1], [0]), axis1 = g.int64s("axis1", [1], [1]);
+      // (T, NKV, G, HS) → (NKV, G·T, HS): each kv head's query rows in one matrix
+      const qt = g.op("Transpose", ["q"], "qt", { perm: [1, 2, 0, 3] });
+      const q3 = g.op("Reshape", [qt, g.int64s("rows", [3], [NKV, -1, HS])], "q3");
+      const keys = g.op("Slice", ["k", zero, "ends", axis1], "keys");
+      const values = g.op("Slice", ["v", zero, "ends", axis1], "values");
+      const scores = g.op("FusedMatMul", [q3, keys], "scores", {
+        transB: 1,
+        alpha: { f: 1 / Math.sqrt(HS) },
+      }, "com.microsoft");
+      const mask = g.op("Pad", ["tri", "pads"], "mask");
+      const p = g.op("Softmax", [g.op("Add", [scores, mask])], "p", { axis: -1 });
+      const o = g.op("MatMul", [p, values], "o");
+      const o4 = g.op("Reshape", [o, g.int64s("heads", [4], [NKV, G, -1, HS])], "o4");
+      g.op("Transpose", [o4], "y", { perm: [2, 0, 1, 3] }); // (T, NKV, G, HS)
+      g.output("y");
       s = sessionOf(this, g);
       this.#attend.set(key, s);
     }
