@@ -19,7 +19,7 @@
  */
 import type { Tensor } from "onnxruntime-node";
 import { allFloat32, type Model } from "../model.ts";
-import { GraphBuilder, productGraph } from "../onnx/graph.ts";
+import { GraphBuilder, productGraph, transposed } from "../onnx/graph.ts";
 import {
   type Engine,
   type LayerKernels,
@@ -320,14 +320,37 @@ function nativeKernels(e: NativeEngine, model: Model): LayerKernels {
   const F = config.intermediateSize, V = config.vocabSize, L = weights.layers.length;
   const QKV = (NH + 2 * NKV) * HS;
   const invFreq = ropeInvFreq(config);
-  const norm = (g: GraphBuilder, x: string, w: Float32Array, name: string) =>
-    g.op("SimplifiedLayerNormalization", [x, g.weight(name, w, [C])], `${name}_out`, {
-      axis: -1,
-      epsilon: { f: config.rmsNormEps },
-    });
+  const eps = { f: config.rmsNormEps };
+  const matrix = (g: GraphBuilder, name: string, w: Float32Array, out: number, inp: number) =>
+    g.weight(name, transposed(w, out, inp), [inp, out]);
+  /** x + skip, and RMSNorm of it with `gamma`: [normed, sum] (one SkipSimplifiedLayerNormalization). */
+  const skipNorm = (
+    g: GraphBuilder,
+    x: string,
+    skip: string,
+    gamma: Float32Array,
+    name: string,
+  ) => {
+    g.op(
+      "SkipSimplifiedLayerNormalization",
+      [x, skip, g.weight(name, gamma, [C])],
+      [
+        `${name}_out`,
+        "",
+        "",
+        `${name}_sum`,
+      ],
+      { epsilon: eps },
+      "com.microsoft",
+    );
+    return [`${name}_out`, `${name}_sum`] as const;
+  };
 
-  /** Layer l's [q | k | v] (T, QKV) from x, RoPE at `pos` with tables of `rows` positions. */
-  const addInputs = (g: GraphBuilder, l: number, x: string, rows: number, name: string) => {
+  /**
+   * Layer l's [q | k] after RoPE and v, from its normed input h (1, T, C); RoPE at `pos` with
+   * tables of `rows` positions, q's and k's heads rotated together.
+   */
+  const addInputs = (g: GraphBuilder, l: number, h: string, rows: number) => {
     const w = weights.layers[l]!;
     const half = HS / 2, cos = new Float32Array(rows * half), sin = new Float32Array(rows * half);
     for (let p = 0; p < rows; p++) {
@@ -338,58 +361,64 @@ function nativeKernels(e: NativeEngine, model: Model): LayerKernels {
       }
     }
     const tables = [g.weight("cos", cos, [rows, half]), g.weight("sin", sin, [rows, half])];
-    const h = norm(g, x, w.inputNorm, `input_norm${l}`);
-    const wqkv = g.weight(`wqkv${l}`, stackRows([w.wq, w.wk, w.wv]), [QKV, C]);
-    const bias = w.bq && w.bk && w.bv
-      ? [g.weight(`bqkv${l}`, stackRows([w.bq, w.bk, w.bv]), [QKV])]
-      : [];
-    const qkv = g.op("Gemm", [h, wqkv, ...bias], `qkv${l}`, { transB: 1 });
-    const split = g.int64s("split_qkv", [3], [NH * HS, NKV * HS, NKV * HS]);
-    g.op("Split", [qkv, split], ["q2", "k2", "v2"], { axis: 1 });
-    const axis0 = g.int64s("axis0", [1], [0]);
-    for (const [name, heads] of [["q", NH], ["k", NKV]] as const) {
-      const x3 = g.op("Unsqueeze", [`${name}2`, axis0], `${name}3`);
-      g.op("RotaryEmbedding", [x3, "pos", ...tables], `${name}3r`, {
-        interleaved: 0,
-        num_heads: heads,
-      }, "com.microsoft");
-      g.op("Squeeze", [`${name}3r`, axis0], `${name}r`);
+    let qkv = g.op("MatMul", [h, matrix(g, `wqkv${l}`, stackRows([w.wq, w.wk, w.wv]), QKV, C)]);
+    if (w.bq && w.bk && w.bv) {
+      qkv = g.op("Add", [qkv, g.weight(`bqkv${l}`, stackRows([w.bq, w.bk, w.bv]), [QKV])]);
     }
-    return g.op("Concat", ["qr", "kr", "v2"], name, { axis: 1 });
+    const split = g.int64s("split_qkv", [2], [(NH + NKV) * HS, NKV * HS]);
+    g.op("Split", [qkv, split], ["qk", "v"], { axis: 2 });
+    const qk = g.op("RotaryEmbedding", ["qk", "pos", ...tables], "qk_rope", {
+      interleaved: 0,
+      num_heads: NH + NKV,
+    }, "com.microsoft");
+    return [qk, "v"];
   };
 
-  /** The rest of layer l: x after the attention and MLP residuals. */
-  const addOutput = (g: GraphBuilder, l: number, x: string, att: string) => {
+  /**
+   * The rest of layer l from x and the attention output (1, T, ·), with the next RMSNorm (gamma:
+   * the next layer's input norm or the final norm) fused into the last residual: [normed, y].
+   */
+  const addOutput = (g: GraphBuilder, l: number, x: string, att: string, gamma: Float32Array) => {
     const w = weights.layers[l]!;
-    const wo = g.weight(`wo${l}`, w.wo, [C, NH * HS]);
-    const x1 = g.op("Add", [x, g.op("Gemm", [att, wo], `proj${l}`, { transB: 1 })], `x1_${l}`);
-    const h = norm(g, x1, w.postNorm, `post_norm${l}`);
-    const wgu = g.weight(`wgu${l}`, stackRows([w.wGate, w.wUp]), [2 * F, C]);
-    const gu = g.op("Gemm", [h, wgu], `gu${l}`, { transB: 1 });
-    g.op("Split", [gu, g.int64s("split_gu", [2], [F, F])], ["gate", "up"], { axis: 1 });
-    const act = g.op("Mul", [g.op("Mul", ["gate", g.op("Sigmoid", ["gate"])]), "up"]);
-    const wdown = g.weight(`wdown${l}`, w.wDown, [C, F]);
-    return g.op("Add", [x1, g.op("Gemm", [act, wdown], `down${l}`, { transB: 1 })], `y${l}`);
+    const proj = g.op("MatMul", [att, matrix(g, `wo${l}`, w.wo, C, NH * HS)]);
+    const [h, x1] = skipNorm(g, x, proj, w.postNorm, `post_norm${l}`);
+    const gu = g.op("MatMul", [h, matrix(g, `wgu${l}`, stackRows([w.wGate, w.wUp]), 2 * F, C)]);
+    g.op("Split", [gu, g.int64s("split_gu", [2], [F, F])], ["gate", "up"], { axis: 2 });
+    const act = g.op("QuickGelu", ["gate"], "silu", { alpha: { f: 1 } }, "com.microsoft");
+    const down = g.op("MatMul", [g.op("Mul", [act, "up"]), matrix(g, `wdown${l}`, w.wDown, C, F)]);
+    return skipNorm(g, x1, down, gamma, "next_norm");
   };
 
-  /** Session of layer 0's inputs (l = −1) or of layer l's rest plus what follows it. */
+  /**
+   * Session of layer 0's inputs (l = −1: x → [q | k | v]) or of layer l's rest plus what follows
+   * it (x, att → [x | q | k | v] of the next layer, or the last layer's logits). Activations are
+   * (1, T, ·) so that MatMul (pre-packed (in, out) weights) and RotaryEmbedding need no reshapes.
+   */
   const session = (l: number, rows: number) => {
     const g = new GraphBuilder(`NativeEngine layer ${l}`);
-    g.input("x", ["T", C]);
+    g.input("x", [1, "T", C]);
     if (l < 0) {
       g.input("pos", [1, "T"], "int64");
-      g.output(addInputs(g, 0, "x", rows, "out"));
+      const h = g.op(
+        "SimplifiedLayerNormalization",
+        [
+          "x",
+          g.weight("input_norm0", weights.layers[0]!.inputNorm, [C]),
+        ],
+        "h",
+        { axis: -1, epsilon: eps },
+      );
+      g.output(g.op("Concat", addInputs(g, 0, h, rows), "out", { axis: 2 }));
       return sessionOf(e, g);
     }
-    g.input("att", ["T", NH * HS]);
-    const y = addOutput(g, l, "x", "att");
+    g.input("att", [1, "T", NH * HS]);
     if (l + 1 < L) {
       g.input("pos", [1, "T"], "int64");
-      g.output(g.op("Concat", [y, addInputs(g, l + 1, y, rows, "qkv_next")], "out", { axis: 1 }));
+      const [h, y] = addOutput(g, l, "x", "att", weights.layers[l + 1]!.inputNorm);
+      g.output(g.op("Concat", [y, ...addInputs(g, l + 1, h, rows)], "out", { axis: 2 }));
     } else {
-      const h = norm(g, y, weights.finalNorm, "final_norm");
-      const head = g.weight("lm_head", weights.lmHead, [V, C]);
-      g.output(g.op("Gemm", [h, head], "out", { transB: 1 }));
+      const [h] = addOutput(g, l, "x", "att", weights.finalNorm);
+      g.output(g.op("MatMul", [h, matrix(g, "lm_head", weights.lmHead, V, C)], "out"));
     }
     return sessionOf(e, g);
   };
@@ -435,8 +464,8 @@ function nativeKernels(e: NativeEngine, model: Model): LayerKernels {
       const qkv = new Float32Array(T * QKV);
       const pos = positionTensor(positions, T);
       blocks(T, (t0, n) => {
-        sessions[0]!.run({ x: f32(rowsOf(x, C, t0, n), [n, C]), pos: pos(t0, n) }, {
-          out: f32(rowsOf(qkv, QKV, t0, n), [n, QKV]),
+        sessions[0]!.run({ x: f32(rowsOf(x, C, t0, n), [1, n, C]), pos: pos(t0, n) }, {
+          out: f32(rowsOf(qkv, QKV, t0, n), [1, n, QKV]),
         });
       });
       splitColumns(qkv, T, [[q, NH * HS], [k, NKV * HS], [v, NKV * HS]]);
@@ -449,10 +478,10 @@ function nativeKernels(e: NativeEngine, model: Model): LayerKernels {
         const pos = positionTensor(next.positions, T);
         blocks(T, (t0, n) => {
           sessions[l + 1]!.run({
-            x: f32(rowsOf(x, C, t0, n), [n, C]),
-            att: f32(rowsOf(att, NH * HS, t0, n), [n, NH * HS]),
+            x: f32(rowsOf(x, C, t0, n), [1, n, C]),
+            att: f32(rowsOf(att, NH * HS, t0, n), [1, n, NH * HS]),
             pos: pos(t0, n),
-          }, { out: f32(rowsOf(y, C + QKV, t0, n), [n, C + QKV]) });
+          }, { out: f32(rowsOf(y, C + QKV, t0, n), [1, n, C + QKV]) });
         });
         splitColumns(y, T, [[x, C], [next.q, NH * HS], [next.k, NKV * HS], [next.v, NKV * HS]]);
         return Promise.resolve();
@@ -467,9 +496,9 @@ function nativeKernels(e: NativeEngine, model: Model): LayerKernels {
       });
       blocks(R, (t0, n) => {
         sessions[L]!.run({
-          x: f32(rowsOf(xr, C, t0, n), [n, C]),
-          att: f32(rowsOf(ar, NH * HS, t0, n), [n, NH * HS]),
-        }, { out: f32(rowsOf(next.logits, V, t0, n), [n, V]) });
+          x: f32(rowsOf(xr, C, t0, n), [1, n, C]),
+          att: f32(rowsOf(ar, NH * HS, t0, n), [1, n, NH * HS]),
+        }, { out: f32(rowsOf(next.logits, V, t0, n), [1, n, V]) });
       });
       return Promise.resolve();
     },

@@ -13,7 +13,7 @@
  * @module
  */
 import type { LayerWeights, Model, ModelConfig } from "../model.ts";
-import { GraphBuilder, MAX_PROTO_BYTES } from "./graph.ts";
+import { GraphBuilder, MAX_PROTO_BYTES, transposed } from "./graph.ts";
 
 /** Options of {@link exportOnnx}. */
 export interface ExportOnnxOptions {
@@ -88,7 +88,7 @@ export function exportOnnx(model: Model, opts: ExportOnnxOptions = {}): Uint8Arr
 
   // Final norm and output projection: logits = rmsnorm(x)·finalNorm · lmHeadᵀ.   (B, T, V)
   const h = rmsNorm(g, x, weights.finalNorm, "final_norm", ctx.eps);
-  g.op("MatMul", [h, g.weight("lm_head_t", transpose(weights.lmHead, V, C), [C, V])], "logits");
+  g.op("MatMul", [h, g.weight("lm_head_t", transposed(weights.lmHead, V, C), [C, V])], "logits");
 
   return g.model(`moa_${config.modelType}`);
 }
@@ -267,7 +267,7 @@ function linear(
   inDim: number,
   name: string,
 ): string {
-  const wT = g.weight(`${name}.weight_t`, transpose(w, outDim, inDim), [inDim, outDim]);
+  const wT = g.weight(`${name}.weight_t`, transposed(w, outDim, inDim), [inDim, outDim]);
   const y = g.op("MatMul", [x, wT], b ? `${name}.matmul` : name);
   return b ? g.op("Add", [y, g.weight(`${name}.bias`, b, [outDim])], name) : y;
 }
@@ -363,18 +363,4 @@ function layerParamCount(lw: LayerWeights): number {
     lw.wUp,
     lw.wDown,
   ].reduce((n, a) => n + (a?.length ?? 0), 0);
-}
-
-/** (rows, cols) row-major → (cols, rows) row-major. */
-function transpose(a: Float32Array, rows: number, cols: number): Float32Array {
-  if (a.length !== rows * cols) {
-    throw new RangeError(
-      `exportOnnx: expected a (${rows}, ${cols}) matrix, got ${a.length} values`,
-    );
-  }
-  const out = new Float32Array(a.length);
-  for (let r = 0; r < rows; r++) {
-    for (let c = 0; c < cols; c++) out[c * rows + r] = a[r * cols + c]!;
-  }
-  return out;
 }

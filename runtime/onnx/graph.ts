@@ -212,3 +212,17 @@ export function productGraph(what: string, transposed: boolean): GraphBuilder {
   g.output("y");
   return g;
 }
+
+/** (rows, cols) row-major → (cols, rows) row-major: a linear layer's weight as MatMul's operand. */
+export function transposed(a: Float32Array, rows: number, cols: number): Float32Array {
+  if (a.length !== rows * cols) {
+    throw new RangeError(
+      `transposed: expected a (${rows}, ${cols}) matrix, got ${a.length} values`,
+    );
+  }
+  const out = new Float32Array(a.length);
+  for (let r = 0; r < rows; r++) {
+    for (let c = 0; c < cols; c++) out[c * rows + r] = a[r * cols + c]!;
+  }
+  return out;
+}
