@@ -260,7 +260,7 @@ export class CellStages {
           influence: exp.profile.influence,
           spans: exp.spans,
           seed: exp.seed,
-          profileDevice: s.backend === "webgpu" ? "webgpu" : "wasm",
+          profileDevice: s.backend === "webgpu" ? "webgpu" : "cpu",
           ...planRecipe(method),
         },
         log,

@@ -11,7 +11,7 @@ import {
   type CalibrationSample,
   describeCalibration,
 } from "../data/calibration.ts";
-import type { JaxDevice } from "../runtime/autodiff/jax_model.ts";
+import type { InfluenceDevice } from "../runtime/autodiff/influence.ts";
 import type { CpuModel } from "../runtime/cpu/forward.ts";
 import { MoaKvCache } from "../runtime/cpu/sparse_cache.ts";
 import type { TextTokenizer } from "../runtime/tokenizer.ts";
@@ -60,8 +60,11 @@ export interface PlanSettings {
   validationLength?: number;
   /** Seconds per MILP. @default 60 */
   timeLimit?: number;
-  /** Where the profile's gradients run (jax-js). @default "wasm" */
-  profileDevice?: JaxDevice;
+  /**
+   * Where the profile's gradients run: the CPU engine, or jax-js on WebAssembly or WebGPU.
+   * @default "cpu"
+   */
+  profileDevice?: InfluenceDevice;
   /**
    * The search space (the paper's ablation): `elastic` per-head α + β·N rules (MoA);
    * `head` a static window per head (β = 0); `layer` one static window per layer; `uniform`
@@ -204,7 +207,7 @@ export async function makePlan(
       log(`profile: attention influence at ${N} tokens, block ${s.block}`);
       return await profileInfluence(cpu.model, samples, s.block, {
         signed,
-        device: s.profileDevice ?? "wasm",
+        device: s.profileDevice ?? "cpu",
         engine: cpu.engine,
       });
     });

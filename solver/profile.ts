@@ -15,8 +15,8 @@
  *
  * @module
  */
-import { initJax, type JaxDevice } from "../runtime/autodiff/jax_model.ts";
-import { layerInfluence } from "../runtime/autodiff/influence.ts";
+import { initJax } from "../runtime/autodiff/jax_model.ts";
+import { type InfluenceDevice, layerInfluence } from "../runtime/autodiff/influence.ts";
 import type { Engine } from "../runtime/cpu/engine.ts";
 import type { Model, Weight } from "../runtime/model.ts";
 import type { CalibrationSample } from "../data/calibration.ts";
@@ -97,9 +97,12 @@ export interface ProfileOptions {
   onSample?: (done: number) => void;
   /** Sum E itself (the first-order loss change) instead of |E| (the reference's). */
   signed?: boolean;
-  /** Where the gradients run: jax-js on WebAssembly, or on WebGPU. @default "wasm" */
-  device?: JaxDevice;
-  /** The CPU engine of the output head's products (see influence.ts). */
+  /**
+   * Where the layers' gradients run: "cpu" on the CPU engine, "wasm" or "webgpu" in jax-js.
+   * @default "cpu" when an engine is given, else "wasm"
+   */
+  device?: InfluenceDevice;
+  /** The CPU engine of the output head's products, and of the layers on "cpu". */
   engine?: Engine;
   /** Query rows per block (a multiple of `block`); default: by a 64 MiB budget per array. */
   queryBlock?: number;
@@ -127,7 +130,8 @@ export async function profileInfluence(
     { length: L },
     () => Array.from({ length: NKV }, () => new Float64Array(nb * nb)),
   );
-  await initJax(opts.device ?? "wasm");
+  const device = opts.device ?? (opts.engine ? "cpu" : "wasm");
+  if (device !== "cpu") await initJax(device);
   for (const [s, sample] of samples.entries()) {
     if (sample.tokens.length !== T) {
       throw new RangeError(
@@ -141,6 +145,7 @@ export async function profileInfluence(
       });
     }, {
       block,
+      device,
       signed: opts.signed ?? false,
       ...(opts.engine ? { engine: opts.engine } : {}),
       ...(opts.queryBlock ? { queryBlock: opts.queryBlock } : {}),

@@ -36,6 +36,12 @@ import {
 import type { Engine } from "../cpu/engine.ts";
 import { tsEngine } from "../cpu/engine_ts.ts";
 import { matmulTWeight, matmulWeight } from "../cpu/weight_matmul.ts";
+import {
+  EngineLayers,
+  type LayerRunDims,
+  rmsnormBackward,
+  rmsnormSaving,
+} from "../cpu/layer_backward.ts";
 
 /** One sequence to profile: tokens, next-token targets and loss weights, each (T). */
 export interface InfluenceSample {
@@ -57,7 +63,9 @@ export interface InfluenceOptions {
   queryBlock?: number;
   /** Budget of one (NH, Bq, T) array in bytes. @default 64 MiB */
   blockBytes?: number;
-  /** The CPU engine of the output head's products. @default plain TypeScript */
+  /** Where the layers run. @default "wasm" */
+  device?: InfluenceDevice;
+  /** The CPU engine of the output head's products, and of the layers on "cpu". @default plain TypeScript */
   engine?: Engine;
 }
 
@@ -267,18 +275,6 @@ export function queryBlockFor(NH: number, T: number, block: number, bytes = 64 *
   return Math.max(block, Math.min(fit, Math.ceil(T / block) * block));
 }
 
-/** x (rows, C) → y = x·r·g with r = 1/√(mean(x²) + ε), per row, in float64 sums. */
-function rmsnormRows(x: Float32Array, g: Float32Array, rows: number, C: number, eps: number) {
-  const y = new Float32Array(rows * C), r = new Float64Array(rows);
-  for (let i = 0; i < rows; i++) {
-    let ss = 0;
-    for (let c = 0; c < C; c++) ss += x[i * C + c]! ** 2;
-    r[i] = 1 / Math.sqrt(ss / C + eps);
-    for (let c = 0; c < C; c++) y[i * C + c] = x[i * C + c]! * r[i]! * g[c]!;
-  }
-  return { y, r };
-}
-
 /** Rows of the head's loss processed at a time (their logits: rows × V floats). */
 const HEAD_ROWS = 64;
 
@@ -305,7 +301,7 @@ async function headLossAndGrad(
     const part = rows.slice(r0, r0 + HEAD_ROWS), R = part.length;
     const xr = new Float32Array(R * C);
     part.forEach((t, i) => xr.set(x.subarray(t * C, (t + 1) * C), i * C));
-    const { y, r } = rmsnormRows(xr, g, R, C, c.rmsNormEps);
+    const { y, r } = rmsnormSaving(xr, g, R, C, c.rmsNormEps);
     const logits = new Float32Array(R * V);
     await matmulTWeight(engine, logits, y, head, R, C, V);
     // d logits = w · (softmax − onehot), w = mask / Σ mask
@@ -322,104 +318,88 @@ async function headLossAndGrad(
     }
     const dy = new Float32Array(R * C);
     await matmulWeight(engine, dy, logits, head, R, V, C);
-    // RMSNorm backward: dx = r·(g⊙dy) − x·r³/C · Σ_c g_c dy_c x_c
-    for (let i = 0; i < R; i++) {
-      const o = i * C, ri = r[i]!;
-      let dot = 0;
-      for (let k = 0; k < C; k++) dot += g[k]! * dy[o + k]! * xr[o + k]!;
-      const t = part[i]! * C;
-      for (let k = 0; k < C; k++) {
-        dx[t + k] = ri * g[k]! * dy[o + k]! - xr[o + k]! * ri ** 3 * dot / C;
-      }
-    }
+    const dxr = new Float32Array(R * C);
+    rmsnormBackward(dxr, xr, g, r, dy, R, C);
+    part.forEach((t, i) => dx.set(dxr.subarray(i * C, (i + 1) * C), t * C));
   }
   return { loss, dx };
 }
 
 /**
- * The attention influence tiles of one sequence, layer by layer (last first) and query block by
- * query block, with their loss: the masked mean cross-entropy. Runs on the jax device chosen by
- * `initJax` (jax_model.ts), which must have been called.
- *
- * @param model the weights, float32 or compact; never copied whole
- * @param sample tokens, targets and loss weights (T each)
- * @param onLayer receives each layer's tiles per kv head: Σ|E| (or ΣE) over (query block, key
- *   block), summed over the kv head's query heads, nb = ⌈T / block⌉ a side
- * @param opts tile size, sign, query block, memory budget, head engine
- * @returns the loss
- * @throws RangeError on a wrong length, an out-of-vocabulary token, an all-zero mask, or a query
- *   block that is not a multiple of the tile size
+ * One layer forward and backward on some device, between host arrays of (Tp, C) (the layer
+ * inputs the driver keeps, and the gradients it passes down).
  */
-export async function layerInfluence(
-  model: Model<Weight>,
-  sample: InfluenceSample,
-  onLayer: LayerTiles,
-  opts: InfluenceOptions,
-): Promise<number> {
-  const c = model.config, w = model.weights;
-  const { hiddenSize: C, numHeads: NH, numKvHeads: NKV, headDim: HS, numLayers: L } = c;
-  const block = opts.block, T = sample.tokens.length;
-  checkTokens(c, "tokens", sample.tokens, T);
-  checkTokens(c, "targets", sample.targets, T);
-  if (sample.mask.length !== T) {
-    throw new RangeError(`mask has length ${sample.mask.length}, expected ${T}`);
-  }
-  if (!sample.mask.some((m) => m > 0)) {
-    throw new RangeError("mask selects no position (its sum is 0)");
-  }
-  const Bq = opts.queryBlock ?? queryBlockFor(NH, T, block, opts.blockBytes);
-  if (!Number.isInteger(Bq) || Bq < block || Bq % block !== 0) {
-    throw new RangeError(`queryBlock ${Bq} is not a positive multiple of the tile size ${block}`);
-  }
-  // pad to whole query blocks: padded positions come last, carry no loss and are seen by no
-  // real query, so every gradient and tile they touch is zero
-  const Tp = Math.ceil(T / Bq) * Bq, nb = Math.ceil(T / block), nbp = Tp / block;
-  const engine = opts.engine ?? tsEngine;
-  const p = programsFor(c, block, opts.signed ?? false);
-  const rope = () => ropeTables(c, Tp);
+export interface LayerBackend {
+  /** Layer l's output from its input. */
+  forward(l: number, x: Float32Array): Promise<Float32Array>;
+  /**
+   * ∂L/∂(layer l's input) from its input and ∂L/∂(its output); adds the layer's tiles (per kv
+   * head, row-major (nb, nb), nb = ⌈T / block⌉) to `tiles`.
+   */
+  backward(
+    l: number,
+    x: Float32Array,
+    ct: Float32Array,
+    tiles: Float64Array[],
+  ): Promise<Float32Array>;
+}
 
-  // forward sweep: the input of every layer, on the host
-  const xs: Float32Array[] = [new Float32Array(Tp * C)];
-  for (let t = 0; t < T; t++) {
-    widenInto(xs[0]!.subarray(t * C, (t + 1) * C), w.embed, sample.tokens[t]! * C, C);
+/** Where the profile's layers run: jax-js on WebAssembly or WebGPU, or the CPU engine. */
+export type InfluenceDevice = "wasm" | "webgpu" | "cpu";
+
+/** The layers on the jax device chosen by `initJax`, a layer's weights uploaded per call. */
+class JaxLayers implements LayerBackend {
+  readonly #p: Programs;
+
+  constructor(readonly model: Model<Weight>, readonly dims: LayerRunDims) {
+    this.#p = programsFor(model.config, dims.block, dims.signed);
   }
-  for (let t = T; t < Tp; t++) xs[0]!.set(xs[0]!.subarray(0, C), t * C);
-  const attend = (q: JaxArray, k: JaxArray, v: JaxArray): JaxArray => {
+
+  #attend(q: JaxArray, k: JaxArray, v: JaxArray): JaxArray {
+    const { Tp, queryBlock: Bq } = this.dims;
     const parts: JaxArray[] = [];
     for (let qs = 0; qs < Tp; qs += Bq) {
       const qb = q.ref.slice([], [], [qs, qs + Bq], []);
-      parts.push(p.forwardBlock(qb, k.ref, v.ref, np.array([qs], { dtype: np.int32 })));
+      parts.push(this.#p.forwardBlock(qb, k.ref, v.ref, np.array([qs], { dtype: np.int32 })));
     }
     q.dispose(), k.dispose(), v.dispose();
     return parts.length === 1 ? parts[0]! : np.concatenate(parts, 2);
-  };
-  for (let l = 0; l < L; l++) {
-    const lw = uploadLayer(c, w.layers[l]!);
-    const x = upload(xs[l]!, [Tp, C]);
-    const { cos, sin } = rope();
-    const [q, k, v] = p.project(tree.ref(lw), x.ref, cos, sin) as [JaxArray, JaxArray, JaxArray];
-    xs.push(await readF32(p.finish(lw, x, attend(q, k, v))));
   }
 
-  const { loss, dx: top } = await headLossAndGrad(model, xs[L]!, sample, T, engine);
-  let ct = upload(top, [Tp, C]);
-  for (let l = L - 1; l >= 0; l--) {
-    const lw = uploadLayer(c, w.layers[l]!);
-    const x = upload(xs[l]!, [Tp, C]);
-    const { cos, sin } = rope();
+  async forward(l: number, xh: Float32Array): Promise<Float32Array> {
+    const c = this.model.config, Tp = this.dims.Tp, p = this.#p;
+    const lw = uploadLayer(c, this.model.weights.layers[l]!);
+    const x = upload(xh, [Tp, c.hiddenSize]);
+    const { cos, sin } = ropeTables(c, Tp);
+    const [q, k, v] = p.project(tree.ref(lw), x.ref, cos, sin) as [JaxArray, JaxArray, JaxArray];
+    return await readF32(p.finish(lw, x, this.#attend(q, k, v)));
+  }
+
+  async backward(
+    l: number,
+    xh: Float32Array,
+    cth: Float32Array,
+    tiles: Float64Array[],
+  ): Promise<Float32Array> {
+    const c = this.model.config, p = this.#p;
+    const { numKvHeads: NKV, headDim: HS, hiddenSize: C } = c;
+    const { T, Tp, queryBlock: Bq, block } = this.dims;
+    const nb = Math.ceil(T / block), nbp = Tp / block;
+    const lw = uploadLayer(c, this.model.weights.layers[l]!);
+    const x = upload(xh, [Tp, C]);
+    const { cos, sin } = ropeTables(c, Tp);
     const [q, k, v] = p.project(tree.ref(lw), x.ref, cos.ref, sin.ref) as [
       JaxArray,
       JaxArray,
       JaxArray,
     ];
-    const o = attend(q.ref, k.ref, v.ref);
-    const [value, [dxOut, dO, dW]] = p.finishBack(x.ref, o, tree.ref(lw), ct);
+    const o = this.#attend(q.ref, k.ref, v.ref);
+    const [value, [dxOut, dO, dW]] = p.finishBack(x.ref, o, tree.ref(lw), upload(cth, [Tp, C]));
     value.dispose();
     tree.dispose(dW);
     let dK = np.zeros([NKV, Tp, HS], { dtype: np.float32 });
     let dV = np.zeros([NKV, Tp, HS], { dtype: np.float32 });
     const dQs: JaxArray[] = [];
-    const tiles = Array.from({ length: NKV }, () => new Float64Array(nb * nb));
     const rowsPerBlock = Bq / block;
     for (let qs = 0; qs < Tp; qs += Bq) {
       const [t, dQ, nextK, nextV] = p.backBlock(
@@ -438,7 +418,7 @@ export async function layerInfluence(
       for (let g = 0; g < NKV; g++) {
         for (let i = 0; i < rowsPerBlock && qb0 + i < nb; i++) {
           const src = (g * rowsPerBlock + i) * nbp, dst = (qb0 + i) * nb;
-          for (let j = 0; j < nb; j++) tiles[g]![dst + j] = got[src + j]!;
+          for (let j = 0; j < nb; j++) tiles[g]![dst + j]! += got[src + j]!;
         }
       }
     }
@@ -447,9 +427,69 @@ export async function layerInfluence(
     const [value2, [dxIn, dW2]] = p.projectBack(x, lw, cos, sin, dQ, dK, dV);
     value2.dispose();
     tree.dispose(dW2);
-    ct = dxOut.add(dxIn);
+    return await readF32(dxOut.add(dxIn));
+  }
+}
+
+/**
+ * The attention influence tiles of one sequence, layer by layer (last first) and query block by
+ * query block, with their loss: the masked mean cross-entropy. With `device` "wasm" or "webgpu"
+ * the layers run in jax-js on the device `initJax` (jax_model.ts) chose, which must match; with
+ * "cpu" they run on the CPU engine (runtime/cpu/layer_backward.ts).
+ *
+ * @param model the weights, float32 or compact; never copied whole
+ * @param sample tokens, targets and loss weights (T each)
+ * @param onLayer receives each layer's tiles per kv head: Σ|E| (or ΣE) over (query block, key
+ *   block), summed over the kv head's query heads, nb = ⌈T / block⌉ a side
+ * @param opts tile size, sign, device, query block, memory budget, engine
+ * @returns the loss
+ * @throws RangeError on a wrong length, an out-of-vocabulary token, an all-zero mask, or a query
+ *   block that is not a multiple of the tile size
+ */
+export async function layerInfluence(
+  model: Model<Weight>,
+  sample: InfluenceSample,
+  onLayer: LayerTiles,
+  opts: InfluenceOptions,
+): Promise<number> {
+  const c = model.config, w = model.weights;
+  const { hiddenSize: C, numHeads: NH, numKvHeads: NKV, numLayers: L } = c;
+  const block = opts.block, T = sample.tokens.length;
+  checkTokens(c, "tokens", sample.tokens, T);
+  checkTokens(c, "targets", sample.targets, T);
+  if (sample.mask.length !== T) {
+    throw new RangeError(`mask has length ${sample.mask.length}, expected ${T}`);
+  }
+  if (!sample.mask.some((m) => m > 0)) {
+    throw new RangeError("mask selects no position (its sum is 0)");
+  }
+  const Bq = opts.queryBlock ?? queryBlockFor(NH, T, block, opts.blockBytes);
+  if (!Number.isInteger(Bq) || Bq < block || Bq % block !== 0) {
+    throw new RangeError(`queryBlock ${Bq} is not a positive multiple of the tile size ${block}`);
+  }
+  // pad to whole query blocks: padded positions come last, carry no loss and are seen by no
+  // real query, so every gradient and tile they touch is zero
+  const Tp = Math.ceil(T / Bq) * Bq, nb = Math.ceil(T / block);
+  const engine = opts.engine ?? tsEngine;
+  const dims: LayerRunDims = { T, Tp, queryBlock: Bq, block, signed: opts.signed ?? false };
+  const layers: LayerBackend = (opts.device ?? "wasm") === "cpu"
+    ? new EngineLayers(model, engine, dims)
+    : new JaxLayers(model, dims);
+
+  // forward sweep: the input of every layer, on the host
+  const xs: Float32Array[] = [new Float32Array(Tp * C)];
+  for (let t = 0; t < T; t++) {
+    widenInto(xs[0]!.subarray(t * C, (t + 1) * C), w.embed, sample.tokens[t]! * C, C);
+  }
+  for (let t = T; t < Tp; t++) xs[0]!.set(xs[0]!.subarray(0, C), t * C);
+  for (let l = 0; l < L; l++) xs.push(await layers.forward(l, xs[l]!));
+
+  let { loss, dx: ct } = await headLossAndGrad(model, xs[L]!, sample, T, engine);
+  for (let l = L - 1; l >= 0; l--) {
+    const tiles = Array.from({ length: NKV }, () => new Float64Array(nb * nb));
+    ct = await layers.backward(l, xs[l]!, ct, tiles);
+    xs.length = l + 1; // the inputs above are no longer needed
     await onLayer(l, tiles);
   }
-  ct.dispose();
   return loss;
 }
