@@ -131,6 +131,12 @@ export interface Engine {
    * rows at a time (`matmulTWeight`, weight_matmul.ts).
    */
   prepare(model: Model<Weight>): LayerKernels;
+  /**
+   * True when `prepare`'s layers run a whole block (all its products and ops) as one call, as
+   * the native engine's sessions do; absent when they are a sequence of this engine's products.
+   * `AutoEngine` routes whole blocks to such an engine and single products to the others.
+   */
+  readonly blockKernels?: boolean;
 }
 
 /** Sizes of one `Engine.rangeAttention` call. */

@@ -4,7 +4,8 @@
  *
  * @module
  */
-import { type Engine, envFlag, type LayerKernels, preparedOnce } from "./engine.ts";
+import { allFloat32 } from "../model.ts";
+import { type Engine, envFlag, type LayerKernels, preparedOnce, productKernels } from "./engine.ts";
 import { OrtEngine } from "./engine_ort.ts";
 import { tsEngine } from "./engine_ts.ts";
 
@@ -47,8 +48,16 @@ export class AutoEngine implements Engine {
   readonly rangeAttention: Engine["rangeAttention"] = (out, q, k, v, ranges, acc, d) =>
     this.#for(d.G * d.T * d.nk * d.HS).rangeAttention(out, q, k, v, ranges, acc, d);
 
-  /** Both engines' layers; each call goes to the one its multiply-adds pick. */
+  /**
+   * The layers. When the large engine runs a whole block as one call (`Engine.blockKernels`:
+   * the native sessions), each block goes to the engine its multiply-adds pick; otherwise the
+   * layers are this engine's fused products, each routed by its own size (a call to a
+   * WebAssembly engine costs the same whatever the block, so a small product stays in
+   * TypeScript).
+   */
   readonly prepare: Engine["prepare"] = preparedOnce((model): LayerKernels => {
+    // a model with half-precision matrices gets products from every engine (engine_native.ts)
+    if (!this.large.blockKernels || !allFloat32(model)) return productKernels(this, model, true);
     const small = this.small.prepare(model), large = this.large.prepare(model);
     const { hiddenSize: C, numHeads: NH, numKvHeads: NKV, headDim: HS } = model.config;
     const F = model.config.intermediateSize, V = model.config.vocabSize;

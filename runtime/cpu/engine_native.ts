@@ -294,6 +294,9 @@ export class NativeEngine implements Engine {
     return s;
   }
 
+  /** Its layers run each block as one session run (a float32 model's; see `prepare`). */
+  readonly blockKernels = true;
+
   /**
    * The model's layers as native sessions ({@link nativeKernels}), built once per model; a
    * model with F16/BF16 matrices runs the engine's products over weights widened a block at a
