@@ -243,8 +243,12 @@ export function parseConfig(json: unknown, file: string): ModelConfig {
  * @example
  * ```ts
  * import { configToJson, parseConfig } from "./config.ts";
- * import { tinyConfig } from "./random_model.ts";
- * const json = configToJson(tinyConfig(), "bfloat16");
+ * const config = parseConfig({
+ *   model_type: "llama", hidden_size: 64, intermediate_size: 172, num_hidden_layers: 2,
+ *   num_attention_heads: 4, num_key_value_heads: 2, vocab_size: 4096, rms_norm_eps: 1e-5,
+ *   rope_theta: 10000, max_position_embeddings: 2048,
+ * }, "config.json");
+ * const json = configToJson(config, "bfloat16");
  * console.log(json.architectures, json.torch_dtype); // [ "LlamaForCausalLM" ] bfloat16
  * console.log(parseConfig(json, "config.json").hiddenSize); // 64
  * ```

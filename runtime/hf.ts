@@ -13,11 +13,16 @@ import {
   type Model,
   type ModelConfig,
   type ModelWeights,
+  type Slot,
   type Weight,
   weightLength,
+  type WeightPlace,
+  type WeightSource,
   widen,
   widenInto,
 } from "./model.ts";
+
+export type { Slot, WeightPlace, WeightSource };
 import {
   type Dtype,
   DTYPE_BYTES,
@@ -36,9 +41,6 @@ export const WEIGHTS_INDEX_FILE = "model.safetensors.index.json";
 export const CONFIG_FILE = "config.json";
 
 const SHARD_NAME = /^model-\d{5}-of-\d{5}\.safetensors$/;
-
-/** A field of the model's weights: one of `LayerWeights`, or `embed`, `finalNorm`, `lmHead`. */
-export type Slot = keyof LayerWeights | "embed" | "finalNorm" | "lmHead";
 
 /** One tensor the model needs: its Hugging Face name, shape and where it goes. */
 interface TensorSpec {
@@ -371,6 +373,13 @@ export interface LoadOptions {
  *   malformed, or a shape disagrees with config.json
  */
 export function loadModel(dir: string, opts?: LoadOptions & { compact?: false }): Promise<Model>;
+/**
+ * Loads a model folder, keeping F16/BF16 matrices compact when `opts.compact` is true (see the
+ * overload above for the rest).
+ * @param dir the model folder
+ * @param opts whether half-precision matrices stay compact
+ * @returns the config and the weights, matrices in their stored precision
+ */
 export function loadModel(dir: string, opts: LoadOptions): Promise<Model<Weight>>;
 export async function loadModel(dir: string, opts: LoadOptions = {}): Promise<Model<Weight>> {
   const { config, files, index } = await readFolder(dir);
@@ -472,26 +481,6 @@ async function removeIfPresent(path: string): Promise<void> {
     if (!(e instanceof Deno.errors.NotFound)) throw e;
   }
 }
-
-/**
- * Where a weight goes in the model, for a {@linkcode WeightSource}: its slot (a field of
- * `LayerWeights`, or `embed`, `finalNorm`, `lmHead`), its layer (null outside the layers) and
- * its number of elements.
- */
-export interface WeightPlace {
-  /** The field the weight fills. */
-  slot: Slot;
-  /** The layer, or null for the embedding, final norm and output head. */
-  layer: number | null;
-  /** Elements, the product of its shape. */
-  length: number;
-}
-
-/**
- * The values of one weight, in row-major order, in chunks of any size: how
- * {@linkcode writeModel} gets weights without holding a whole model in memory.
- */
-export type WeightSource = (place: WeightPlace) => Iterable<Float32Array>;
 
 /** A tensor of a file being written: its header and where its values come from. */
 interface TensorOut extends TensorHeader {

@@ -225,13 +225,7 @@ function matrices<W extends Weight>(w: ModelWeights<W>): W[] {
 
 /**
  * Bytes of a model's weights in memory: matrices in their storage, norms and biases as float32.
- *
- * @example
- * ```ts
- * import { modelBytes } from "./model.ts";
- * import { randomModel, tinyConfig } from "./random_model.ts";
- * console.log(modelBytes(randomModel(tinyConfig({ numLayers: 1 }))) > 0); // true
- * ```
+ * Tied embeddings are counted once (`runtime/model_test.ts`).
  */
 export function modelBytes(model: Model<Weight>): number {
   const w = model.weights;
@@ -290,3 +284,26 @@ export function toHalf(w: Float32Array, dtype: HalfWeight["dtype"]): HalfWeight 
 export function widenModel(model: Model<Weight>): Model {
   return mapMatrices(model, widen);
 }
+
+/** A field of the model's weights: one of `LayerWeights`, or `embed`, `finalNorm`, `lmHead`. */
+export type Slot = keyof LayerWeights | "embed" | "finalNorm" | "lmHead";
+
+/**
+ * Where a weight goes in the model, for a {@linkcode WeightSource}: its slot (a field of
+ * `LayerWeights`, or `embed`, `finalNorm`, `lmHead`), its layer (null outside the layers) and
+ * its number of elements.
+ */
+export interface WeightPlace {
+  /** The field the weight fills. */
+  slot: Slot;
+  /** The layer, or null for the embedding, final norm and output head. */
+  layer: number | null;
+  /** Elements, the product of its shape. */
+  length: number;
+}
+
+/**
+ * The values of one weight, in row-major order, in chunks of any size: how
+ * `writeModel` (hf.ts) gets weights without holding a whole model in memory.
+ */
+export type WeightSource = (place: WeightPlace) => Iterable<Float32Array>;

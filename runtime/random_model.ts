@@ -3,8 +3,7 @@
  *
  * @module
  */
-import type { WeightPlace, WeightSource } from "./hf.ts";
-import type { LayerWeights, Model, ModelConfig } from "./model.ts";
+import type { LayerWeights, Model, ModelConfig, WeightPlace, WeightSource } from "./model.ts";
 import { Rng } from "./rng.ts";
 
 /**
