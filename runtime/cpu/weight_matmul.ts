@@ -11,6 +11,7 @@
  * @module
  */
 import { isHalf, type Weight, weightLength, widenInto } from "../model.ts";
+import { giveKernel, KERNEL_ELEMENTS, KERNEL_MAX_K, takeKernel } from "./half_kernel.ts";
 
 /** The two products of an engine these functions call (`Engine`, engine.ts, has both). */
 export interface Products {
@@ -36,7 +37,13 @@ export interface Products {
 }
 
 /** Floats per scratch block (4 MiB): a weight is widened this many elements at a time. */
-export const WIDEN_ELEMENTS = 1 << 20;
+export const WIDEN_ELEMENTS = KERNEL_ELEMENTS;
+
+/**
+ * Rows of x up to which a half weight's product runs on the SIMD matrix–vector kernel (reading
+ * the weight once per row, widened in registers) instead of widening it for the engine.
+ */
+export const GEMV_MAX_ROWS = 2;
 
 /** Scratch buffers not in use; calls may overlap (engines are async), so each takes its own. */
 const pool: Float32Array[] = [];
@@ -63,8 +70,17 @@ function checkLength(w: Weight, n: number, what: string): void {
  * @example
  * ```ts
  * import { matmulTWeight } from "./weight_matmul.ts";
- * import { tsEngine } from "./engine_ts.ts";
  * import { toHalf } from "../model.ts";
+ * // any engine has these two products (engine_ts.ts's tsEngine, for one); naive ones here
+ * const naive = (t: boolean) => (o: Float32Array, a: Float32Array, b: Float32Array, M: number, K: number, N: number) => {
+ *   for (let m = 0; m < M; m++) for (let n = 0; n < N; n++) {
+ *     let s = 0;
+ *     for (let k = 0; k < K; k++) s += a[m * K + k]! * b[t ? n * K + k : k * N + n]!;
+ *     o[m * N + n] = s;
+ *   }
+ *   return Promise.resolve();
+ * };
+ * const tsEngine = { matmulT: naive(true), matmul: naive(false) };
  * const out = new Float32Array(2);
  * const w = toHalf(Float32Array.from([1, 2, 3, 4]), "BF16"); // (2, 2)
  * await matmulTWeight(tsEngine, out, Float32Array.from([1, 1]), w, 1, 2, 2);
@@ -83,21 +99,36 @@ export async function matmulTWeight(
   checkLength(w, N * K, "matmulTWeight");
   if (!isHalf(w)) return engine.matmulT(out, x, w, M, K, N, true);
   const rows = Math.max(1, Math.min(N, Math.floor(WIDEN_ELEMENTS / K)));
-  const scratch = take(rows * K);
+  const kernel = takeKernel();
+  if (kernel !== null && M <= GEMV_MAX_ROWS && K % 8 === 0 && K <= KERNEL_MAX_K) {
+    // decode: the SIMD product widens in registers, and the weight is read once per row of x
+    try {
+      for (let n0 = 0; n0 < N; n0 += rows) {
+        kernel.gemv(out, x, w, M, K, N, n0, Math.min(rows, N - n0));
+      }
+    } finally {
+      giveKernel(kernel);
+    }
+    return;
+  }
+  const scratch = kernel === null ? take(rows * K) : null;
   const part = M === 1 ? null : take(M * rows);
   try {
     for (let n0 = 0; n0 < N; n0 += rows) {
       const nc = Math.min(rows, N - n0);
-      widenInto(scratch, w, n0 * K, nc * K);
+      let wide: Float32Array;
+      if (kernel !== null) wide = kernel.widen(w, n0 * K, nc * K);
+      else widenInto(wide = scratch!, w, n0 * K, nc * K);
       if (part === null) {
-        await engine.matmulT(out.subarray(n0, n0 + nc), x, scratch, 1, K, nc);
+        await engine.matmulT(out.subarray(n0, n0 + nc), x, wide, 1, K, nc);
         continue;
       }
-      await engine.matmulT(part, x, scratch, M, K, nc);
+      await engine.matmulT(part, x, wide, M, K, nc);
       for (let m = 0; m < M; m++) out.set(part.subarray(m * nc, (m + 1) * nc), m * N + n0);
     }
   } finally {
-    give(scratch);
+    if (kernel !== null) giveKernel(kernel);
+    if (scratch !== null) give(scratch);
     if (part !== null) give(part);
   }
 }
@@ -110,8 +141,17 @@ export async function matmulTWeight(
  * @example
  * ```ts
  * import { matmulWeight } from "./weight_matmul.ts";
- * import { tsEngine } from "./engine_ts.ts";
  * import { toHalf } from "../model.ts";
+ * // any engine has these two products (engine_ts.ts's tsEngine, for one); naive ones here
+ * const naive = (t: boolean) => (o: Float32Array, a: Float32Array, b: Float32Array, M: number, K: number, N: number) => {
+ *   for (let m = 0; m < M; m++) for (let n = 0; n < N; n++) {
+ *     let s = 0;
+ *     for (let k = 0; k < K; k++) s += a[m * K + k]! * b[t ? n * K + k : k * N + n]!;
+ *     o[m * N + n] = s;
+ *   }
+ *   return Promise.resolve();
+ * };
+ * const tsEngine = { matmulT: naive(true), matmul: naive(false) };
  * const out = new Float32Array(2);
  * const w = toHalf(Float32Array.from([1, 2, 3, 4]), "F16"); // (2, 2)
  * await matmulWeight(tsEngine, out, Float32Array.from([1, 1]), w, 1, 2, 2);
@@ -130,20 +170,24 @@ export async function matmulWeight(
   checkLength(w, K * N, "matmulWeight");
   if (!isHalf(w)) return engine.matmul(out, a, w, M, K, N);
   const rows = Math.max(1, Math.min(K, Math.floor(WIDEN_ELEMENTS / N)));
-  const scratch = take(rows * N);
+  const kernel = takeKernel();
+  const scratch = kernel === null ? take(rows * N) : null;
   const cols = take(M * rows);
   const part = take(M * N);
   out.fill(0, 0, M * N);
   try {
     for (let k0 = 0; k0 < K; k0 += rows) {
       const kc = Math.min(rows, K - k0);
-      widenInto(scratch, w, k0 * N, kc * N);
+      let wide: Float32Array;
+      if (kernel !== null) wide = kernel.widen(w, k0 * N, kc * N);
+      else widenInto(wide = scratch!, w, k0 * N, kc * N);
       for (let m = 0; m < M; m++) cols.set(a.subarray(m * K + k0, m * K + k0 + kc), m * kc);
-      await engine.matmul(part, cols, scratch, M, kc, N);
+      await engine.matmul(part, cols, wide, M, kc, N);
       for (let i = 0; i < M * N; i++) out[i]! += part[i]!;
     }
   } finally {
-    give(scratch);
+    if (kernel !== null) giveKernel(kernel);
+    if (scratch !== null) give(scratch);
     give(cols);
     give(part);
   }
