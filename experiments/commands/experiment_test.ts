@@ -8,6 +8,7 @@
 import { exists } from "../../runtime/atomic.ts";
 import assert from "node:assert/strict";
 import { writeRandomModel } from "../../data/models/init_random.ts";
+import { SILENT_PROGRESS } from "../progress.ts";
 import { runExperiment, runIdOf } from "../run.ts";
 import { loadExperiment } from "../schema.ts";
 
@@ -294,11 +295,15 @@ Deno.test("the CLI refuses --resume without a run and --out holding another run"
     out: otherDir,
     cacheDir: `${TMP}/cache`,
     gitSha: "e2e-test",
-    progress: { start() {}, update() {}, finish() {}, log() {}, stop() {} },
+    progress: SILENT_PROGRESS,
     notice: () => {},
   });
   const before = await snapshot(otherDir);
-  assert.deepEqual([...before.keys()].sort(), ["experiment.resolved.json", "metrics.csv"]);
+  assert.deepEqual([...before.keys()].sort(), [
+    "cases.csv",
+    "experiment.resolved.json",
+    "metrics.csv",
+  ]);
   const thisId = await runIdOf(await loadExperiment(file));
   const refusal = `error: --out: ${otherDir} holds run '${other.resolved.run_id}' of a ` +
     `different experiment or model (this one is '${thisId}'); choose another --out folder`;
