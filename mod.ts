@@ -43,20 +43,23 @@
 
 // model formats
 export type {
+  HalfWeight,
   LayerWeights,
   Model,
   ModelConfig,
   ModelType,
   ModelWeights,
   RopeScaling,
+  Weight,
 } from "./runtime/model.ts";
-export { loadModel, saveModel, type SaveOptions } from "./runtime/hf.ts";
+export { loadModel, type LoadOptions, saveModel, type SaveOptions } from "./runtime/hf.ts";
 export { configToJson, parseConfig, type TorchDtype } from "./runtime/config.ts";
 export {
   type Dtype,
   encodeSafetensors,
   type FloatDtype,
   parseSafetensors,
+  type TensorHeader,
   type TensorToWrite,
   type TensorView,
   toFloat32,
@@ -107,6 +110,7 @@ export {
   type LayerKernels,
   type LogitsOf,
   type NextInputs,
+  type RangeDims,
 } from "./runtime/cpu/engine.ts";
 export { TsEngine, tsEngine } from "./runtime/cpu/engine_ts.ts";
 export { OrtEngine } from "./runtime/cpu/engine_ort.ts";
@@ -126,8 +130,10 @@ export {
   buildCalibration,
   type CalibrationKind,
   type CalibrationOptions,
+  type CalibrationResponse,
   type CalibrationSample,
 } from "./data/calibration.ts";
+export type { InfluenceDevice } from "./runtime/autodiff/influence.ts";
 // profileInfluence takes jax-js parameters (runtime/autodiff/), which makePlan prepares itself
 export { type BlockInfluence, ruleLosses } from "./solver/profile.ts";
 export {
