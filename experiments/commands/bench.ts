@@ -11,6 +11,7 @@ import { AutoEngine, fastEngine } from "../../runtime/cpu/engine_auto.ts";
 import { benchPareto, benchSolver } from "../../solver/bench.ts";
 import { benchGpu, gpuReport, writeGpuBenchCsv } from "../bench/gpu.ts";
 import { textTable } from "../table.ts";
+import { scaleMain } from "./bench_scale.ts";
 
 const HELP = `moa benchmarks
 
@@ -29,6 +30,9 @@ Usage: deno task bench <name> [--json] [--model DIR] [--contexts 1024,4096] [opt
   cpu-decode
          decode tokens/s and KV bytes of dense vs moa at 50% and 25% density at the longest
          --contexts length (default 4096), side by side, on the CPU backend
+  scale  time and peak memory of load, calibrate, profile, solve, prefill and decode (dense
+         and MoA 50%) on moa-tiny and random checkpoints of real shapes (0.5B, 1B, 8B) at
+         1k–8k tokens, with growth exponents; see deno task bench scale --help
   gpu    WebGPU decode/prefill tokens/s, KV bytes and decode-attention bandwidth (GPU
          timestamps) for dense, moa 50%/25% and streaming 50%, at equal batch and at the
          largest batch under a KV memory cap, for moa-tiny and a 7B-class shape, beside
@@ -50,6 +54,7 @@ gpu options:
 `;
 
 async function main(args: string[]): Promise<number> {
+  if (args[0] === "scale") return await scaleMain(args.slice(1));
   const { values, positionals } = parseArgs({
     args,
     allowPositionals: true,
@@ -149,7 +154,7 @@ async function main(args: string[]): Promise<number> {
   }
   if (name !== "cpu") {
     throw new InputError(
-      `unknown benchmark '${name}'; available: cpu, cpu-decode, gpu, solver`,
+      `unknown benchmark '${name}'; available: cpu, cpu-decode, gpu, scale, solver`,
     );
   }
   const rows = await benchCpu({

@@ -24,7 +24,7 @@ for whatever the runs measured:
   - the plan map: layer × kv head coloured by each head's span at the served lengths;
   - each metric's trend over the history (--history, default results/history.csv if present);
   - deno task bench scale's time and memory per stage (--scale, default
-    results/bench-scale.csv if present).
+    results/bench/scale.csv if present).
 
 Options:
   --out DIR       where the page and SVGs go (default results/report)
@@ -53,7 +53,7 @@ export async function main(args: string[]): Promise<number> {
     return (await exists(fallback)) ? fallback : undefined;
   };
   const history = await optional("history", "results/history.csv");
-  const scale = await optional("scale", "results/bench-scale.csv");
+  const scale = await optional("scale", "results/bench/scale.csv");
   const r = await writeReport(cli.positionals, out, {
     ...(history ? { history } : {}),
     ...(scale ? { scale } : {}),

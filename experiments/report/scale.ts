@@ -4,7 +4,8 @@
  * exponents are slopes).
  *
  * The layout read: one row per (shape, length, stage), columns `shape`, `length`, `stage` and
- * `seconds`, optionally `peak_bytes` (and any others, ignored). A stage run per method (decode
+ * `seconds`, optionally `peak_rss_bytes` (or `peak_bytes`; any others are ignored; rows with stage
+ * `failed` are left out). A stage run per method (decode
  * dense and MoA) names it in the stage or in an optional `method` column.
  *
  * @module
@@ -33,28 +34,32 @@ export const SCALE_COLUMNS = ["shape", "length", "stage", "seconds"] as const;
 export async function readScaleCsv(path: string): Promise<ScaleRow[] | null> {
   const parsed = await readCsvFile(path, SCALE_COLUMNS, "the scale CSV", {
     missingOk: true,
-    hint: `expected ${SCALE_COLUMNS.join(", ")}[, peak_bytes]`,
+    hint: `expected ${SCALE_COLUMNS.join(", ")}[, peak_rss_bytes]`,
   });
   if (parsed === null) return null;
-  return parsed.map((r, i) => {
-    const num = (k: string, optional: boolean) => {
-      const v = r[k] ?? "";
-      if (v === "" && optional) return NaN;
-      const x = Number(v);
-      if (v === "" || !Number.isFinite(x) || x < 0) {
-        throw new InputError(`${path}:${i + 2}: ${k}: expected a number ≥ 0, got '${v}'`);
-      }
-      return x;
-    };
-    const method = r.method ? ` ${r.method}` : "";
-    return {
-      shape: r.shape!,
-      length: num("length", false),
-      stage: `${r.stage}${method}`,
-      seconds: num("seconds", false),
-      peakBytes: num("peak_bytes", true),
-    };
-  });
+  // rows of a (model, length) that failed (stage `failed`, no time) are left out of the charts
+  return parsed.flatMap((r, i) =>
+    r.stage === "failed" ? [] : [r].map(() => {
+      const num = (k: string, optional: boolean) => {
+        const v = r[k] ?? "";
+        if (v === "" && optional) return NaN;
+        const x = Number(v);
+        if (v === "" || !Number.isFinite(x) || x < 0) {
+          throw new InputError(`${path}:${i + 2}: ${k}: expected a number ≥ 0, got '${v}'`);
+        }
+        return x;
+      };
+      const method = r.method ? ` ${r.method}` : "";
+      return {
+        shape: r.shape!,
+        length: num("length", false),
+        stage: `${r.stage}${method}`,
+        seconds: num("seconds", false),
+        // `deno task bench scale` writes peak_rss_bytes; peak_bytes is the older name
+        peakBytes: num(r.peak_rss_bytes !== undefined ? "peak_rss_bytes" : "peak_bytes", true),
+      };
+    })
+  );
 }
 
 /** Time (and peak memory, where measured) of each stage against length, per shape. */
