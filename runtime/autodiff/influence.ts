@@ -24,15 +24,18 @@
  * @module
  */
 import { type Array as JaxArray, jit, nn, numpy as np, tree, valueAndGrad } from "@jax-js/jax";
-import { checkTokens, linear, readF32, rmsnorm, rope, ropeTables, upload } from "./jax_model.ts";
 import {
-  type LayerWeights,
-  type Model,
-  type ModelConfig,
-  type Weight,
-  widen,
-  widenInto,
-} from "../model.ts";
+  checkTokens,
+  type LayerParams,
+  linear,
+  readF32,
+  rmsnorm,
+  rope,
+  ropeTables,
+  upload,
+  uploadLayer,
+} from "./jax_model.ts";
+import { type Model, type ModelConfig, type Weight, widenInto } from "../model.ts";
 import type { Engine } from "../cpu/engine.ts";
 import { tsEngine } from "../cpu/engine_ts.ts";
 import { matmulTWeight, matmulWeight } from "../cpu/weight_matmul.ts";
@@ -76,41 +79,7 @@ export type LayerTiles = (layer: number, tiles: Float64Array[]) => void | Promis
 const MIN_REST = 1e-6;
 
 /** One layer's weights on the jax device, float32. */
-type LayerArrays = {
-  inputNorm: JaxArray;
-  wq: JaxArray;
-  wk: JaxArray;
-  wv: JaxArray;
-  bq?: JaxArray;
-  bk?: JaxArray;
-  bv?: JaxArray;
-  wo: JaxArray;
-  postNorm: JaxArray;
-  wGate: JaxArray;
-  wUp: JaxArray;
-  wDown: JaxArray;
-};
-
-function uploadLayer(c: ModelConfig, l: LayerWeights<Weight>): LayerArrays {
-  const C = c.hiddenSize, F = c.intermediateSize;
-  const QD = c.numHeads * c.headDim, KD = c.numKvHeads * c.headDim;
-  const up = (w: Weight, shape: number[]) => upload(widen(w), shape);
-  const p: LayerArrays = {
-    inputNorm: upload(l.inputNorm, [C]),
-    wq: up(l.wq, [QD, C]),
-    wk: up(l.wk, [KD, C]),
-    wv: up(l.wv, [KD, C]),
-    wo: up(l.wo, [C, QD]),
-    postNorm: upload(l.postNorm, [C]),
-    wGate: up(l.wGate, [F, C]),
-    wUp: up(l.wUp, [F, C]),
-    wDown: up(l.wDown, [C, F]),
-  };
-  if (l.bq) p.bq = upload(l.bq, [QD]);
-  if (l.bk) p.bk = upload(l.bk, [KD]);
-  if (l.bv) p.bv = upload(l.bv, [KD]);
-  return p;
-}
+type LayerArrays = LayerParams;
 
 /** x (T, C) → rotated q (NKV, G, T, HS), rotated k (NKV, T, HS) and v (NKV, T, HS). */
 function projections(

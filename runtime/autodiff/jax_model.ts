@@ -43,7 +43,7 @@ import {
   tree,
   valueAndGrad,
 } from "@jax-js/jax";
-import type { LayerWeights, Model, ModelConfig } from "../model.ts";
+import { type LayerWeights, type Model, type ModelConfig, type Weight, widen } from "../model.ts";
 import { ropeInvFreq } from "../cpu/ops.ts";
 
 /** Devices the autodiff model can run on. */
@@ -213,6 +213,32 @@ export function upload(a: Float32Array, shape: number[]): JaxArray {
 }
 
 /**
+ * One layer's weights on the jax device as float32 (F16/BF16 matrices widened first; float32
+ * ones uploaded as they are): what the whole-model parameters and the blockwise profile
+ * (influence.ts) put on the device per layer.
+ */
+export function uploadLayer(c: ModelConfig, l: LayerWeights<Weight>): LayerParams {
+  const C = c.hiddenSize, F = c.intermediateSize;
+  const QD = c.numHeads * c.headDim, KD = c.numKvHeads * c.headDim;
+  const up = (m: Weight, shape: number[]) => upload(widen(m), shape);
+  const p: LayerParams = {
+    inputNorm: upload(l.inputNorm, [C]),
+    wq: up(l.wq, [QD, C]),
+    wk: up(l.wk, [KD, C]),
+    wv: up(l.wv, [KD, C]),
+    wo: up(l.wo, [C, QD]),
+    postNorm: upload(l.postNorm, [C]),
+    wGate: up(l.wGate, [F, C]),
+    wUp: up(l.wUp, [F, C]),
+    wDown: up(l.wDown, [C, F]),
+  };
+  if (l.bq) p.bq = upload(l.bq, [QD]);
+  if (l.bk) p.bk = upload(l.bk, [KD]);
+  if (l.bv) p.bv = upload(l.bv, [KD]);
+  return p;
+}
+
+/**
  * Copies a model's float32 weights into a jax pytree (on the device chosen by `initJax`).
  *
  * @param model configuration and weights
@@ -221,25 +247,8 @@ export function upload(a: Float32Array, shape: number[]): JaxArray {
 export function paramsFromModel(model: Model): Params {
   requireInit();
   const c = model.config, w = model.weights;
-  const C = c.hiddenSize, F = c.intermediateSize, V = c.vocabSize;
-  const QD = c.numHeads * c.headDim, KD = c.numKvHeads * c.headDim;
-  const layers = w.layers.map((l): LayerParams => {
-    const p: LayerParams = {
-      inputNorm: upload(l.inputNorm, [C]),
-      wq: upload(l.wq, [QD, C]),
-      wk: upload(l.wk, [KD, C]),
-      wv: upload(l.wv, [KD, C]),
-      wo: upload(l.wo, [C, QD]),
-      postNorm: upload(l.postNorm, [C]),
-      wGate: upload(l.wGate, [F, C]),
-      wUp: upload(l.wUp, [F, C]),
-      wDown: upload(l.wDown, [C, F]),
-    };
-    if (l.bq) p.bq = upload(l.bq, [QD]);
-    if (l.bk) p.bk = upload(l.bk, [KD]);
-    if (l.bv) p.bv = upload(l.bv, [KD]);
-    return p;
-  });
+  const C = c.hiddenSize, V = c.vocabSize;
+  const layers = w.layers.map((l) => uploadLayer(c, l));
   const params: Params = {
     embed: upload(w.embed, [V, C]),
     layers,
