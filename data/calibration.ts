@@ -8,16 +8,24 @@
  * LongEval records in LongChat's exact format (keys from the varied training source of
  * `data/longeval/keys.ts`, so evaluation keys stay unseen) with up to {@link QUESTIONS} questions,
  * each followed by its response, so a sample scores a few dozen response tokens rather than one
- * answer; half are Brown passages followed by an instruction to repeat their first sentence.
+ * answer; half are recall records: bare record lines (no header, no question), then
+ * {@link RECALLS} of them restated up to `REGISTER_CONTENT is`, each completed by the response,
+ * the value and a newline.
+ *
+ * The recall task replaced an earlier one (calibration version 2), a Brown passage followed by an
+ * instruction to repeat its first sentence: moa-tiny copies a few words of the sentence and then
+ * loops (`"I was a very very very …"` to the token cap; 0 of 12 right at 1,024 tokens even with the
+ * sentence's first three words given), so half of that profile rested on degenerate text. Recall
+ * is the lookup the model was trained on (data/train/mix.ts, `recall`) and it answers it (24 of 24
+ * right at 1,024 tokens).
  *
  * Every sample records its responses ({@link CalibrationSample.responses}): how many tokens each
- * has and whether it is right (the last integer is the asked value; the copy equals the
- * sentence). {@link describeCalibration} prints their distribution, so a profile that rests on
- * empty or wrong responses shows it.
+ * has and whether it is right (the last integer is the asked value). {@link describeCalibration}
+ * prints their distribution, so a profile that rests on empty or wrong responses shows it.
  *
  * @module
  */
-import { COPY_INSTRUCTION, loadBrownCorpus } from "./train/mix.ts";
+import { loadBrownCorpus } from "./train/mix.ts";
 import { formatLine, formatQuestion, HEADER, scoreAnswer } from "./longeval/longeval.ts";
 import { loadTrainKeySampler, type TrainKeySampler } from "./longeval/keys.ts";
 import { generateGreedy } from "../runtime/cpu/generate.ts";
@@ -27,20 +35,32 @@ import { Rng } from "../runtime/rng.ts";
 
 /**
  * Bumped whenever the samples a seed gives change, so that cached profiles of older calibration
- * sets are not reused (2: LongChat's trailing space, varied keys, several questions per record).
+ * sets are not reused (2: LongChat's trailing space, varied keys, several questions per record;
+ * 3: recall records instead of repeating a passage's first sentence).
  */
-export const CALIBRATION_VERSION = 2;
+export const CALIBRATION_VERSION = 3;
 
 /** Most questions asked of one LongEval record. */
 export const QUESTIONS = 4;
 
+/** Most lines restated in one recall record. */
+export const RECALLS = 8;
+
+/** Most tokens of one recall response (a value ` <49999>` and the newline take 8 in moa-tiny). */
+const RECALL_RESPONSE = 16;
+
+/** The start of a restated record line; the response completes it with ` <VALUE>` and "\n". */
+export function recallPrompt(key: string): string {
+  return `line ${key}: REGISTER_CONTENT is`;
+}
+
 /** One response of a calibration sample. */
 export interface CalibrationResponse {
   /** which task it answers */
-  task: "longeval" | "copy";
+  task: "longeval" | "recall";
   /** its tokens (0: the model stopped at once) */
   tokens: number;
-  /** whether it is right: the asked value is its last integer, or it repeats the sentence */
+  /** whether it is right: the asked value is its last integer */
   correct: boolean;
 }
 
@@ -117,18 +137,33 @@ function recordTask(
   return { record: text(), asked };
 }
 
-async function copyTask(
+/**
+ * Record lines without a header that leave room for {@link RECALLS} restated lines and their
+ * responses in `budget` tokens, and the lines to restate.
+ */
+function recallTask(
   rng: Rng,
   tok: TextTokenizer,
+  keys: TrainKeySampler,
   budget: number,
-  documents?: number,
-): Promise<{ prompt: string; sentence: string }> {
-  const corpus = await loadBrownCorpus(tok, documents === undefined ? {} : { documents });
-  const fits = corpus.passages.filter((p) => p.start + budget < corpus.tokens.length);
-  const p = rng.pick(fits);
-  const instruction = tok.encode(COPY_INSTRUCTION).length;
-  const passage = corpus.tokens.subarray(p.start, p.start + Math.max(1, budget - instruction - 1));
-  return { prompt: tok.decode(passage) + COPY_INSTRUCTION, sentence: p.sentence };
+  maxResponse: number,
+): RecordTask {
+  const used = new Set<string>();
+  const lines: { key: string; value: number }[] = [];
+  const cost = (k: string) => tok.encode(recallPrompt(k)).length + maxResponse;
+  let count = 1;
+  for (;;) {
+    const line = { key: keys.draw(rng, used), value: rng.int(1, 50000) };
+    const n = tok.encode(formatLine(line.key, line.value)).length;
+    if (lines.length >= 2 && count + n + RECALLS * cost(line.key) > budget) break;
+    lines.push(line);
+    count += n;
+  }
+  const text = () => lines.map((l) => formatLine(l.key, l.value)).join("");
+  while (lines.length > 2 && 1 + tok.encode(text()).length > budget - RECALLS * cost("x")) {
+    lines.pop();
+  }
+  return { record: text(), asked: rng.shuffle([...lines]).slice(0, RECALLS) };
 }
 
 /**
@@ -141,14 +176,14 @@ async function copyTask(
  * @example
  * ```ts
  * import { describeCalibration } from "./calibration.ts";
- * const r = { task: "copy" as const, tokens: 12, correct: true };
+ * const r = { task: "recall" as const, tokens: 8, correct: true };
  * const s = { tokens: new Int32Array(1), targets: new Int32Array(1), mask: new Float32Array(1) };
- * console.log(describeCalibration([{ ...s, responses: [r] }])); // ["copy: 1 responses, …"]
+ * console.log(describeCalibration([{ ...s, responses: [r] }])); // ["recall: 1 responses, …"]
  * ```
  */
 export function describeCalibration(samples: readonly CalibrationSample[]): string[] {
   const out: string[] = [];
-  for (const task of ["longeval", "copy"] as const) {
+  for (const task of ["longeval", "recall"] as const) {
     const rs = samples.flatMap((s) => s.responses ?? []).filter((r) => r.task === task);
     if (rs.length === 0) continue;
     const n = rs.map((r) => r.tokens).sort((a, b) => a - b);
@@ -182,10 +217,10 @@ export async function buildCalibration(
   const stop = [EOS, ...(newline.length === 1 ? newline : [])];
   const keys = o.kind === "context" ? null : await loadTrainKeySampler();
   // the response to a prompt: the model's own greedy answer, or the given truth
-  const respond = async (ids: number[], truth: string): Promise<number[]> =>
+  const respond = async (ids: number[], truth: string, most = maxResponse): Promise<number[]> =>
     o.kind === "reference"
-      ? tok.encode(truth).slice(0, maxResponse)
-      : (await generateGreedy(cpu, [ids], { maxNewTokens: maxResponse, stopTokens: stop }))[0]!;
+      ? tok.encode(truth).slice(0, most)
+      : (await generateGreedy(cpu, [ids], { maxNewTokens: most, stopTokens: stop }))[0]!;
   for (let s = 0; s < o.samples; s++) {
     let ids: number[];
     let respStart: number;
@@ -222,17 +257,25 @@ export async function buildCalibration(
         if (r.at(-1) !== newline[0]) ids.push(...newline); // the next question on its own line
       }
     } else {
-      const task = await copyTask(rng, tok, o.length - maxResponse, o.brownDocuments);
-      ids = [BOS, ...tok.encode(task.prompt)];
-      respStart = ids.length;
-      const r = await respond(ids, `${task.sentence}\n`);
-      spans.push([ids.length, ids.length + r.length]);
-      ids.push(...r);
-      responses.push({
-        task: "copy",
-        tokens: r.length,
-        correct: tok.decode(r).trim() === task.sentence.trim(),
-      });
+      const r0 = Math.min(maxResponse, RECALL_RESPONSE);
+      const task = recallTask(rng, tok, keys!, o.length, r0);
+      ids = [BOS, ...tok.encode(task.record)];
+      respStart = -1;
+      for (const line of task.asked) {
+        const q = tok.encode(recallPrompt(line.key));
+        if (ids.length + q.length + 1 >= o.length) break;
+        ids.push(...q);
+        if (respStart < 0) respStart = ids.length;
+        const r = await respond(ids, ` <${line.value}>\n`, r0);
+        spans.push([ids.length, ids.length + r.length]);
+        ids.push(...r);
+        responses.push({
+          task: "recall",
+          tokens: r.length,
+          correct: scoreAnswer(tok.decode(r), line.value).correct,
+        });
+        if (r.at(-1) !== newline[0]) ids.push(...newline); // the next line on its own line
+      }
     }
     if (respStart < 0 || respStart >= o.length) {
       throw new RangeError(

@@ -4,6 +4,7 @@ import {
   type CalibrationSample,
   describeCalibration,
   QUESTIONS,
+  RECALLS,
 } from "./calibration.ts";
 import { CpuModel } from "../runtime/cpu/forward.ts";
 import { generateGreedy } from "../runtime/cpu/generate.ts";
@@ -28,8 +29,8 @@ function runs(s: CalibrationSample): [number, number][] {
 }
 
 Deno.test("buildCalibration() 'model': each response is the dense model's own greedy answer", async () => {
-  const [le, copy] = await buildCalibration(cpu, tok, { ...opts, kind: "model" });
-  for (const s of [le!, copy!]) {
+  const [le, rec] = await buildCalibration(cpu, tok, { ...opts, kind: "model" });
+  for (const s of [le!, rec!]) {
     assert.equal(s.tokens.length, 900);
     const rs = runs(s);
     assert.equal(rs.length, s.responses!.length, "one masked run per response");
@@ -43,8 +44,12 @@ Deno.test("buildCalibration() 'model': each response is the dense model's own gr
       assert.deepEqual(Array.from(s.targets.subarray(a, b)), want);
     }
   }
-  assert.equal(copy!.responses!.length, 1);
-  assert.equal(copy!.responses![0]!.task, "copy");
+  // the recall record: bare lines, then up to RECALLS of them restated up to "is"
+  assert.ok(rec!.responses!.length >= 2 && rec!.responses!.length <= RECALLS);
+  assert.ok(rec!.responses!.every((r) => r.task === "recall"));
+  const recText = tok.decode(Array.from(rec!.tokens.subarray(1, runs(rec!)[0]![0] + 1)));
+  assert.match(recText, /^line [^:]+: REGISTER_CONTENT is <\d+>\n/);
+  assert.match(recText, /\nline [^:\n]+: REGISTER_CONTENT is$/);
   // the record: LongChat's prompt, several questions, keys from training's side only
   assert.ok(le!.responses!.length >= 2 && le!.responses!.length <= QUESTIONS);
   const text = tok.decode(Array.from(le!.tokens.subarray(1, runs(le!).at(-1)![0] + 1)));
@@ -67,6 +72,18 @@ Deno.test("buildCalibration() 'reference' answers with the truth and 'context' c
     assert.equal(answer, `<${/<(\d+)>$/.exec(line)![1]}>\n`, `answer ${i}`);
     assert.equal(le!.responses![i]!.correct, true);
   }
+  // recall: each restated line is completed with the value the record gives it
+  const [, rec] = await buildCalibration(cpu, tok, { ...opts, maxResponse: 12, kind: "reference" });
+  const recRuns = runs(rec!);
+  assert.ok(recRuns.length >= 2);
+  const record = tok.decode(Array.from(rec!.tokens.subarray(1, recRuns[0]![0] + 1)));
+  for (const [i, [a, b]] of recRuns.entries()) {
+    const before = tok.decode(Array.from(rec!.tokens.subarray(1, a + 1)));
+    const key = /line ([^:\n]+): REGISTER_CONTENT is$/.exec(before)![1]!;
+    const value = new RegExp(`^line ${key}: REGISTER_CONTENT is <(\\d+)>$`, "m").exec(record)![1];
+    assert.equal(tok.decode(Array.from(rec!.targets.subarray(a, b))), ` <${value}>\n`, `${i}`);
+    assert.equal(rec!.responses![i]!.correct, true);
+  }
   const [ctx] = await buildCalibration(cpu, tok, { ...opts, kind: "context" });
   assert.equal(ctx!.mask.reduce((a, x) => a + x, 0), 900);
   assert.deepEqual(ctx!.tokens.subarray(1), ctx!.targets.subarray(0, 899));
@@ -85,10 +102,10 @@ Deno.test("describeCalibration() gives the response lengths and the share right,
         { task: "longeval", tokens: 21, correct: false },
       ],
     },
-    { ...s, responses: [{ task: "copy", tokens: 0, correct: false }] },
+    { ...s, responses: [{ task: "recall", tokens: 0, correct: false }] },
   ]);
   assert.deepEqual(lines, [
     "longeval: 4 responses, tokens min 1 / median 21 / max 22, 1 of at most one token, 0.50 right",
-    "copy: 1 responses, tokens min 0 / median 0 / max 0, 1 of at most one token, 0.00 right",
+    "recall: 1 responses, tokens min 0 / median 0 / max 0, 1 of at most one token, 0.00 right",
   ]);
 });
