@@ -25,43 +25,67 @@ function fmt(metric: string, v: number): string {
   return v.toPrecision(3);
 }
 
+/** How {@link summaryTables} lays its tables out. */
+export interface SummaryOptions {
+  /** Markdown tables (`| a | b |`) instead of aligned text. @default false */
+  markdown?: boolean;
+}
+
+/** The method column's label of a row. */
+const label = (r: Row) => `${r.method}@${r.density}`;
+
+/**
+ * One cell of a summary table: the value, or over several runs (seeds) the mean and the range,
+ * `0.81 (0.75–0.84)`. `–`: no row (not run); `n/a`: every value missing (nothing to measure).
+ */
+function cellText(metric: string, sel: Row[]): string {
+  if (sel.length === 0) return "–";
+  // an empty value is missing (nothing to measure), which is not 0
+  const v = sel.map((r) => r.value).filter((x) => x !== "" && !Number.isNaN(Number(x))).map(
+    Number,
+  );
+  if (v.length === 0) return "n/a";
+  if (v.length === 1) return fmt(metric, v[0]!);
+  const mean = v.reduce((a, x) => a + x, 0) / v.length;
+  return `${fmt(metric, mean)} (${fmt(metric, Math.min(...v))}–${fmt(metric, Math.max(...v))})`;
+}
+
 /**
  * Renders the summary tables as text. A cell absent from `rows` shows as `–`; a row whose value
- * is missing (empty: the cell had nothing to measure) shows as `n/a`.
+ * is missing (empty: the cell had nothing to measure) shows as `n/a`. Rows of several runs of one
+ * grid (e.g. `--seed 0`, `1`, `2`) show as the mean and, in parentheses, the range.
  *
+ * @param rows metrics.csv rows, of one run or of several runs of the same grid
+ * @param o see {@link SummaryOptions}
  * @example
  * ```ts
  * import { summaryTables } from "./table.ts";
  * const row = { experiment: "e", run_id: "r", cell: "c", model: "m", method: "dense", density: 1,
  *   length: 1024, benchmark: "longeval", metric: "accuracy", value: 0.5, n: 10, seed: 0,
  *   backend: "cpu", device: "cpu", git_sha: "x", started_at: "" };
- * console.log(summaryTables([row]));
+ * console.log(summaryTables([row, { ...row, value: 0.7, seed: 1 }])); // 0.60 (0.50–0.70)
  * ```
  */
-export function summaryTables(rows: Row[]): string {
+export function summaryTables(rows: Row[], o: SummaryOptions = {}): string {
+  const render = o.markdown ? markdownLines : aligned;
   const out: string[] = [];
   for (const [benchmark, metrics] of Object.entries(HEADLINE_METRICS)) {
     for (const metric of metrics) {
       const sel = rows.filter((r) => r.benchmark === benchmark && r.metric === metric);
       if (sel.length === 0) continue;
       const lengths = [...new Set(sel.map((r) => Number(r.length)))].sort((a, b) => a - b);
-      const methods = [...new Set(sel.map((r) => `${r.method}@${r.density}`))];
+      const methods = [...new Set(sel.map(label))];
       const header = [`${benchmark} ${metric}`, ...lengths.map((l) => `${l}`)];
       const body = methods.map((m) => [
         m,
-        ...lengths.map((l) => {
-          const r = sel.find((x) => `${x.method}@${x.density}` === m && Number(x.length) === l);
-          if (!r) return "–"; // not run
-          // an empty value is missing (nothing to measure), which is not 0
-          return r.value === "" || Number.isNaN(Number(r.value))
-            ? "n/a"
-            : fmt(metric, Number(r.value));
-        }),
+        ...lengths.map((l) =>
+          cellText(metric, sel.filter((x) => label(x) === m && Number(x.length) === l))
+        ),
       ]);
-      out.push(...aligned(header, body), "");
+      out.push(...render(header, body), "");
     }
   }
-  out.push(...rulerTaskTables(rows));
+  out.push(...rulerTaskTables(rows, render));
   return out.join("\n");
 }
 
@@ -73,28 +97,36 @@ function aligned(header: string[], body: string[][]): string[] {
   return [line(header), widths.map((w) => "─".repeat(w)).join("  "), ...body.map(line)];
 }
 
+/** A header and body as a Markdown table. */
+function markdownLines(header: string[], body: string[][]): string[] {
+  const line = (cells: string[]) => `| ${cells.join(" | ")} |`;
+  return [line(header), line(header.map(() => "---")), ...body.map(line)];
+}
+
 /**
  * RULER's per-task scores: one table per length, methods down, tasks across, then the mean
  * over tasks (RULER's average).
  */
-function rulerTaskTables(rows: Row[]): string[] {
+function rulerTaskTables(
+  rows: Row[],
+  render: (header: string[], body: string[][]) => string[],
+): string[] {
   const sel = rows.filter((r) => r.benchmark === "ruler" && String(r.metric).startsWith("score"));
   const out: string[] = [];
   for (const length of [...new Set(sel.map((r) => Number(r.length)))].sort((a, b) => a - b)) {
     const here = sel.filter((r) => Number(r.length) === length);
     const tasks = RULER_TASKS.filter((t) => here.some((r) => r.metric === `score_${t}`));
-    const methods = [...new Set(here.map((r) => `${r.method}@${r.density}`))];
+    const methods = [...new Set(here.map(label))];
     const body = methods.map((m) => [
       m,
-      ...[...tasks.map((t) => `score_${t}`), "score"].map((metric) => {
-        const r = here.find((x) => `${x.method}@${x.density}` === m && x.metric === metric);
-        return !r ? "–" : r.value === "" ? "n/a" : fmt(metric, Number(r.value));
-      }),
+      ...[...tasks.map((t) => `score_${t}`), "score"].map((metric) =>
+        cellText(metric, here.filter((x) => label(x) === m && x.metric === metric))
+      ),
     ]);
     const short = tasks.map((t) =>
       t.replace("niah_", "").replace("single_", "s").replace("multikey_", "mk")
     );
-    out.push(...aligned([`ruler ${length}`, ...short, "mean"], body), "");
+    out.push(...render([`ruler ${length}`, ...short, "mean"], body), "");
   }
   return out;
 }
