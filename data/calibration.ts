@@ -235,46 +235,30 @@ export async function buildCalibration(
       ids = Array.from(corpus.tokens.subarray(start, start + o.length + 1));
       respStart = 0;
       spans.push([1, ids.length]);
-    } else if (s % 2 === 0) {
-      const task = recordTask(rng, tok, keys!, o.length, maxResponse);
-      ids = [BOS, ...tok.encode(task.record)];
-      respStart = -1;
-      for (const line of task.asked) {
-        const q = tok.encode(formatQuestion(line.key));
-        if (ids.length + q.length + 1 >= o.length) break;
-        ids.push(...q);
-        if (respStart < 0) respStart = ids.length;
-        // the truth in the benchmark's plainest form: the value after the question's space
-        const r = await respond(ids, `<${line.value}>\n`);
-        spans.push([ids.length, ids.length + r.length]);
-        ids.push(...r);
-        const text = tok.decode(r);
-        responses.push({
-          task: "longeval",
-          tokens: r.length,
-          correct: scoreAnswer(text, line.value).correct,
-        });
-        if (r.at(-1) !== newline[0]) ids.push(...newline); // the next question on its own line
-      }
     } else {
-      const r0 = Math.min(maxResponse, RECALL_RESPONSE);
-      const task = recallTask(rng, tok, keys!, o.length, r0);
+      // even samples: LongChat's questions; odd ones: recall (restated lines)
+      const recall = s % 2 === 1;
+      const most = recall ? Math.min(maxResponse, RECALL_RESPONSE) : maxResponse;
+      const task = recall
+        ? recallTask(rng, tok, keys!, o.length, most)
+        : recordTask(rng, tok, keys!, o.length, most);
       ids = [BOS, ...tok.encode(task.record)];
       respStart = -1;
       for (const line of task.asked) {
-        const q = tok.encode(recallPrompt(line.key));
+        const q = tok.encode(recall ? recallPrompt(line.key) : formatQuestion(line.key));
         if (ids.length + q.length + 1 >= o.length) break;
         ids.push(...q);
         if (respStart < 0) respStart = ids.length;
-        const r = await respond(ids, ` <${line.value}>\n`, r0);
+        // the truth in its plainest form: the value after the question's space, or after "is"
+        const r = await respond(ids, `${recall ? " " : ""}<${line.value}>\n`, most);
         spans.push([ids.length, ids.length + r.length]);
         ids.push(...r);
         responses.push({
-          task: "recall",
+          task: recall ? "recall" : "longeval",
           tokens: r.length,
           correct: scoreAnswer(tok.decode(r), line.value).correct,
         });
-        if (r.at(-1) !== newline[0]) ids.push(...newline); // the next line on its own line
+        if (r.at(-1) !== newline[0]) ids.push(...newline); // the next one on its own line
       }
     }
     if (respStart < 0 || respStart >= o.length) {
