@@ -36,7 +36,8 @@ const label = (r: Row) => `${r.method}@${r.density}`;
 
 /**
  * One cell of a summary table: the value, or over several runs (seeds) the mean and the range,
- * `0.81 (0.75–0.84)`. `–`: no row (not run); `n/a`: every value missing (nothing to measure).
+ * `0.81 (0.75–0.84)`, or the one value where the runs agree to the digits shown. `–`: no row (not
+ * run); `n/a`: every value missing (nothing to measure).
  */
 function cellText(metric: string, sel: Row[]): string {
   if (sel.length === 0) return "–";
@@ -47,7 +48,9 @@ function cellText(metric: string, sel: Row[]): string {
   if (v.length === 0) return "n/a";
   if (v.length === 1) return fmt(metric, v[0]!);
   const mean = v.reduce((a, x) => a + x, 0) / v.length;
-  return `${fmt(metric, mean)} (${fmt(metric, Math.min(...v))}–${fmt(metric, Math.max(...v))})`;
+  const [lo, hi] = [fmt(metric, Math.min(...v)), fmt(metric, Math.max(...v))];
+  // runs that agree (to the digits shown) show the one value
+  return lo === hi ? lo : `${fmt(metric, mean)} (${lo}–${hi})`;
 }
 
 /**

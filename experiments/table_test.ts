@@ -34,8 +34,9 @@ Deno.test("summaryTables() shows one run's values as they are and several seeds 
   ]);
   const seeds = [0.75, 0.84, 0.81].map((value, seed) => ({ ...base, value, seed }));
   const missing = { ...base, length: 2048, value: "" }; // nothing to measure in that cell
-  const text = summaryTables([...seeds, missing]);
-  assert.match(text, /moa@0\.5\s+0\.80 \(0\.75–0\.84\)\s+n\/a/);
+  const same = [0, 1].map((seed) => ({ ...base, length: 4096, value: 0.301, seed }));
+  const text = summaryTables([...seeds, missing, ...same]);
+  assert.match(text, /moa@0\.5\s+0\.80 \(0\.75–0\.84\)\s+n\/a\s+0\.30$/m);
 });
 
 Deno.test("summaryTables({ markdown }) writes Markdown tables, RULER's per-task ones too", () => {
