@@ -85,6 +85,32 @@ Deno.test("train() lowers the loss and resumes to the very same weights", async 
       assert.equal(csv.length, 1 + 24, "one loss row per step, none repeated");
     });
     await t.step(
+      "two gradient workers train to the same weights (float32 order aside)",
+      async () => {
+        const two = await train(cfg, {
+          out: `${dir}/w`,
+          brownDocuments: 4,
+          workers: 2,
+          log: () => {},
+        });
+        assert.equal(two.steps, 24);
+        // the plumbing: each step's batch reaches the workers and their gradient the optimizer
+        // (brown rows weigh the same, so how unequal masks combine is grad_pool_test.ts's part);
+        // 24 Adam steps amplify float32 summation-order differences, hence not bit-equal
+        const wa = namedWeights(straight.model), wb = namedWeights(two.model);
+        wa.forEach((w, k) => {
+          let err = 0;
+          for (let i = 0; i < w.data.length; i++) {
+            err = Math.max(err, Math.abs(w.data[i]! - wb[k]!.data[i]!));
+          }
+          assert.ok(err < 1e-3, `${w.name}: max difference ${err}`);
+        });
+        two.losses.forEach((l, i) =>
+          assert.ok(Math.abs(l - straight.losses[i]!) < 1e-3, `step ${i + 1}`)
+        );
+      },
+    );
+    await t.step(
       "a later phase may change before it is reached, a finished one may not",
       async () => {
         const two = (first: number, T2: number) =>

@@ -24,7 +24,7 @@ const ROOT = new URL("../..", import.meta.url).pathname;
 
 const HELP = `moa train-tiny: train the embedded long-context model
 
-Usage: deno task train-tiny [--config FILE] [--out DIR] [--quick] [--max-steps N]
+Usage: deno task train-tiny [--config FILE] [--out DIR] [--quick] [--max-steps N] [--workers N]
        deno task train-tiny [--config FILE] [--out DIR] --export DIR | --probe [PHASE] | --rewind STEP
 
   --config FILE   training recipe (default data/train/moa-tiny.json; see data/train/config.ts)
@@ -32,6 +32,8 @@ Usage: deno task train-tiny [--config FILE] [--out DIR] [--quick] [--max-steps N
   --out DIR       output folder (default results/train/<recipe name>); holds tokenizer.json,
                   checkpoints, loss.csv, eval.csv and, when done, model/ in the HF layout
   --max-steps N   stop after N steps of this invocation (run the recipe in pieces)
+  --workers N     share each step's sequences among N gradient workers, one core each
+                  (data parallel; phases with B = 1 stay in one thread); default 1
   --export DIR    write the latest checkpoint of --out as a Hugging Face folder and exit
   --rewind STEP   resume the next run from the kept checkpoint of STEP (each phase's last step
                   is kept), e.g. to redo later phases after editing them; exits
@@ -45,7 +47,7 @@ data/models/moa-tiny/ to ship a trained model.
 `;
 
 /** The command's options (see `CommandLine.parse`). */
-const OPTIONS = "config out quick! max-steps export probe! rewind";
+const OPTIONS = "config out quick! max-steps workers export probe! rewind";
 
 async function main(args: string[]): Promise<number> {
   const cli = CommandLine.parse(args, HELP, OPTIONS, 1);
@@ -57,6 +59,7 @@ async function main(args: string[]): Promise<number> {
   const file = config ?? `${HERE}${cli.flag("quick") ? "quick" : "moa-tiny"}.json`;
   const cfg = await loadTrainConfig(file);
   const maxSteps = cli.string("max-steps") === undefined ? undefined : cli.int("max-steps", 1);
+  const workers = cli.string("workers") === undefined ? 1 : cli.int("workers", 1);
   const name = file.split("/").at(-1)!.replace(/\.json$/, "");
   const out = cli.string("out") ?? `${ROOT}results/train/${name}`;
   const [arg] = cli.positionals;
@@ -134,7 +137,7 @@ async function main(args: string[]): Promise<number> {
     if (bar) bar.stop();
     console.error(l);
   };
-  const r = await train(cfg, { out, ...(maxSteps ? { maxSteps } : {}), onStep, log });
+  const r = await train(cfg, { out, ...(maxSteps ? { maxSteps } : {}), workers, onStep, log });
   bar?.stop();
   const first = r.losses.slice(0, 10), last = r.losses.slice(-10);
   const mean = (xs: number[]) => xs.reduce((a, x) => a + x, 0) / Math.max(1, xs.length);
