@@ -6,17 +6,11 @@
  * @module
  */
 /// <reference lib="deno.worker" />
-import {
-  disposeParams,
-  initJax,
-  lossAndGrad,
-  modelFromParams,
-  paramsFromModel,
-} from "../../runtime/autodiff/jax_model.ts";
+import { initJax } from "../../runtime/autodiff/jax_model.ts";
 import type { Model } from "../../runtime/model.ts";
 import { randomModel } from "../../runtime/random_model.ts";
 import type { GradReply, GradRequest } from "./grad_pool.ts";
-import { namedWeights } from "./train.ts";
+import { namedLossAndGrad, namedWeights } from "./train.ts";
 
 let ready: Promise<unknown> | null = null;
 /** A model of the last request's architecture, whose arrays take each request's weights. */
@@ -35,12 +29,7 @@ self.onmessage = async (e: MessageEvent<GradRequest>) => {
       throw new RangeError(`${weights.length} weight arrays, expected ${named.length}`);
     }
     named.forEach((w, i) => w.data.set(weights[i]!));
-    const params = paramsFromModel(held.model);
-    const { loss, grads } = await lossAndGrad(config, params, batch, B, T);
-    disposeParams(params);
-    const g = namedWeights(await modelFromParams(config, grads)).map((w) => w.data);
-    disposeParams(grads);
-    reply = { loss, grads: g };
+    reply = await namedLossAndGrad(config, held.model, batch, B, T);
   } catch (err) {
     reply = { error: err instanceof Error ? err.message : String(err) };
   }

@@ -29,6 +29,7 @@ import { randomModel, tinyConfig } from "../../runtime/random_model.ts";
 import { encodeSafetensors, parseSafetensors, toFloat32 } from "../../runtime/safetensors.ts";
 import { type TextTokenizer, tokenizerFromJson } from "../../runtime/tokenizer.ts";
 import {
+  type Batch,
   disposeParams,
   initJax,
   lossAndGrad,
@@ -126,6 +127,26 @@ export interface AdamState {
   m: Float32Array[];
   v: Float32Array[];
   step: number;
+}
+
+/**
+ * `lossAndGrad` on a model's float32 weights: the batch's masked mean loss and one gradient
+ * array per weight, in {@link namedWeights} order (the optimizer's and the checkpoints' order).
+ * The trainer's step in one thread, and each gradient worker's part (grad_worker.ts).
+ */
+export async function namedLossAndGrad(
+  config: ModelConfig,
+  model: Model,
+  batch: Batch,
+  B: number,
+  T: number,
+): Promise<{ loss: number; grads: Float32Array[] }> {
+  const params = paramsFromModel(model);
+  const r = await lossAndGrad(config, params, batch, B, T);
+  disposeParams(params);
+  const grads = namedWeights(await modelFromParams(config, r.grads)).map((w) => w.data);
+  disposeParams(r.grads);
+  return { loss: r.loss, grads };
 }
 
 /** Learning rate at `step` (0-based): linear warm-up, then cosine decay to minRatio·peak. */
@@ -488,12 +509,7 @@ export async function train(cfg: TrainConfig, opts: TrainOptions): Promise<Train
         const w = weights.map((x) => x.data);
         ({ loss, grads: g } = await pool.lossAndGrad(config, w, input, phase.B, phase.T));
       } else {
-        const params = paramsFromModel(model);
-        const r = await lossAndGrad(config, params, input, phase.B, phase.T);
-        disposeParams(params);
-        loss = r.loss;
-        g = namedWeights(await modelFromParams(config, r.grads)).map((w) => w.data);
-        disposeParams(r.grads);
+        ({ loss, grads: g } = await namedLossAndGrad(config, model, input, phase.B, phase.T));
       }
       const gradNorm = clipGlobalNorm(g, cfg.optimizer.clip);
       const lr = scheduleLr(cfg, step) * phaseLrFactor(phase, within);
