@@ -58,7 +58,7 @@ export async function main(args: string[]): Promise<number> {
   }
   console.log(
     `${name(runs[0]!)}: ${runs.length === 1 ? "seed" : "mean (range) over seeds"} ${
-      seeds.join(", ")
+      [...seeds].sort((a, b) => Number(a) - Number(b) || a.localeCompare(b)).join(", ")
     }\n`,
   );
   console.log(summaryTables(runs.flatMap((r) => r.rows), { markdown: cli.flag("markdown") }));
