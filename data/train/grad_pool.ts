@@ -133,7 +133,7 @@ export type GradReply = { loss: number; grads: Float32Array[] } | { error: strin
  * pool.close();
  * ```
  */
-export class GradPool {
+export class GradPool implements Disposable {
   readonly #workers: Worker[];
 
   /**
@@ -199,5 +199,10 @@ export class GradPool {
   /** Ends every worker. */
   close(): void {
     for (const w of this.#workers) w.terminate();
+  }
+
+  /** `close`, for `using`. */
+  [Symbol.dispose](): void {
+    this.close();
   }
 }

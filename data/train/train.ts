@@ -488,90 +488,87 @@ export async function train(cfg: TrainConfig, opts: TrainOptions): Promise<Train
   if (!Number.isInteger(workers) || workers < 1) {
     throw new InputError(`workers: expected an integer ≥ 1, got ${workers}`);
   }
-  const pool = workers > 1 ? new GradPool(workers) : null;
-  try {
-    while (state.step < stopAt) {
-      const step = state.step;
-      const { phase, index, within } = phaseAt(cfg, step);
-      const batch = batchFor(tokenizer, corpus, keys, cfg, phase, step);
-      const t0 = performance.now();
-      const input = {
-        tokens: batch.tokens,
-        targets: batch.targets,
-        mask: batch.weights,
-        // contiguous positions are the default; passing them only when spread keeps the
-        // recipes without `spread` on the program they were trained with
-        ...(phase.spread !== undefined ? { positions: batch.positions } : {}),
-      };
-      let loss: number, g: Float32Array[];
-      if (pool && phase.B > 1) {
-        // data parallel: the batch's sequences shared out among the workers (grad_pool.ts)
-        const w = weights.map((x) => x.data);
-        ({ loss, grads: g } = await pool.lossAndGrad(config, w, input, phase.B, phase.T));
-      } else {
-        ({ loss, grads: g } = await namedLossAndGrad(config, model, input, phase.B, phase.T));
-      }
-      const gradNorm = clipGlobalNorm(g, cfg.optimizer.clip);
-      const lr = scheduleLr(cfg, step) * phaseLrFactor(phase, within);
-      adamwStep(weights, g, state, { ...cfg.optimizer, lr });
-      const dt = (performance.now() - t0) / 1000;
-      seconds += dt;
-      tokens += phase.B * phase.T;
-      losses.push(loss);
-      const report = {
-        step: state.step,
-        total,
-        phase: index,
-        loss,
-        lr,
-        gradNorm,
-        tokensPerS: (phase.B * phase.T) / dt,
-        tokens,
-      };
-      opts.onStep?.(report);
-      csv += [
-        state.step,
-        index,
-        phase.T,
-        phase.B,
-        loss.toFixed(5),
-        lr.toExponential(3),
-        gradNorm.toFixed(4),
-        tokens,
-        seconds.toFixed(1),
-        report.tokensPerS.toFixed(0),
-      ].join(",") + "\n";
-      const last = state.step === stopAt;
-      if (state.step % cfg.checkpointEvery === 0 || last || phaseEnds.has(state.step)) {
-        await writeFileAtomic(lossCsv, csv);
-        await saveCheckpoint(opts.out, weights, state, {
-          step: state.step,
-          recipe,
-          history: phaseHistory(cfg, state.step),
-          tokens,
-          seconds,
-        }, phaseEnds);
-      }
-      if (state.step % cfg.evalEvery === 0 || state.step === total) {
-        if (cfg.eval.cases > 0) await evaluate(model, tokenizer, cfg, state.step, opts.out, log);
-        const phase = phaseAt(cfg, state.step - 1).phase;
-        const kinds = await kindAccuracy(model, tokenizer, corpus, cfg, phase, KIND_EXAMPLES, keys);
-        await appendCsv(
-          `${opts.out}/kinds.csv`,
-          "step,kind,T,scored,accuracy,nll,n",
-          kinds.map((k) =>
-            [state.step, k.kind, phase.T, k.scored, k.accuracy.toFixed(4), k.nll.toFixed(4), k.n]
-              .join(",")
-          ),
-        );
-        log(
-          `step ${state.step}: teacher-forced accuracy at T = ${phase.T}: ` +
-            kinds.map((k) => `${k.kind} ${k.scored} ${k.accuracy.toFixed(2)}`).join(", "),
-        );
-      }
+  // closed (its workers ended) however the loop exits
+  using pool = workers > 1 ? new GradPool(workers) : null;
+  while (state.step < stopAt) {
+    const step = state.step;
+    const { phase, index, within } = phaseAt(cfg, step);
+    const batch = batchFor(tokenizer, corpus, keys, cfg, phase, step);
+    const t0 = performance.now();
+    const input = {
+      tokens: batch.tokens,
+      targets: batch.targets,
+      mask: batch.weights,
+      // contiguous positions are the default; passing them only when spread keeps the
+      // recipes without `spread` on the program they were trained with
+      ...(phase.spread !== undefined ? { positions: batch.positions } : {}),
+    };
+    let loss: number, g: Float32Array[];
+    if (pool && phase.B > 1) {
+      // data parallel: the batch's sequences shared out among the workers (grad_pool.ts)
+      const w = weights.map((x) => x.data);
+      ({ loss, grads: g } = await pool.lossAndGrad(config, w, input, phase.B, phase.T));
+    } else {
+      ({ loss, grads: g } = await namedLossAndGrad(config, model, input, phase.B, phase.T));
     }
-  } finally {
-    pool?.close();
+    const gradNorm = clipGlobalNorm(g, cfg.optimizer.clip);
+    const lr = scheduleLr(cfg, step) * phaseLrFactor(phase, within);
+    adamwStep(weights, g, state, { ...cfg.optimizer, lr });
+    const dt = (performance.now() - t0) / 1000;
+    seconds += dt;
+    tokens += phase.B * phase.T;
+    losses.push(loss);
+    const report = {
+      step: state.step,
+      total,
+      phase: index,
+      loss,
+      lr,
+      gradNorm,
+      tokensPerS: (phase.B * phase.T) / dt,
+      tokens,
+    };
+    opts.onStep?.(report);
+    csv += [
+      state.step,
+      index,
+      phase.T,
+      phase.B,
+      loss.toFixed(5),
+      lr.toExponential(3),
+      gradNorm.toFixed(4),
+      tokens,
+      seconds.toFixed(1),
+      report.tokensPerS.toFixed(0),
+    ].join(",") + "\n";
+    const last = state.step === stopAt;
+    if (state.step % cfg.checkpointEvery === 0 || last || phaseEnds.has(state.step)) {
+      await writeFileAtomic(lossCsv, csv);
+      await saveCheckpoint(opts.out, weights, state, {
+        step: state.step,
+        recipe,
+        history: phaseHistory(cfg, state.step),
+        tokens,
+        seconds,
+      }, phaseEnds);
+    }
+    if (state.step % cfg.evalEvery === 0 || state.step === total) {
+      if (cfg.eval.cases > 0) await evaluate(model, tokenizer, cfg, state.step, opts.out, log);
+      const phase = phaseAt(cfg, state.step - 1).phase;
+      const kinds = await kindAccuracy(model, tokenizer, corpus, cfg, phase, KIND_EXAMPLES, keys);
+      await appendCsv(
+        `${opts.out}/kinds.csv`,
+        "step,kind,T,scored,accuracy,nll,n",
+        kinds.map((k) =>
+          [state.step, k.kind, phase.T, k.scored, k.accuracy.toFixed(4), k.nll.toFixed(4), k.n]
+            .join(",")
+        ),
+      );
+      log(
+        `step ${state.step}: teacher-forced accuracy at T = ${phase.T}: ` +
+          kinds.map((k) => `${k.kind} ${k.scored} ${k.accuracy.toFixed(2)}`).join(", "),
+      );
+    }
   }
   const done = state.step >= total;
   if (done) await writeHfFolder(`${opts.out}/model`, model, tokJson);
