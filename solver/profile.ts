@@ -31,8 +31,9 @@ import { type BandMode, droppedInfluence, type Rule } from "./rules.ts";
 export const MAX_PROFILE_LENGTH = 16384;
 
 /**
- * Longest sequence whose whole-model gradient fits WebAssembly's 4 GiB (jax-js keeps every
- * layer's T×T attention for the backward pass: `lossAndGrad`, DuoAttention's gate distillation).
+ * Longest sequence whose DuoAttention gate distillation fits WebAssembly's 4 GiB (its gradient is
+ * one jax-js program that keeps every layer's T×T attention; the training loss's gradient goes
+ * layer by layer past this length, `lossAndGradByLayer` in runtime/autodiff/jax_model.ts).
  */
 export const MAX_GRADIENT_LENGTH = 2048;
 

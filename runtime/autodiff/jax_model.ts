@@ -25,15 +25,18 @@
  * (jax-js's wasm `exp` costs ≈ 15 ns per element, 4M per layer at T=1024). A step is several
  * hundred small kernels, so the per-kernel cost matters; see {@linkcode InitOptions}.
  *
- * Memory: `lossAndGrad` holds the activations of every layer for its backward pass; measured
- * peak wasm memory for the model above at B=1: 223 MB at T=512 and 693 MB at T=1024, about
- * 11·L·NH·T² floats, and everything on wasm shares one 4 GiB space (so T ≲ 2.5k there).
- * {@linkcode attentionGradsByLayer} needs one layer's attention at a time.
+ * Memory: the one-program `lossAndGrad` holds the activations of every layer for its backward
+ * pass; measured peak wasm memory for the model above at B=1: 223 MB at T=512 and 693 MB at
+ * T=1024, about 11·L·NH·T² floats, and everything on wasm shares one 4 GiB space (so T ≲ 2.5k
+ * there). Beyond that it goes layer by layer ({@linkcode lossAndGradByLayer}: one block of query
+ * rows' attention at a time; moa-tiny at T = 4,096, B = 1 in 0.8 GB of process memory), as
+ * {@linkcode attentionGradsByLayer} does for the profile.
  *
  * @module
  */
 import {
   type Array as JaxArray,
+  blockUntilReady,
   defaultDevice,
   type Device,
   init,
@@ -184,6 +187,17 @@ export async function readF32(a: JaxArray): Promise<Float32Array> {
   const d = syncReads ? a.dataSync() : await a.data();
   if (!(d instanceof Float32Array)) throw new TypeError(`expected float32 data, got ${a.dtype}`);
   return d;
+}
+
+/**
+ * Runs the work queued for every array of `x` now (jax-js dispatches lazily, and a queued
+ * program holds its buffers until it runs). Does not consume `x`. Reads the same way as
+ * {@linkcode readF32} (synchronously on wasm), since jax-js throws on a mix of both.
+ */
+async function settle<T extends JaxArray | JaxArray[]>(x: T): Promise<T> {
+  if (!syncReads) return await blockUntilReady(x);
+  for (const a of ([] as JaxArray[]).concat(x)) a.ref.dataSync();
+  return x;
 }
 
 function requireInit(): JaxDevice {
@@ -403,6 +417,58 @@ function embed(table: JaxArray, tokens: JaxArray, embedding: EmbeddingLookup): J
     : np.matmul(oneHot(ids, table.shape[0]!).astype(np.float32), table);
 }
 
+/** The weights of a block before its attention: the input norm and the q/k/v projections. */
+type PreParams = Pick<LayerParams, "inputNorm" | "wq" | "wk" | "wv" | "bq" | "bk" | "bv">;
+
+/** The weights of a block after its attention: the output projection and the MLP. */
+type PostParams = Pick<LayerParams, "wo" | "postNorm" | "wGate" | "wUp" | "wDown">;
+
+/** A layer's weights cut at its attention (the arrays are shared, not copied). */
+function splitLayer(w: LayerParams): [PreParams, PostParams] {
+  const { wo, postNorm, wGate, wUp, wDown, ...pre } = w;
+  return [pre, { wo, postNorm, wGate, wUp, wDown }];
+}
+
+/**
+ * A block's attention inputs from x (B*T, C): RoPE'd queries (B*NKV, G, T, HS) with the G query
+ * heads of a kv head on the second axis, RoPE'd keys and values (B*NKV, T, HS). Consumes cos, sin.
+ */
+function project(
+  config: ModelConfig,
+  w: PreParams,
+  x: JaxArray,
+  B: number,
+  cos: JaxArray,
+  sin: JaxArray,
+): [JaxArray, JaxArray, JaxArray] {
+  const { numHeads: NH, numKvHeads: NKV, headDim: HS } = config;
+  const T = x.shape[0]! / B;
+  const h = rmsnorm(x, w.inputNorm, config.rmsNormEps);
+  const q = linear(h.ref, w.wq, w.bq).reshape([B, T, NH, HS]).transpose([0, 2, 1, 3]);
+  const k = linear(h.ref, w.wk, w.bk).reshape([B, T, NKV, HS]).transpose([0, 2, 1, 3]);
+  const v = linear(h, w.wv, w.bv).reshape([B, T, NKV, HS]).transpose([0, 2, 1, 3]);
+  return [
+    rope(q, cos.ref, sin.ref).reshape([B * NKV, NH / NKV, T, HS]),
+    rope(k, cos, sin).reshape([B * NKV, T, HS]),
+    v.reshape([B * NKV, T, HS]),
+  ];
+}
+
+/**
+ * The rest of a block: x (B*T, C) plus the output projection of the attention output o
+ * (B*NKV, G, T, HS), then the SwiGLU MLP with its residual.
+ */
+function finish(config: ModelConfig, w: PostParams, x: JaxArray, o: JaxArray, B: number): JaxArray {
+  const { numHeads: NH, headDim: HS } = config;
+  const N = x.shape[0]!, T = N / B;
+  const att = o.reshape([B, NH, T, HS]).transpose([0, 2, 1, 3]).reshape([N, NH * HS]);
+  x = x.add(linear(att, w.wo));
+  const h2 = rmsnorm(x.ref, w.postNorm, config.rmsNormEps);
+  const gate = linear(h2.ref, w.wGate);
+  const up = linear(h2, w.wUp);
+  return x.add(linear(nn.silu(gate).mul(up), w.wDown));
+}
+
 /**
  * One transformer block on x (B*T, C) → (B*T, C). `pert` (B*NKV, G*T, HS), when given, is added
  * to the attention output (in the layout of q) before the output projection; `saved` receives
@@ -419,28 +485,16 @@ function block(
   mix?: DuoMix,
 ): JaxArray {
   const { numHeads: NH, numKvHeads: NKV, headDim: HS } = config;
-  const eps = config.rmsNormEps, G = NH / NKV;
-  const N = x.shape[0]!, T = N / B;
-  // attention
-  const h = rmsnorm(x.ref, w.inputNorm, eps);
-  const q = linear(h.ref, w.wq, w.bq).reshape([B, T, NH, HS]).transpose([0, 2, 1, 3]);
-  const k = linear(h.ref, w.wk, w.bk).reshape([B, T, NKV, HS]).transpose([0, 2, 1, 3]);
-  const v = linear(h, w.wv, w.bv).reshape([B, T, NKV, HS]).transpose([0, 2, 1, 3]);
+  const G = NH / NKV, T = x.shape[0]! / B;
+  const [pre, post] = splitLayer(w);
+  const [q, kr, vr] = project(config, pre, x.ref, B, sh.cos.ref, sh.sin.ref);
   // the query heads of one kv group stacked along rows: (B*NKV, G*T, HS); keys (B*NKV, T, HS)
-  const qr = rope(q, sh.cos.ref, sh.sin.ref).reshape([B * NKV, G * T, HS]);
-  const kr = rope(k, sh.cos.ref, sh.sin.ref).reshape([B * NKV, T, HS]);
-  const vr = v.reshape([B * NKV, T, HS]);
+  const qr = q.reshape([B * NKV, G * T, HS]);
   const a = mix ? duoProbs(qr, kr, sh.causal.ref, mix) : attentionProbs(qr, kr, sh.causal.ref);
   if (saved) saved.push([a.ref, vr.ref]);
   let att = np.matmul(a, vr); // (B*NKV, G*T, HS)
   if (pert) att = att.add(pert);
-  att = att.reshape([B, NH, T, HS]).transpose([0, 2, 1, 3]).reshape([N, NH * HS]);
-  x = x.add(linear(att, w.wo));
-  // SwiGLU MLP
-  const h2 = rmsnorm(x.ref, w.postNorm, eps);
-  const gate = linear(h2.ref, w.wGate);
-  const up = linear(h2, w.wUp);
-  return x.add(linear(nn.silu(gate).mul(up), w.wDown));
+  return finish(config, post, x, att.reshape([B * NKV, G, T, HS]), B);
 }
 
 /** Builds the shared tables for T positions; the caller disposes them. */
@@ -642,6 +696,29 @@ function lossWeights(mask: Float32Array, n: number): JaxArray {
 // ---------------------------------------------------------------------------------------------
 // public entry points
 
+/** Options of {@linkcode lossAndGrad}. */
+export interface LossAndGradOptions extends JaxModelOptions {
+  /**
+   * Take the gradient layer by layer with recomputation, and each layer's attention in blocks
+   * of query rows ({@linkcode lossAndGradByLayer}), instead of one program that holds every
+   * layer's T×T attention. `"auto"` does so when the one program would need more than about
+   * 3 GiB (11·L·B·NH·T² floats: T > 2,048 for moa-tiny at B = 1), which wasm cannot hold.
+   * @default "auto"
+   */
+  layerwise?: boolean | "auto";
+  /**
+   * Layer by layer, the most attention scores one block of query rows may hold, B·NH·rows·T
+   * (see {@linkcode queryBlocks}); smaller blocks need less memory and take more kernel launches.
+   * @default 2²⁴
+   */
+  blockScores?: number;
+}
+
+/** Whether `"auto"` takes {@linkcode lossAndGradByLayer} for this shape (see its memory note). */
+export function needsLayerwise(config: ModelConfig, B: number, T: number): boolean {
+  return 11 * config.numLayers * B * config.numHeads * T * T * 4 > 3 * 2 ** 30;
+}
+
 /** The result of {@linkcode lossAndGrad}. */
 export interface LossAndGrad {
   /** Mean cross-entropy over the masked positions (natural log). */
@@ -660,7 +737,7 @@ export interface LossAndGrad {
  * @param batch tokens, targets and mask, each (B*T)
  * @param B sequences in the batch
  * @param T tokens per sequence
- * @param opts embedding lookup
+ * @param opts embedding lookup; whether to go layer by layer (long sequences)
  * @returns the loss and the gradient tree
  * @throws RangeError on a wrong length, an out-of-vocabulary token or an all-zero mask
  *
@@ -685,8 +762,12 @@ export async function lossAndGrad(
   batch: Batch,
   B: number,
   T: number,
-  opts: JaxModelOptions = {},
+  opts: LossAndGradOptions = {},
 ): Promise<LossAndGrad> {
+  const layerwise = opts.layerwise ?? "auto";
+  if (layerwise === true || (layerwise === "auto" && needsLayerwise(config, B, T))) {
+    return lossAndGradByLayer(config, params, batch, B, T, opts);
+  }
   const embedding = embeddingOf(opts);
   checkShape(B, T);
   const n = B * T;
@@ -712,6 +793,246 @@ export async function lossAndGrad(
     sin,
   ) as [JaxArray, Params];
   return { loss: (await readF32(loss))[0]!, grads };
+}
+
+/**
+ * [first, end) query rows of each attention block of {@linkcode lossAndGradByLayer} for B
+ * sequences of T tokens: as few equal blocks as keep B·NH·rows·T ≤ maxScores.
+ */
+export function queryBlocks(
+  config: ModelConfig,
+  B: number,
+  T: number,
+  maxScores = 2 ** 24,
+): [number, number][] {
+  if (!(maxScores >= 1)) throw new RangeError(`blockScores = ${maxScores}; expected ≥ 1`);
+  const n = Math.min(T, Math.max(1, Math.ceil((B * config.numHeads * T * T) / maxScores)));
+  const rows = Math.ceil(T / n), out: [number, number][] = [];
+  for (let i = 0; i < T; i += rows) out.push([i, Math.min(T, i + rows)]);
+  return out;
+}
+
+/**
+ * Causal attention of the query rows first … first + R − 1: q (X, G, R, HS) against all keys
+ * k, v (X, T, HS) (those after each row masked) → (X, G, R, HS).
+ */
+function attendRows(q: JaxArray, k: JaxArray, v: JaxArray, first: number): JaxArray {
+  const [X, G, R, HS] = q.shape as [number, number, number, number];
+  const S = k.shape[1]!;
+  const i = np.arange(G * R, undefined, undefined, { dtype: np.int32 }).mod(R).add(first);
+  const causal = np.arange(S, undefined, undefined, { dtype: np.int32 }).reshape([1, S])
+    .lessEqual(i.reshape([G * R, 1]));
+  const scores = np.matmul(q.reshape([X, G * R, HS]), k.transpose([0, 2, 1])).mul(
+    1 / Math.sqrt(HS),
+  );
+  const a = nn.softmax(np.where(causal, scores, -1e30), -1);
+  return np.matmul(a, v).reshape([X, G, R, HS]);
+}
+
+/** The compiled head: [loss, [∂/∂x, ∂/∂finalNorm, ∂/∂head]] of final norm → head → loss. */
+function headLossFn(config: ModelConfig): Compiled {
+  return compiled(config, "headloss", () =>
+    jit(valueAndGrad(
+      (x: JaxArray, finalNorm: JaxArray, out: JaxArray, targets: JaxArray, wt: JaxArray) => {
+        const logits = linear(rmsnorm(x, finalNorm, config.rmsNormEps), out);
+        return weightedNll(logits, targets.reshape([targets.size]), wt);
+      },
+      { argnums: [0, 1, 2] },
+    )));
+}
+
+/** The compiled embedding lookup (table, tokens) → (B*T, C). */
+function embedFnOf(config: ModelConfig, embedding: EmbeddingLookup): Compiled {
+  return compiled(
+    config,
+    `embed:${embedding}`,
+    () => jit((table: JaxArray, tok: JaxArray) => embed(table, tok, embedding)),
+  );
+}
+
+/**
+ * {@linkcode lossAndGrad} computed layer by layer, for sequences whose attention does not fit in
+ * memory all at once. Same result up to float32 summation order.
+ *
+ * Method (gradient checkpointing, with the attention blocked like a flash-attention backward):
+ * a forward sweep keeps each layer's input x and attention output O, both (B·T, C); the loss
+ * head gives ∂L/∂x at the top; then, from the top, each layer's output projection and MLP are
+ * differentiated from the kept x and O, its q, k, v recomputed, and its attention differentiated
+ * block by block of query rows ({@linkcode queryBlocks}), the blocks' ∂k and ∂v summed; finally
+ * the projections give ∂x and the weight gradients. One block's scores against all T keys are
+ * the largest arrays alive: B·NH·rows·T ≤ 2²⁴ floats, about 1.2 GB with the softmax backward's
+ * temporaries, whatever T is. Every block has the same shape (the last may be shorter) because
+ * jax-js's wasm allocator reuses freed memory only for an array of the same size class (64 KiB
+ * pages above 64 KiB): blocks that skipped the keys past their last row, each a new size, were
+ * measured to exhaust the 4 GiB at T = 4,096 whatever the block size.
+ *
+ * Cost: the attention runs forward twice (the sweep, and again inside the backward); the
+ * one-program backward runs it once but was measured slower (see `lossAndGrad`'s note).
+ *
+ * @param config the architecture
+ * @param params the weights (not consumed)
+ * @param batch tokens, targets, mask (and positions), each (B*T)
+ * @param B sequences in the batch
+ * @param T tokens per sequence
+ * @param opts embedding lookup, attention block size
+ * @returns the loss and the gradient tree (owned by the caller)
+ * @throws RangeError on a wrong length, an out-of-vocabulary token or an all-zero mask
+ */
+export async function lossAndGradByLayer(
+  config: ModelConfig,
+  params: Params,
+  batch: Batch,
+  B: number,
+  T: number,
+  opts: LossAndGradOptions = {},
+): Promise<LossAndGrad> {
+  const embedding = embeddingOf(opts);
+  checkShape(B, T);
+  const n = B * T, L = config.numLayers;
+  checkTokens(config, "tokens", batch.tokens, n);
+  checkTokens(config, "targets", batch.targets, n);
+  const w = lossWeights(batch.mask, n);
+  const blocks = queryBlocks(config, B, T, opts.blockScores);
+
+  const projectFn = compiled(
+    config,
+    `project:${B}`,
+    () =>
+      jit((pre: PreParams, x: JaxArray, cos: JaxArray, sin: JaxArray) =>
+        project(config, pre, x, B, cos, sin)
+      ),
+  );
+  const attendFn = (first: number) =>
+    compiled(
+      config,
+      `attend:${first}`,
+      () => jit((q: JaxArray, k: JaxArray, v: JaxArray) => attendRows(q, k, v, first)),
+    );
+  const finishFn = compiled(
+    config,
+    `finish:${B}`,
+    () => jit((post: PostParams, x: JaxArray, o: JaxArray) => finish(config, post, x, o, B)),
+  );
+  // vector–Jacobian products as gradients of Σ ct ⊙ f; weights are differentiated too, which
+  // jax-js runs faster than cotangents with a single consumer (see attentionGradsByLayer)
+  const finishBack = compiled(config, `finishback:${B}`, () =>
+    jit(valueAndGrad(
+      (x: JaxArray, o: JaxArray, post: PostParams, ct: JaxArray) =>
+        finish(config, post, x, o, B).mul(ct).sum(),
+      { argnums: [0, 1, 2] },
+    )));
+  const attendBack = (first: number) =>
+    compiled(config, `attendback:${first}`, () =>
+      jit(valueAndGrad(
+        (q: JaxArray, k: JaxArray, v: JaxArray, ct: JaxArray) =>
+          attendRows(q, k, v, first).mul(ct).sum(),
+        { argnums: [0, 1, 2] },
+      )));
+  const projectBack = compiled(config, `projectback:${B}`, () =>
+    jit(valueAndGrad(
+      (
+        x: JaxArray,
+        pre: PreParams,
+        dq: JaxArray,
+        dk: JaxArray,
+        dv: JaxArray,
+        cos: JaxArray,
+        sin: JaxArray,
+      ) => {
+        const [q, k, v] = project(config, pre, x, B, cos, sin);
+        return q.mul(dq).sum().add(k.mul(dk).sum()).add(v.mul(dv).sum());
+      },
+      { argnums: [0, 1] },
+    )));
+  const embedBack = compiled(config, `embedback:${embedding}`, () =>
+    jit(valueAndGrad(
+      (table: JaxArray, tok: JaxArray, ct: JaxArray) => embed(table, tok, embedding).mul(ct).sum(),
+    )));
+
+  const tables = batch.positions
+    ? ropeTablesAt(config, batch.positions, B, T)
+    : ropeTables(config, T);
+  const rope2 = () => [tables.cos.ref, tables.sin.ref] as const;
+  const tokens = tokenArray(batch.tokens, B, T);
+  // attention of every block of query rows, concatenated back to (B*NKV, G, T, HS)
+  // (each block is run before the next is queued: pending programs hold their buffers, so
+  // queued blocks and layers were measured to add up past the 4 GiB)
+  const attend = async (q: JaxArray, k: JaxArray, v: JaxArray): Promise<JaxArray> => {
+    const parts: JaxArray[] = [];
+    for (const [a, b] of blocks) {
+      const part = attendFn(a)(q.ref.slice([], [], [a, b]), k.ref, v.ref) as JaxArray;
+      parts.push(await settle(part));
+    }
+    tree.dispose([q, k, v]);
+    return parts.length === 1 ? parts[0]! : np.concatenate(parts, 2);
+  };
+
+  // forward sweep: keep each layer's input and attention output
+  const xs: JaxArray[] = [embedFnOf(config, embedding)(params.embed.ref, tokens.ref) as JaxArray];
+  const os: JaxArray[] = [];
+  for (let l = 0; l < L; l++) {
+    const [pre, post] = splitLayer(params.layers[l]!);
+    const [q, k, v] = projectFn(tree.ref(pre), xs[l]!.ref, ...rope2()) as JaxArray[];
+    const o = await attend(q!, k!, v!);
+    os.push(o.ref);
+    xs.push(await settle(finishFn(tree.ref(post), xs[l]!.ref, o) as JaxArray));
+  }
+  const [lossArr, [dTop, dNorm, dHead]] = headLossFn(config)(
+    xs[L]!,
+    params.finalNorm.ref,
+    (params.lmHead ?? params.embed).ref,
+    tokenArray(batch.targets, B, T),
+    w,
+  ) as [JaxArray, JaxArray[]];
+  const loss = (await readF32(lossArr))[0]!;
+
+  // backward, from the top layer down
+  let ct = dTop!;
+  const layers: LayerParams[] = new Array(L);
+  for (let l = L - 1; l >= 0; l--) {
+    const [pre, post] = splitLayer(params.layers[l]!);
+    const [vC, [dxC, dO, dPost]] = finishBack(xs[l]!.ref, os[l]!, tree.ref(post), ct) as [
+      JaxArray,
+      [JaxArray, JaxArray, PostParams],
+    ];
+    vC.dispose();
+    const [q, k, v] = projectFn(tree.ref(pre), xs[l]!.ref, ...rope2()) as JaxArray[];
+    const dqs: JaxArray[] = [];
+    let dk: JaxArray | null = null, dv: JaxArray | null = null;
+    for (const [a, b] of blocks) {
+      const [vA, [dqb, dkb, dvb]] = attendBack(a)(
+        q!.ref.slice([], [], [a, b]),
+        k!.ref,
+        v!.ref,
+        dO.ref.slice([], [], [a, b]),
+      ) as [JaxArray, JaxArray[]];
+      vA.dispose();
+      dqs.push(dqb!);
+      dk = dk ? dk.add(dkb!) : dkb!;
+      dv = dv ? dv.add(dvb!) : dvb!;
+      await settle([dqb!, dk, dv]);
+    }
+    tree.dispose([q!, k!, v!, dO]);
+    const dq = dqs.length === 1 ? dqs[0]! : np.concatenate(dqs, 2);
+    const [vP, [dxA, dPre]] = projectBack(
+      xs[l]!,
+      tree.ref(pre),
+      dq,
+      dk!,
+      dv!,
+      ...rope2(),
+    ) as [JaxArray, [JaxArray, PreParams]];
+    vP.dispose();
+    ct = await settle(dxA.add(dxC));
+    layers[l] = { ...dPre, ...dPost };
+  }
+  tree.dispose(tables);
+  const [vE, dEmbed] = embedBack(params.embed.ref, tokens, ct) as [JaxArray, JaxArray];
+  vE.dispose();
+  const grads: Params = params.lmHead
+    ? { embed: dEmbed, layers, finalNorm: dNorm!, lmHead: dHead! }
+    : { embed: dEmbed.add(dHead!), layers, finalNorm: dNorm! };
+  return { loss, grads };
 }
 
 /**
@@ -898,11 +1219,7 @@ export async function attentionGradsByLayer(
   checkTokens(config, "targets", batch.targets, T);
   const w = lossWeights(batch.mask, T);
 
-  const embedFn = compiled(
-    config,
-    `embed:${embedding}`,
-    () => jit((table: JaxArray, tok: JaxArray) => embed(table, tok, embedding)),
-  );
+  const embedFn = embedFnOf(config, embedding);
   const forwardFn = compiled(
     config,
     "block",
@@ -918,15 +1235,7 @@ export async function attentionGradsByLayer(
   // drops those gradients: with a single consumer, jax-js 0.1.25 fuses an elementwise
   // cotangent (softmax, RoPE, SwiGLU backward) into the following matmul and recomputes it for
   // every term of the reduction, which was measured 5–15× slower than the extra weight products.
-  // [loss, [∂loss/∂x, ∂loss/∂finalNorm, ∂loss/∂head]] of final norm → head → cross-entropy
-  const headFn = compiled(config, "headloss", () =>
-    jit(valueAndGrad(
-      (x: JaxArray, finalNorm: JaxArray, out: JaxArray, targets: JaxArray, wt: JaxArray) => {
-        const logits = linear(rmsnorm(x, finalNorm, config.rmsNormEps), out);
-        return weightedNll(logits, targets.reshape([targets.size]), wt);
-      },
-      { argnums: [0, 1, 2] },
-    )));
+  const headFn = headLossFn(config);
   // one block's vector–Jacobian product with cotangent ct, as the gradient of Σ ct ⊙ block(x, D)
   // at D = 0 with respect to x, D (and the weights, see above); q, k, v ride along as aux
   const backFn = compiled(config, "blockback", () =>

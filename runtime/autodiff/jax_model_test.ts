@@ -12,9 +12,12 @@ import {
   initJax,
   jaxLogits,
   lossAndGrad,
+  lossAndGradByLayer,
   modelFromParams,
+  needsLayerwise,
   type Params,
   paramsFromModel,
+  queryBlocks,
   readF32,
 } from "./jax_model.ts";
 import { assertAllClose, maxAbsDiff } from "../_testing.ts";
@@ -440,4 +443,96 @@ Deno.test("lossAndGrad() with position ids matches a float64 forward at those po
     );
   });
   disposeParams(params);
+});
+
+/** Every gradient leaf of `got` against `want`, by name; error ≤ rtol × the leaf's largest |entry|. */
+async function assertSameGrads(got: Params, want: Params, rtol: number): Promise<void> {
+  const pairs: [string, JaxArray | undefined, JaxArray | undefined][] = [
+    ["embed", got.embed, want.embed],
+    ["finalNorm", got.finalNorm, want.finalNorm],
+    ["lmHead", got.lmHead, want.lmHead],
+  ];
+  want.layers.forEach((lw, l) => {
+    const gl = got.layers[l]! as Record<string, JaxArray | undefined>;
+    assert.deepEqual(Object.keys(gl).sort(), Object.keys(lw).sort(), `layer ${l} leaves`);
+    for (const [k, a] of Object.entries(lw)) pairs.push([`layers[${l}].${k}`, gl[k], a]);
+  });
+  for (const [name, g, w] of pairs) {
+    if (!w) {
+      assert.equal(g, undefined, name);
+      continue;
+    }
+    assert.ok(g, `${name} is missing`);
+    const a = await readF32(g.ref), b = await readF32(w.ref);
+    const scale = b.reduce((m, x) => Math.max(m, Math.abs(x)), 0);
+    assert.ok(scale > 0, `${name} is all zero in the reference`);
+    const err = maxAbsDiff(a, b);
+    assert.ok(err <= rtol * scale, `${name}: max error ${err} against largest entry ${scale}`);
+  }
+}
+
+Deno.test("queryBlocks() cuts the query rows into as few equal blocks as the budget allows", () => {
+  const config = small(); // NH = 4
+  assert.deepEqual(queryBlocks(config, 1, 16), [[0, 16]]);
+  // B·NH·T² = 2·4·256 = 2048 scores; at most 700 per block → 3 blocks of 6, 6, 4 rows
+  assert.deepEqual(queryBlocks(config, 2, 16, 700), [[0, 6], [6, 12], [12, 16]]);
+  assert.deepEqual(queryBlocks(config, 1, 5, 1), [[0, 1], [1, 2], [2, 3], [3, 4], [4, 5]]);
+  assert.throws(() => queryBlocks(config, 1, 5, 0), /blockScores = 0/);
+  // moa-tiny (4 layers, 4 heads): one program up to T = 2,048 at B = 1, layer by layer beyond
+  const tiny = tinyConfig({ numLayers: 4, numHeads: 4, numKvHeads: 2 });
+  assert.equal(needsLayerwise(tiny, 1, 2048), false);
+  assert.equal(needsLayerwise(tiny, 1, 4096), true);
+  assert.equal(needsLayerwise(tiny, 2, 2048), true);
+});
+
+Deno.test("lossAndGradByLayer() gives lossAndGrad()'s loss and gradients", async (t) => {
+  const T = 16, B = 2;
+  const two = (config: ModelConfig, spread: boolean): Batch => {
+    const rows = [batchOf(config, T, 51), batchOf(config, T, 61)];
+    rows[1]!.mask.fill(0.25, 3, 9); // unequal masks: row 1 also counts positions 3..8
+    const pos = [0, 1].flatMap((b) =>
+      Array.from({ length: T }, (_, i) => spread && b === 0 ? i * 7 + (i >= 8 ? 90 : 0) : i)
+    );
+    return {
+      tokens: Int32Array.from(rows.flatMap((r) => [...r.tokens])),
+      targets: Int32Array.from(rows.flatMap((r) => [...r.targets])),
+      mask: Float32Array.from(rows.flatMap((r) => [...r.mask])),
+      ...(spread ? { positions: Int32Array.from(pos) } : {}),
+    };
+  };
+  const cases: [string, ModelConfig, boolean][] = [
+    [
+      "untied qwen2-style model with biases, spread positions",
+      small({ modelType: "qwen2", attentionBias: true }),
+      true,
+    ],
+    ["tied embeddings, contiguous positions", small({ tieWordEmbeddings: true }), false],
+  ];
+  for (const [name, config, spread] of cases) {
+    await t.step(name, async () => {
+      const model = randomModel(config, 13, 8);
+      const batch = two(config, spread);
+      const params = paramsFromModel(model);
+      const want = await lossAndGrad(config, params, batch, B, T, { layerwise: false });
+      // 3 blocks of query rows (6, 6, 4), so the ∂k, ∂v of earlier keys sum over blocks
+      for (const blockScores of [700, 2 ** 24]) {
+        const got = await lossAndGradByLayer(config, params, batch, B, T, { blockScores });
+        assert.ok(
+          Math.abs(got.loss - want.loss) <= 1e-6 * want.loss,
+          `${got.loss} vs ${want.loss}`,
+        );
+        await assertSameGrads(got.grads, want.grads, 1e-5);
+        disposeParams(got.grads);
+      }
+      // and lossAndGrad() takes this path when asked
+      const routed = await lossAndGrad(config, params, batch, B, T, {
+        layerwise: true,
+        blockScores: 700,
+      });
+      await assertSameGrads(routed.grads, want.grads, 1e-5);
+      disposeParams(routed.grads);
+      disposeParams(want.grads);
+      disposeParams(params);
+    });
+  }
 });
