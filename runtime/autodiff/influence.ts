@@ -26,11 +26,10 @@
 import { type Array as JaxArray, jit, nn, numpy as np, tree, valueAndGrad } from "@jax-js/jax";
 import {
   checkTokens,
+  finish,
   type LayerParams,
-  linear,
+  project,
   readF32,
-  rmsnorm,
-  rope,
   ropeTables,
   upload,
   uploadLayer,
@@ -81,41 +80,6 @@ const MIN_REST = 1e-6;
 /** One layer's weights on the jax device, float32. */
 type LayerArrays = LayerParams;
 
-/** x (T, C) → rotated q (NKV, G, T, HS), rotated k (NKV, T, HS) and v (NKV, T, HS). */
-function projections(
-  c: ModelConfig,
-  w: LayerArrays,
-  x: JaxArray,
-  cos: JaxArray,
-  sin: JaxArray,
-): [JaxArray, JaxArray, JaxArray] {
-  const { numHeads: NH, numKvHeads: NKV, headDim: HS } = c;
-  const T = x.shape[0]!;
-  const h = rmsnorm(x, w.inputNorm, c.rmsNormEps);
-  const heads = (y: JaxArray, n: number) => y.reshape([T, n, HS]).transpose([1, 0, 2]);
-  const q = heads(linear(h.ref, w.wq, w.bq), NH).reshape([1, NH, T, HS]);
-  const k = heads(linear(h.ref, w.wk, w.bk), NKV).reshape([1, NKV, T, HS]);
-  const v = heads(linear(h, w.wv, w.bv), NKV);
-  return [
-    rope(q, cos.ref, sin.ref).reshape([NKV, NH / NKV, T, HS]),
-    rope(k, cos, sin).reshape([NKV, T, HS]),
-    v,
-  ];
-}
-
-/** The rest of the block: x + O·Woᵀ, then the SwiGLU MLP with its residual. O (NKV, G, T, HS). */
-function outputAndMlp(c: ModelConfig, w: LayerArrays, x: JaxArray, o: JaxArray): JaxArray {
-  const T = x.shape[0]!;
-  const att = o.reshape([c.numHeads, T, c.headDim]).transpose([1, 0, 2]).reshape([
-    T,
-    c.numHeads * c.headDim,
-  ]);
-  const x1 = x.add(linear(att, w.wo));
-  const h = rmsnorm(x1.ref, w.postNorm, c.rmsNormEps);
-  const gate = linear(h.ref, w.wGate);
-  return x1.add(linear(nn.silu(gate).mul(linear(h, w.wUp)), w.wDown));
-}
-
 /**
  * Causal probabilities of a query block: q (NKV, G, Bq, HS) at positions qs.. against keys
  * (NKV, T, HS) → (NKV, G·Bq, T); q flattened (NKV, G·Bq, HS) rides along.
@@ -137,7 +101,7 @@ interface Programs {
   project: (w: LayerArrays, x: JaxArray, cos: JaxArray, sin: JaxArray) => JaxArray[];
   forwardBlock: (q: JaxArray, k: JaxArray, v: JaxArray, qs: JaxArray) => JaxArray;
   finish: (w: LayerArrays, x: JaxArray, o: JaxArray) => JaxArray;
-  /** [value, [∂/∂x, ∂/∂O, ∂/∂weights]] of Σ ct ⊙ outputAndMlp(x, O) */
+  /** [value, [∂/∂x, ∂/∂O, ∂/∂weights]] of Σ ct ⊙ finish(x, O) (jax_model.ts) */
   finishBack: (x: JaxArray, o: JaxArray, w: LayerArrays, ct: JaxArray) => [
     JaxArray,
     [JaxArray, JaxArray, LayerArrays],
@@ -177,17 +141,17 @@ function programsFor(c: ModelConfig, block: number, signed: boolean): Programs {
   // into the following matmul and recomputes them for every term of its reduction.
   p = {
     project: jit((w: LayerArrays, x: JaxArray, cos: JaxArray, sin: JaxArray) =>
-      projections(c, w, x, cos, sin)
+      project(c, w, x, 1, cos, sin)
     ),
     forwardBlock: jit((q: JaxArray, k: JaxArray, v: JaxArray, qs: JaxArray) => {
       const shape = q.shape;
       const [a] = blockProbs(q, k, qs);
       return np.matmul(a, v).reshape(shape);
     }),
-    finish: jit((w: LayerArrays, x: JaxArray, o: JaxArray) => outputAndMlp(c, w, x, o)),
+    finish: jit((w: LayerArrays, x: JaxArray, o: JaxArray) => finish(c, w, x, o, 1)),
     finishBack: jit(valueAndGrad(
       (x: JaxArray, o: JaxArray, w: LayerArrays, ct: JaxArray) =>
-        outputAndMlp(c, w, x, o).mul(ct).sum(),
+        finish(c, w, x, o, 1).mul(ct).sum(),
       { argnums: [0, 1, 2] },
     )),
     backBlock: jit((
@@ -228,7 +192,7 @@ function programsFor(c: ModelConfig, block: number, signed: boolean): Programs {
         dK: JaxArray,
         dV: JaxArray,
       ) => {
-        const [q, k, v] = projections(c, w, x, cos, sin);
+        const [q, k, v] = project(c, w, x, 1, cos, sin);
         return q.mul(dQ).sum().add(k.mul(dK).sum()).add(v.mul(dV).sum());
       },
       { argnums: [0, 1] },

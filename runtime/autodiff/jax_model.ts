@@ -418,10 +418,10 @@ function embed(table: JaxArray, tokens: JaxArray, embedding: EmbeddingLookup): J
 }
 
 /** The weights of a block before its attention: the input norm and the q/k/v projections. */
-type PreParams = Pick<LayerParams, "inputNorm" | "wq" | "wk" | "wv" | "bq" | "bk" | "bv">;
+export type PreParams = Pick<LayerParams, "inputNorm" | "wq" | "wk" | "wv" | "bq" | "bk" | "bv">;
 
 /** The weights of a block after its attention: the output projection and the MLP. */
-type PostParams = Pick<LayerParams, "wo" | "postNorm" | "wGate" | "wUp" | "wDown">;
+export type PostParams = Pick<LayerParams, "wo" | "postNorm" | "wGate" | "wUp" | "wDown">;
 
 /** A layer's weights cut at its attention (the arrays are shared, not copied). */
 function splitLayer(w: LayerParams): [PreParams, PostParams] {
@@ -433,7 +433,7 @@ function splitLayer(w: LayerParams): [PreParams, PostParams] {
  * A block's attention inputs from x (B*T, C): RoPE'd queries (B*NKV, G, T, HS) with the G query
  * heads of a kv head on the second axis, RoPE'd keys and values (B*NKV, T, HS). Consumes cos, sin.
  */
-function project(
+export function project(
   config: ModelConfig,
   w: PreParams,
   x: JaxArray,
@@ -458,7 +458,13 @@ function project(
  * The rest of a block: x (B*T, C) plus the output projection of the attention output o
  * (B*NKV, G, T, HS), then the SwiGLU MLP with its residual.
  */
-function finish(config: ModelConfig, w: PostParams, x: JaxArray, o: JaxArray, B: number): JaxArray {
+export function finish(
+  config: ModelConfig,
+  w: PostParams,
+  x: JaxArray,
+  o: JaxArray,
+  B: number,
+): JaxArray {
   const { numHeads: NH, headDim: HS } = config;
   const N = x.shape[0]!, T = N / B;
   const att = o.reshape([B, NH, T, HS]).transpose([0, 2, 1, 3]).reshape([N, NH * HS]);
