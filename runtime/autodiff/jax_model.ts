@@ -682,6 +682,17 @@ function tokenArray(a: Int32Array, B: number, T: number): JaxArray {
   return np.array(plainI32(a), { shape: [B, T], dtype: np.int32 });
 }
 
+/**
+ * Checks a batch of B sequences of T tokens and returns its loss weights (see lossWeights).
+ * @throws RangeError on a bad shape or length, an out-of-vocabulary token or an all-zero mask
+ */
+function checkedWeights(config: ModelConfig, batch: Batch, B: number, T: number): JaxArray {
+  checkShape(B, T);
+  checkTokens(config, "tokens", batch.tokens, B * T);
+  checkTokens(config, "targets", batch.targets, B * T);
+  return lossWeights(batch.mask, B * T);
+}
+
 /** mask / Σ mask as float32 (N); throws when no position carries weight. */
 function lossWeights(mask: Float32Array, n: number): JaxArray {
   if (mask.length !== n) throw new RangeError(`mask has length ${mask.length}, expected ${n}`);
@@ -775,11 +786,7 @@ export async function lossAndGrad(
     return lossAndGradByLayer(config, params, batch, B, T, opts);
   }
   const embedding = embeddingOf(opts);
-  checkShape(B, T);
-  const n = B * T;
-  checkTokens(config, "tokens", batch.tokens, n);
-  checkTokens(config, "targets", batch.targets, n);
-  const w = lossWeights(batch.mask, n);
+  const w = checkedWeights(config, batch, B, T);
   const fn = compiled(config, `loss:${embedding}`, () => {
     const f: LossFn = (p, tokens, targets, wt, cos, sin) => {
       const h = trunk(config, p, tokens, cos, sin, embedding);
@@ -893,11 +900,7 @@ export async function lossAndGradByLayer(
   opts: LossAndGradOptions = {},
 ): Promise<LossAndGrad> {
   const embedding = embeddingOf(opts);
-  checkShape(B, T);
-  const n = B * T, L = config.numLayers;
-  checkTokens(config, "tokens", batch.tokens, n);
-  checkTokens(config, "targets", batch.targets, n);
-  const w = lossWeights(batch.mask, n);
+  const w = checkedWeights(config, batch, B, T), L = config.numLayers;
   const blocks = queryBlocks(config, B, T, opts.blockScores);
 
   const projectFn = compiled(
@@ -1220,10 +1223,7 @@ export async function attentionGradsByLayer(
   const embedding = embeddingOf(opts);
   const { numHeads: NH, numKvHeads: NKV, headDim: HS, numLayers: L } = config;
   const G = NH / NKV;
-  checkShape(1, T);
-  checkTokens(config, "tokens", batch.tokens, T);
-  checkTokens(config, "targets", batch.targets, T);
-  const w = lossWeights(batch.mask, T);
+  const w = checkedWeights(config, batch, 1, T);
 
   const embedFn = embedFnOf(config, embedding);
   const forwardFn = compiled(
