@@ -1,6 +1,7 @@
 /**
  * `deno task bench <name> [--json]`: speed benchmarks that print ratios measured side by side in
- * one run. Benchmarks: `cpu` (prefill/decode of the CPU backend vs its engine's matmul).
+ * one run. Benchmarks: `cpu` (prefill/decode of the CPU backend vs its engine's matmul), `train`
+ * (the trainer's gradient, one program vs layer by layer), and the others `--help` lists.
  *
  * @module
  */
@@ -12,6 +13,7 @@ import { benchPareto, benchSolver } from "../../solver/bench.ts";
 import { benchGpu, gpuReport, writeGpuBenchCsv } from "../bench/gpu.ts";
 import { textTable } from "../table.ts";
 import { scaleMain } from "./bench_scale.ts";
+import { benchTrain } from "../bench/train.ts";
 
 const HELP = `moa benchmarks
 
@@ -33,6 +35,11 @@ Usage: deno task bench <name> [--json] [--model DIR] [--contexts 1024,4096] [opt
   scale  time and peak memory of load, calibrate, profile, solve, prefill and decode (dense
          and MoA 50%) on moa-tiny and random checkpoints of real shapes (0.5B, 1B, 8B) at
          1k–8k tokens, with growth exponents; see deno task bench scale --help
+  train  the trainer's gradient (jax-js, wasm, one core) at each --contexts length (default
+         256,1024,2048,4096) two ways side by side: one jitted program against layer by
+         layer with recomputation and blocked attention, tokens/s and their ratio, the two
+         losses' difference; where the one program would exceed wasm's 4 GiB only layer by
+         layer runs. --batch sequences per step, --rounds timed rounds (default 3)
   gpu    WebGPU decode/prefill tokens/s, KV bytes and decode-attention bandwidth (GPU
          timestamps) for dense, moa 50%/25% and streaming 50%, at equal batch and at the
          largest batch under a KV memory cap, for moa-tiny and a 7B-class shape, beside
@@ -66,6 +73,7 @@ async function main(args: string[]): Promise<number> {
       decode: { type: "string" },
       batch: { type: "string", default: "1" },
       "kv-cap-mib": { type: "string" },
+      rounds: { type: "string", default: "3" },
       csv: { type: "string", default: "results/bench/gpu.csv" },
       help: { type: "boolean", short: "h", default: false },
     },
@@ -75,7 +83,8 @@ async function main(args: string[]): Promise<number> {
     return values.help ? 0 : 2;
   }
   const contexts = (values.contexts ??
-    (positionals[0] === "gpu" ? "" : positionals[0] === "cpu-decode" ? "4096" : "1024,4096"))
+    ({ gpu: "", "cpu-decode": "4096", train: "256,1024,2048,4096" }[positionals[0]!] ??
+      "1024,4096"))
     .split(",").filter((x) => x !== "").map(Number);
   if (contexts.some((c) => !Number.isInteger(c) || c < 1)) {
     throw new InputError(
@@ -152,9 +161,28 @@ async function main(args: string[]): Promise<number> {
     else console.log(gpuReport(rows) + `\nrows written to ${values.csv}`);
     return 0;
   }
+  if (name === "train") {
+    const count = (flag: string, v: string) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 1) {
+        throw new InputError(`--${flag}: expected a positive integer, got '${v}'`);
+      }
+      return n;
+    };
+    const rows = await benchTrain({
+      model: values.model ?? new URL("../../data/models/moa-tiny", import.meta.url).pathname,
+      lengths: contexts,
+      batch: count("batch", values.batch),
+      rounds: count("rounds", values.rounds),
+      log: (l) => console.error(l),
+    });
+    if (values.json) console.log(JSON.stringify(rows));
+    else console.log(textTable(rows as unknown as Record<string, string | number>[]));
+    return 0;
+  }
   if (name !== "cpu") {
     throw new InputError(
-      `unknown benchmark '${name}'; available: cpu, cpu-decode, gpu, scale, solver`,
+      `unknown benchmark '${name}'; available: cpu, cpu-decode, gpu, scale, solver, train`,
     );
   }
   const rows = await benchCpu({
