@@ -92,6 +92,15 @@ async function main(args: string[]): Promise<number> {
     );
   }
   const name = positionals[0];
+  /** A positive integer flag's value (undefined when not given). */
+  const posInt = (flag: string, v: string | undefined) => {
+    if (v === undefined) return undefined;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1) {
+      throw new InputError(`--${flag}: expected a positive integer, got '${v}'`);
+    }
+    return n;
+  };
   if (name === "solver") {
     const rows = [];
     for (const limit of [0, 2]) {
@@ -130,14 +139,6 @@ async function main(args: string[]): Promise<number> {
     return 0;
   }
   if (name === "gpu") {
-    const posInt = (flag: string, v: string | undefined) => {
-      if (v === undefined) return undefined;
-      const n = Number(v);
-      if (!Number.isInteger(n) || n < 1) {
-        throw new InputError(`--${flag}: expected a positive integer, got '${v}'`);
-      }
-      return n;
-    };
     const shapes = values.shapes.split(",");
     for (const sh of shapes) {
       if (sh !== "tiny" && sh !== "7b") {
@@ -162,18 +163,11 @@ async function main(args: string[]): Promise<number> {
     return 0;
   }
   if (name === "train") {
-    const count = (flag: string, v: string) => {
-      const n = Number(v);
-      if (!Number.isInteger(n) || n < 1) {
-        throw new InputError(`--${flag}: expected a positive integer, got '${v}'`);
-      }
-      return n;
-    };
     const rows = await benchTrain({
       model: values.model ?? new URL("../../data/models/moa-tiny", import.meta.url).pathname,
       lengths: contexts,
-      batch: count("batch", values.batch),
-      rounds: count("rounds", values.rounds),
+      batch: posInt("batch", values.batch)!,
+      rounds: posInt("rounds", values.rounds)!,
       log: (l) => console.error(l),
     });
     if (values.json) console.log(JSON.stringify(rows));
