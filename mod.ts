@@ -117,6 +117,7 @@ export { OrtEngine } from "./runtime/cpu/engine_ort.ts";
 export { JaxEngine } from "./runtime/cpu/engine_jax.ts";
 export { NativeEngine } from "./runtime/cpu/engine_native.ts";
 export { KvMemory, type KvMemoryShape } from "./runtime/cpu/engine_simd.ts";
+export type { Products } from "./runtime/cpu/weight_matmul.ts";
 export {
   AutoEngine,
   ENGINE_CHOICES,

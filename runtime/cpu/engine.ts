@@ -28,7 +28,7 @@
  * @module
  */
 import { allFloat32, type Model, type Weight } from "../model.ts";
-import { matmulTWeight } from "./weight_matmul.ts";
+import { matmulTWeight, type Products } from "./weight_matmul.ts";
 import {
   addBias,
   addInPlace,
@@ -60,32 +60,14 @@ export interface AttentionDims {
   cap?: number;
 }
 
-/** One compute engine. All arrays are row-major float32. */
-export interface Engine {
+/**
+ * One compute engine. All arrays are row-major float32. Its two matrix products are
+ * {@link Products} (weight_matmul.ts): `matmulT` is a linear layer with Hugging Face weights
+ * (w is (N, K)), and `constant` marks w as unchanging, so an engine may keep its own copy of it.
+ */
+export interface Engine extends Products {
   /** Engine name, as reported in benchmark output and CSV. */
   readonly name: string;
-  /**
-   * out (M, N) = x (M, K) · wᵀ, where w is (N, K): a linear layer with Hugging Face weights.
-   * `constant` marks w as unchanging (a weight), so an engine may keep its own copy of it.
-   */
-  matmulT(
-    out: Float32Array,
-    x: Float32Array,
-    w: Float32Array,
-    M: number,
-    K: number,
-    N: number,
-    constant?: boolean,
-  ): Promise<void>;
-  /** out (M, N) = a (M, K) · b (K, N). */
-  matmul(
-    out: Float32Array,
-    a: Float32Array,
-    b: Float32Array,
-    M: number,
-    K: number,
-    N: number,
-  ): Promise<void>;
   /**
    * Causal grouped-query attention of T queries at positions first .. first+T−1 over keys at
    * positions 0 .. S−1: query t sees keys j ≤ first + t; query head h reads kv head

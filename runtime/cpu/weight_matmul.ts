@@ -13,7 +13,7 @@
 import { isHalf, type Weight, weightLength, widenInto } from "../model.ts";
 import { giveKernel, KERNEL_ELEMENTS, KERNEL_MAX_K, takeKernel } from "./half_kernel.ts";
 
-/** The two products of an engine these functions call (`Engine`, engine.ts, has both). */
+/** An engine's two matrix products, all these functions call (`Engine`, engine.ts, extends it). */
 export interface Products {
   /** out (M, N) = x (M, K) · wᵀ; `constant` marks w as a weight. */
   matmulT(
