@@ -91,6 +91,11 @@ export interface TrainConfig {
      * run keep the schedule they were trained with. Default: one cycle over all the phases.
      */
     restarts?: number[];
+    /**
+     * Warm-up steps of each cycle that starts at `restarts` (same length; default `warmup`
+     * for every one): a short extension can then warm up in a few steps and still decay.
+     */
+    restartWarmups?: number[];
   };
   /** Loss weights of context and answer tokens in task examples. */
   loss: { contextWeight: number; answerWeight: number };
@@ -176,7 +181,7 @@ export function parseTrainConfig(json: unknown, file: string): TrainConfig {
     "beta2",
     "eps",
     "clip",
-  ], ["restarts"]);
+  ], ["restarts", "restartWarmups"]);
   const l = obj(file, "loss", o.loss, ["contextWeight", "answerWeight"]);
   if (!Array.isArray(o.phases) || o.phases.length === 0) {
     throw new InputError(`${file}: phases: expected a non-empty list of phases`);
@@ -308,6 +313,9 @@ function parseOptimizer(
     eps: num(file, "optimizer.eps", op.eps, (n) => n > 0, "a positive number"),
     clip: num(file, "optimizer.clip", op.clip, (n) => n > 0, "a positive number"),
     ...("restarts" in op ? { restarts: restartsOf(file, op.restarts, phases) } : {}),
+    ...("restartWarmups" in op
+      ? { restartWarmups: restartWarmupsOf(file, op.restartWarmups, op.restarts) }
+      : {}),
   };
 }
 
@@ -458,6 +466,19 @@ function restartsOf(file: string, v: unknown, phases: Phase[]): number[] {
     throw new InputError(
       `${file}: optimizer.restarts: expected increasing steps between 1 and ${total - 1} ` +
         `(the recipe's last step), got ${JSON.stringify(v)}`,
+    );
+  }
+  return v as number[];
+}
+
+function restartWarmupsOf(file: string, v: unknown, restarts: unknown): number[] {
+  const n = Array.isArray(restarts) ? restarts.length : 0;
+  if (
+    !Array.isArray(v) || v.length !== n || v.some((w) => !Number.isInteger(w) || w < 0)
+  ) {
+    throw new InputError(
+      `${file}: optimizer.restartWarmups: expected ${n} non-negative integers (one per ` +
+        `optimizer.restarts entry), got ${JSON.stringify(v)}`,
     );
   }
   return v as number[];

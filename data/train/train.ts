@@ -164,7 +164,8 @@ export function cosineLr(
 
 /**
  * The recipe's learning rate at `step` (0-based), before the phase's factor: {@link cosineLr}
- * over the cycle that contains `step` (cycles start at 0 and at each `optimizer.restarts`).
+ * over the cycle that contains `step` (cycles start at 0 and at each `optimizer.restarts`; a
+ * restarted cycle warms up over its `optimizer.restartWarmups` entry, default `warmup`).
  */
 export function scheduleLr(cfg: TrainConfig, step: number): number {
   const o = cfg.optimizer;
@@ -172,7 +173,8 @@ export function scheduleLr(cfg: TrainConfig, step: number): number {
   let c = starts.length - 1;
   while (starts[c]! > step) c--;
   const start = starts[c]!, end = starts[c + 1] ?? totalSteps(cfg);
-  return cosineLr(step - start, o.lr, o.warmup, end - start, o.minLrRatio);
+  const warmup = c > 0 ? o.restartWarmups?.[c - 1] ?? o.warmup : o.warmup;
+  return cosineLr(step - start, o.lr, warmup, end - start, o.minLrRatio);
 }
 
 /**

@@ -237,6 +237,10 @@ Deno.test("parseTrainConfig() names the field it rejects", () => {
     /optimizer\.restarts: expected increasing steps between 1 and 4 .*got \[5\]/,
   );
   bad((c) => (c.optimizer.restarts = [3, 2]), /optimizer\.restarts: .*got \[3,2\]/);
+  bad(
+    (c) => Object.assign(c.optimizer, { restarts: [2], restartWarmups: [1, 1] }),
+    /optimizer\.restartWarmups: expected 1 non-negative integers .*got \[1,1\]/,
+  );
   bad((c) => (c.phases[0].keys = "all"), /phases\[0\]\.keys: expected "train-words" or "varied"/);
   bad(
     (c) => (c.phases[0].spread = 1024),
@@ -272,6 +276,13 @@ Deno.test("scheduleLr() restarts the cosine at each optimizer.restarts step", ()
   assert.ok(Math.abs(scheduleLr(two, 60) - 0.01 / 5) < 1e-15);
   assert.ok(Math.abs(scheduleLr(two, 64) - 0.01) < 1e-15);
   assert.ok(Math.abs(scheduleLr(two, 110) - 0.001) < 1e-15);
+  // a restarted cycle's own warm-up: 2 steps instead of 5, the first cycle untouched
+  const short = { ...two, optimizer: { ...two.optimizer, restartWarmups: [2] } };
+  assert.equal(scheduleLr(short, 30), scheduleLr(two, 30));
+  assert.ok(Math.abs(scheduleLr(short, 60) - 0.01 / 2) < 1e-15);
+  assert.ok(Math.abs(scheduleLr(short, 61) - 0.01) < 1e-15);
+  assert.ok(Math.abs(scheduleLr(short, 62) - cosineLr(2, 0.01, 2, 50, 0.1)) < 1e-15);
+  assert.ok(scheduleLr(short, 64) < scheduleLr(two, 64));
 });
 
 Deno.test("the --quick recipe trains and its loss falls", async () => {
