@@ -394,3 +394,30 @@ Deno.test("a recipe with tied embeddings trains one matrix and saves tie_word_em
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("every committed recipe in data/train/ parses, and each extension keeps its base's phases", async () => {
+  const dir = new URL("./", import.meta.url).pathname;
+  const recipes = new Map<string, TrainConfig>();
+  for await (const e of Deno.readDir(dir)) {
+    if (e.isFile && e.name.endsWith(".json")) {
+      recipes.set(e.name, await loadTrainConfig(dir + e.name));
+    }
+  }
+  assert.ok(recipes.has("moa-tiny.json") && recipes.size >= 5, [...recipes.keys()].join(", "));
+  // recipe vN+1 resumes from vN's final state: its first phases must be vN's, step for step
+  // (v7 and v8 both extend v6; v8 is the shipped moa-tiny.json; v9 extends v8)
+  const chains = [
+    ["moa-tiny-v6.json", "moa-tiny-v7.json"],
+    ["moa-tiny-v6.json", "moa-tiny.json"],
+    ["moa-tiny.json", "moa-tiny-v9.json"],
+  ];
+  for (const [a, b] of chains) {
+    const base = recipes.get(a!), ext = recipes.get(b!);
+    assert.ok(base && ext, `${a} and ${b} are committed`);
+    assert.deepEqual(ext.phases.slice(0, base.phases.length), base.phases, `${b} extends ${a}`);
+    assert.deepEqual(
+      ext.optimizer.restarts?.slice(0, base.optimizer.restarts?.length ?? 0),
+      base.optimizer.restarts ?? [],
+    );
+  }
+});
