@@ -32,6 +32,7 @@ import {
   type Batch,
   disposeParams,
   initJax,
+  type JaxDevice,
   lossAndGrad,
   modelFromParams,
   paramsFromModel,
@@ -402,6 +403,32 @@ export interface TrainOptions {
    * @default 1 (gradients in this thread)
    */
   workers?: number;
+  /**
+   * The jax-js device the gradients run on: `"wasm"` (CPU) or `"webgpu"` (a GPU adapter, e.g.
+   * an H200 through Vulkan). The optimizer, data and evaluation stay on the CPU either way.
+   * With `workers` > 1 the workers run on wasm.
+   * @default "wasm"
+   */
+  device?: JaxDevice;
+  /**
+   * The most bytes a whole-model gradient program may take before a step goes layer by layer
+   * (`InitOptions.programBytes` in runtime/autodiff/jax_model.ts). Either way computes the same
+   * gradient; on a large GPU the one program is faster.
+   * @default 3 GiB (wasm's 4 GiB space)
+   */
+  programBytes?: number;
+  /**
+   * Stop (after a checkpoint) at the first step that ends past this many seconds of this
+   * invocation's wall time, so a run on a lent machine ends inside its lease; rerunning resumes.
+   */
+  maxSeconds?: number;
+  /**
+   * Run the recipe's evaluations (`evalEvery` and at the end: eval.csv, kinds.csv), on the
+   * CPU. Off on a lent GPU machine, whose time is better spent on gradients; `deno task quality`
+   * scores the exported model afterwards.
+   * @default true
+   */
+  evaluate?: boolean;
   /** Loads only this many Brown documents (tests). */
   brownDocuments?: number;
   /** Called after every step. */
@@ -462,7 +489,10 @@ export async function train(cfg: TrainConfig, opts: TrainOptions): Promise<Train
   if (resumed) {
     log(`resuming from step ${resumed.step} (${tokens} tokens, ${seconds.toFixed(0)} s so far)`);
   }
-  await initJax("wasm");
+  const started = performance.now();
+  const device = opts.device ?? "wasm";
+  await initJax(device, opts.programBytes ? { programBytes: opts.programBytes } : {});
+  if (device !== "wasm") log(`gradients on jax-js ${device}`);
   const corpus = await loadBrownCorpus(
     tokenizer,
     opts.brownDocuments === undefined ? {} : { documents: opts.brownDocuments },
@@ -489,6 +519,9 @@ export async function train(cfg: TrainConfig, opts: TrainOptions): Promise<Train
   const workers = opts.workers ?? 1;
   if (!Number.isInteger(workers) || workers < 1) {
     throw new InputError(`workers: expected an integer ≥ 1, got ${workers}`);
+  }
+  if (workers > 1 && device !== "wasm") {
+    throw new InputError(`workers: gradient workers run on wasm; got ${workers} with ${device}`);
   }
   // closed (its workers ended) however the loop exits
   using pool = workers > 1 ? new GradPool(workers) : null;
@@ -543,7 +576,9 @@ export async function train(cfg: TrainConfig, opts: TrainOptions): Promise<Train
       seconds.toFixed(1),
       report.tokensPerS.toFixed(0),
     ].join(",") + "\n";
-    const last = state.step === stopAt;
+    const timeUp = opts.maxSeconds !== undefined &&
+      (performance.now() - started) / 1000 > opts.maxSeconds;
+    const last = state.step === stopAt || timeUp;
     if (state.step % cfg.checkpointEvery === 0 || last || phaseEnds.has(state.step)) {
       await writeFileAtomic(lossCsv, csv);
       await saveCheckpoint(opts.out, weights, state, {
@@ -554,7 +589,7 @@ export async function train(cfg: TrainConfig, opts: TrainOptions): Promise<Train
         seconds,
       }, phaseEnds);
     }
-    if (state.step % cfg.evalEvery === 0 || state.step === total) {
+    if ((opts.evaluate ?? true) && (state.step % cfg.evalEvery === 0 || state.step === total)) {
       if (cfg.eval.cases > 0) await evaluate(model, tokenizer, cfg, state.step, opts.out, log);
       const phase = phaseAt(cfg, state.step - 1).phase;
       const kinds = await kindAccuracy(model, tokenizer, corpus, cfg, phase, KIND_EXAMPLES, keys);
@@ -570,6 +605,10 @@ export async function train(cfg: TrainConfig, opts: TrainOptions): Promise<Train
         `step ${state.step}: teacher-forced accuracy at T = ${phase.T}: ` +
           kinds.map((k) => `${k.kind} ${k.scored} ${k.accuracy.toFixed(2)}`).join(", "),
       );
+    }
+    if (timeUp) {
+      log(`stopping at step ${state.step}: past the ${opts.maxSeconds} s limit`);
+      break;
     }
   }
   const done = state.step >= total;

@@ -17,44 +17,7 @@ import { MixStream } from "./mix.ts";
 import { byteLevelTokenizerJson, tokenizerFromJson } from "../../runtime/tokenizer.ts";
 import { loadModel } from "../../runtime/hf.ts";
 import { InputError } from "../../runtime/errors.ts";
-
-/** A recipe small enough to train in seconds. */
-function tinyRecipe(steps: number): TrainConfig {
-  return parseTrainConfig({
-    seed: 3,
-    model: {
-      hidden: 32,
-      layers: 1,
-      heads: 2,
-      kvHeads: 1,
-      intermediate: 64,
-      maxPositions: 512,
-      ropeTheta: 10000,
-    },
-    tokenizer: { vocabSize: 320 },
-    optimizer: {
-      lr: 0.01,
-      minLrRatio: 0.1,
-      warmup: 5,
-      weightDecay: 0.1,
-      beta1: 0.9,
-      beta2: 0.95,
-      eps: 1e-8,
-      clip: 1,
-    },
-    loss: { contextWeight: 0.1, answerWeight: 1 },
-    phases: [{
-      steps,
-      T: 160,
-      B: 2,
-      lines: [1, 1],
-      mix: { brown: 1, longeval: 0, multiQuery: 0, copy: 0 },
-    }],
-    checkpointEvery: 1000,
-    evalEvery: 1000,
-    eval: { lengths: [], cases: 0 },
-  }, "tiny.json");
-}
+import { tinyRecipe } from "./_testing.ts";
 
 Deno.test("train() lowers the loss and resumes to the very same weights", async (t) => {
   const dir = await Deno.makeTempDir();
@@ -178,6 +141,32 @@ Deno.test("train() lowers the loss and resumes to the very same weights", async 
         assert.ok((await Deno.stat(`${dir}/a/model/${f}`)).isFile, f);
       }
     });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("train() stops past its time limit with a checkpoint, and skips evaluations when told", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const exists = (f: string) => Deno.stat(f).then(() => true, () => false);
+    const quiet = { brownDocuments: 4, log: () => {} };
+    // no time at all: one step, checkpointed, then a stop
+    const first = await train(tinyRecipe(3), {
+      out: `${dir}/a`,
+      maxSeconds: 0,
+      evaluate: false,
+      ...quiet,
+    });
+    assert.equal(first.steps, 1);
+    assert.ok(!first.done);
+    const latest = JSON.parse(await Deno.readTextFile(`${dir}/a/latest.json`));
+    assert.equal(latest.step, 1);
+    const rest = await train(tinyRecipe(3), { out: `${dir}/a`, evaluate: false, ...quiet });
+    assert.ok(rest.done && rest.steps === 3 && rest.losses.length === 2, "resumed for steps 2-3");
+    assert.ok(!(await exists(`${dir}/a/kinds.csv`)), "evaluate: false writes no kinds.csv");
+    await train(tinyRecipe(3), { out: `${dir}/b`, ...quiet });
+    assert.ok(await exists(`${dir}/b/kinds.csv`), "the recipe's end is evaluated by default");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -2,7 +2,8 @@
  * `deno task bench train`: the trainer's gradient ({@linkcode lossAndGrad} in
  * `runtime/autodiff/jax_model.ts`) at each sequence length two ways side by side, one jitted
  * program over the whole model against layer by layer with recomputation and blocked attention
- * (`layerwise: true`), on one core (jax-js on WebAssembly, calling thread). Rounds are
+ * (`layerwise: true`), on one core (jax-js on WebAssembly, calling thread) or on a GPU
+ * (`device: "webgpu"`, where `programBytes` sets how much memory the one program may take). Rounds are
  * interleaved (both ways at every length once per round, the median of the rounds kept), so a
  * ratio is not skewed by a change of machine state. Where the one program would need more memory
  * than WebAssembly's 4 GiB (`needsLayerwise`), only the layer-by-layer way runs. Each row also
@@ -15,6 +16,7 @@ import type { Model } from "../../runtime/model.ts";
 import {
   disposeParams,
   initJax,
+  type JaxDevice,
   lossAndGrad,
   needsLayerwise,
   type Params,
@@ -52,6 +54,10 @@ export interface TrainBenchOptions {
   batch?: number;
   /** timed rounds after the first (compiling) step of each way (default 3) */
   rounds?: number;
+  /** jax-js device (default wasm) */
+  device?: JaxDevice;
+  /** the one program's memory budget (`InitOptions.programBytes`; default 3 GiB) */
+  programBytes?: number;
   /** called with a line after every measured step */
   log?: (line: string) => void;
 }
@@ -90,7 +96,9 @@ const median = (xs: number[]) => {
  */
 export async function benchTrain(opts: TrainBenchOptions): Promise<TrainBenchRow[]> {
   const B = opts.batch ?? 1, rounds = opts.rounds ?? 3, log = opts.log ?? (() => {});
-  await initJax("wasm");
+  await initJax(opts.device ?? "wasm", {
+    ...(opts.programBytes ? { programBytes: opts.programBytes } : {}),
+  });
   const model = typeof opts.model === "string" ? await loadModel(opts.model) : opts.model;
   const params = paramsFromModel(model);
   try {

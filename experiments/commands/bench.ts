@@ -14,6 +14,7 @@ import { benchGpu, gpuReport, writeGpuBenchCsv } from "../bench/gpu.ts";
 import { textTable } from "../table.ts";
 import { scaleMain } from "./bench_scale.ts";
 import { benchTrain } from "../bench/train.ts";
+import type { JaxDevice } from "../../runtime/autodiff/jax_model.ts";
 
 const HELP = `moa benchmarks
 
@@ -39,7 +40,8 @@ Usage: deno task bench <name> [--json] [--model DIR] [--contexts 1024,4096] [opt
          256,1024,2048,4096) two ways side by side: one jitted program against layer by
          layer with recomputation and blocked attention, tokens/s and their ratio, the two
          losses' difference; where the one program would exceed wasm's 4 GiB only layer by
-         layer runs. --batch sequences per step, --rounds timed rounds (default 3)
+         layer runs. --batch sequences per step, --rounds timed rounds (default 3),
+         --device wasm|webgpu, --program-gib N the one program's memory budget (default 3)
   gpu    WebGPU decode/prefill tokens/s, KV bytes and decode-attention bandwidth (GPU
          timestamps) for dense, moa 50%/25% and streaming 50%, at equal batch and at the
          largest batch under a KV memory cap, for moa-tiny and a 7B-class shape, beside
@@ -60,6 +62,14 @@ gpu options:
   --csv FILE         also write the rows as CSV (default results/bench/gpu.csv)
 `;
 
+/** A --device value checked against jax-js's devices. */
+function jaxDevice(v: string): JaxDevice {
+  if (v !== "wasm" && v !== "webgpu") {
+    throw new InputError(`--device: expected wasm or webgpu, got '${v}'`);
+  }
+  return v;
+}
+
 async function main(args: string[]): Promise<number> {
   if (args[0] === "scale") return await scaleMain(args.slice(1));
   const { values, positionals } = parseArgs({
@@ -74,6 +84,8 @@ async function main(args: string[]): Promise<number> {
       batch: { type: "string", default: "1" },
       "kv-cap-mib": { type: "string" },
       rounds: { type: "string", default: "3" },
+      device: { type: "string", default: "wasm" },
+      "program-gib": { type: "string", default: "3" },
       csv: { type: "string", default: "results/bench/gpu.csv" },
       help: { type: "boolean", short: "h", default: false },
     },
@@ -168,6 +180,8 @@ async function main(args: string[]): Promise<number> {
       lengths: contexts,
       batch: posInt("batch", values.batch)!,
       rounds: posInt("rounds", values.rounds)!,
+      device: jaxDevice(values.device),
+      programBytes: posInt("program-gib", values["program-gib"])! * 2 ** 30,
       log: (l) => console.error(l),
     });
     if (values.json) console.log(JSON.stringify(rows));

@@ -1,5 +1,5 @@
 /**
- * `deno task train-tiny [--config FILE] [--out DIR] [--quick] [--max-steps N]`: trains moa-tiny
+ * `deno task train-tiny [--config FILE] [--out DIR] [--quick] [--max-steps N] [--device D]`: trains moa-tiny
  * (or any recipe) with checkpoints that resume; `--quick` runs a small recipe in under a minute.
  *
  * @module
@@ -25,6 +25,7 @@ const ROOT = new URL("../..", import.meta.url).pathname;
 const HELP = `moa train-tiny: train the embedded long-context model
 
 Usage: deno task train-tiny [--config FILE] [--out DIR] [--quick] [--max-steps N] [--workers N]
+                            [--device wasm|webgpu] [--program-gib N] [--max-minutes M] [--no-eval]
        deno task train-tiny [--config FILE] [--out DIR] --export DIR | --probe [PHASE] | --rewind STEP
 
   --config FILE   training recipe (default data/train/moa-tiny.json; see data/train/config.ts)
@@ -34,6 +35,13 @@ Usage: deno task train-tiny [--config FILE] [--out DIR] [--quick] [--max-steps N
   --max-steps N   stop after N steps of this invocation (run the recipe in pieces)
   --workers N     share each step's sequences among N gradient workers, one core each
                   (data parallel; phases with B = 1 stay in one thread); default 1
+  --device D      where the gradients run: wasm (CPU, the default) or webgpu (a GPU adapter;
+                  on a lent GPU machine see experiments/bench/train-gpu.sh)
+  --program-gib N memory a whole-model gradient program may take before a step goes layer by
+                  layer (same gradient; default 3, for wasm's 4 GiB; e.g. 48 on an H200)
+  --max-minutes M stop after the first step past M minutes of wall time, with a checkpoint
+  --no-eval       skip the recipe's evaluations (eval.csv, kinds.csv; CPU decoding), e.g. on a
+                  lent GPU machine; score the exported model with deno task quality afterwards
   --export DIR    write the latest checkpoint of --out as a Hugging Face folder and exit
   --rewind STEP   resume the next run from the kept checkpoint of STEP (each phase's last step
                   is kept), e.g. to redo later phases after editing them; exits
@@ -47,7 +55,8 @@ data/models/moa-tiny/ to ship a trained model.
 `;
 
 /** The command's options (see `CommandLine.parse`). */
-const OPTIONS = "config out quick! max-steps workers export probe! rewind";
+const OPTIONS =
+  "config out quick! max-steps workers device program-gib max-minutes no-eval! export probe! rewind";
 
 async function main(args: string[]): Promise<number> {
   const cli = CommandLine.parse(args, HELP, OPTIONS, 1);
@@ -60,6 +69,16 @@ async function main(args: string[]): Promise<number> {
   const cfg = await loadTrainConfig(file);
   const maxSteps = cli.string("max-steps") === undefined ? undefined : cli.int("max-steps", 1);
   const workers = cli.string("workers") === undefined ? 1 : cli.int("workers", 1);
+  const device = cli.string("device") ?? "wasm";
+  if (device !== "wasm" && device !== "webgpu") {
+    throw new InputError(`--device: expected wasm or webgpu, got '${device}'`);
+  }
+  const gib = cli.string("program-gib") === undefined ? undefined : cli.int("program-gib", 1);
+  const minutes = cli.string("max-minutes");
+  const maxMinutes = minutes === undefined ? undefined : Number(minutes);
+  if (maxMinutes !== undefined && !(maxMinutes > 0)) {
+    throw new InputError(`--max-minutes: expected a positive number, got '${minutes}'`);
+  }
   const name = file.split("/").at(-1)!.replace(/\.json$/, "");
   const out = cli.string("out") ?? `${ROOT}results/train/${name}`;
   const [arg] = cli.positionals;
@@ -137,7 +156,17 @@ async function main(args: string[]): Promise<number> {
     if (bar) bar.stop();
     console.error(l);
   };
-  const r = await train(cfg, { out, ...(maxSteps ? { maxSteps } : {}), workers, onStep, log });
+  const r = await train(cfg, {
+    out,
+    ...(maxSteps ? { maxSteps } : {}),
+    ...(maxMinutes ? { maxSeconds: 60 * maxMinutes } : {}),
+    ...(gib ? { programBytes: gib * 2 ** 30 } : {}),
+    workers,
+    device,
+    evaluate: !cli.flag("no-eval"),
+    onStep,
+    log,
+  });
   bar?.stop();
   const first = r.losses.slice(0, 10), last = r.losses.slice(-10);
   const mean = (xs: number[]) => xs.reduce((a, x) => a + x, 0) / Math.max(1, xs.length);

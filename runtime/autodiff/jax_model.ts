@@ -140,10 +140,20 @@ export interface InitOptions {
    * @default false
    */
   wasmWorkers?: boolean;
+  /**
+   * The most bytes the one-program {@linkcode lossAndGrad} may hold for its backward pass
+   * (about 11·L·B·NH·T² floats) before `layerwise: "auto"` goes layer by layer. The default
+   * suits wasm, where every array shares one 4 GiB space; on a large GPU the one program fits
+   * much longer sequences (jax-js asks the adapter for its largest buffers).
+   * @default 3 GiB
+   */
+  programBytes?: number;
 }
 
 let current: JaxDevice | null = null;
 let syncReads = true;
+const DEFAULT_PROGRAM_BYTES = 3 * 2 ** 30;
+let programBytes = DEFAULT_PROGRAM_BYTES;
 
 /**
  * Starts the jax-js backend for a device and makes it the default for new arrays.
@@ -172,6 +182,9 @@ export async function initJax(
     current = device;
   }
   syncReads = device === "wasm" && !(opts.wasmWorkers ?? false);
+  const bytes = opts.programBytes ?? DEFAULT_PROGRAM_BYTES;
+  if (!(bytes > 0)) throw new RangeError(`programBytes = ${bytes}; expected > 0`);
+  programBytes = bytes;
   return device;
 }
 
@@ -296,26 +309,46 @@ export async function modelFromParams(config: ModelConfig, params: Params): Prom
         config.tieWordEmbeddings,
     );
   }
-  const layers = await Promise.all(params.layers.map(async (p): Promise<LayerWeights> => ({
-    inputNorm: await download(p.inputNorm),
-    wq: await download(p.wq),
-    wk: await download(p.wk),
-    wv: await download(p.wv),
-    bq: p.bq ? await download(p.bq) : null,
-    bk: p.bk ? await download(p.bk) : null,
-    bv: p.bv ? await download(p.bv) : null,
-    wo: await download(p.wo),
-    postNorm: await download(p.postNorm),
-    wGate: await download(p.wGate),
-    wUp: await download(p.wUp),
-    wDown: await download(p.wDown),
-  })));
-  const embed = await download(params.embed);
-  const lmHead = params.lmHead ? await download(params.lmHead) : embed;
-  return {
-    config,
-    weights: { embed, layers, finalNorm: await download(params.finalNorm), lmHead },
-  };
+  // every read started at once: on webgpu each is a host sync, and they overlap
+  const opt = (a: JaxArray | undefined) => a ? download(a) : Promise.resolve(null);
+  const layersRead = Promise.all(params.layers.map(async (p): Promise<LayerWeights> => {
+    const [inputNorm, wq, wk, wv, bq, bk, bv, wo, postNorm, wGate, wUp, wDown] = await Promise
+      .all([
+        download(p.inputNorm),
+        download(p.wq),
+        download(p.wk),
+        download(p.wv),
+        opt(p.bq),
+        opt(p.bk),
+        opt(p.bv),
+        download(p.wo),
+        download(p.postNorm),
+        download(p.wGate),
+        download(p.wUp),
+        download(p.wDown),
+      ]);
+    return {
+      inputNorm: inputNorm!,
+      wq: wq!,
+      wk: wk!,
+      wv: wv!,
+      bq,
+      bk,
+      bv,
+      wo: wo!,
+      postNorm: postNorm!,
+      wGate: wGate!,
+      wUp: wUp!,
+      wDown: wDown!,
+    };
+  }));
+  const [layers, embed, lmHead, finalNorm] = await Promise.all([
+    layersRead,
+    download(params.embed),
+    opt(params.lmHead),
+    download(params.finalNorm),
+  ]);
+  return { config, weights: { embed, layers, finalNorm, lmHead: lmHead ?? embed } };
 }
 
 /**
@@ -731,9 +764,18 @@ export interface LossAndGradOptions extends JaxModelOptions {
   blockScores?: number;
 }
 
-/** Whether `"auto"` takes {@linkcode lossAndGradByLayer} for this shape (see its memory note). */
-export function needsLayerwise(config: ModelConfig, B: number, T: number): boolean {
-  return 11 * config.numLayers * B * config.numHeads * T * T * 4 > 3 * 2 ** 30;
+/**
+ * Whether `"auto"` takes {@linkcode lossAndGradByLayer} for this shape (see its memory note):
+ * when the one program would hold more than `bytes` (by default {@linkcode InitOptions}'
+ * `programBytes` of the last {@linkcode initJax}, 3 GiB unless set).
+ */
+export function needsLayerwise(
+  config: ModelConfig,
+  B: number,
+  T: number,
+  bytes: number = programBytes,
+): boolean {
+  return 11 * config.numLayers * B * config.numHeads * T * T * 4 > bytes;
 }
 
 /** The result of {@linkcode lossAndGrad}. */

@@ -483,6 +483,9 @@ Deno.test("queryBlocks() cuts the query rows into as few equal blocks as the bud
   assert.equal(needsLayerwise(tiny, 1, 2048), false);
   assert.equal(needsLayerwise(tiny, 1, 4096), true);
   assert.equal(needsLayerwise(tiny, 2, 2048), true);
+  // a GPU's budget: 11·4·2·4·4096²·4 B = 22 GiB fits in 48 GiB, T = 8,192 (88 GiB) does not
+  assert.equal(needsLayerwise(tiny, 2, 4096, 48 * 2 ** 30), false);
+  assert.equal(needsLayerwise(tiny, 2, 8192, 48 * 2 ** 30), true);
 });
 
 Deno.test("lossAndGradByLayer() gives lossAndGrad()'s loss and gradients", async (t) => {
