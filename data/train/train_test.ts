@@ -394,12 +394,15 @@ Deno.test("every committed recipe in data/train/ parses, and each extension keep
   }
   assert.ok(recipes.has("moa-tiny.json") && recipes.size >= 5, [...recipes.keys()].join(", "));
   // recipe vN+1 resumes from vN's final state: its first phases must be vN's, step for step
-  // (v7 and v8 both extend v6; v9 extends v8; v10, the shipped moa-tiny.json, extends v9)
+  // (v7 and v8 both extend v6; v9 extends v8; v10 extends v9; v11, the shipped moa-tiny.json,
+  // extends v10; v12 extends v11)
   const chains = [
     ["moa-tiny-v6.json", "moa-tiny-v7.json"],
     ["moa-tiny-v6.json", "moa-tiny-v8.json"],
     ["moa-tiny-v8.json", "moa-tiny-v9.json"],
-    ["moa-tiny-v9.json", "moa-tiny.json"],
+    ["moa-tiny-v9.json", "moa-tiny-v10.json"],
+    ["moa-tiny-v10.json", "moa-tiny.json"],
+    ["moa-tiny.json", "moa-tiny-v12.json"],
   ];
   for (const [a, b] of chains) {
     const base = recipes.get(a!), ext = recipes.get(b!);
