@@ -8,6 +8,7 @@
  */
 import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
 import { InputError } from "../../runtime/errors.ts";
+import type { JaxDevice } from "../../runtime/autodiff/jax_model.ts";
 
 /** A parsed command line with typed readers of its options. */
 export class CommandLine {
@@ -139,4 +140,15 @@ export class CommandLine {
     }
     return d;
   }
+}
+
+/**
+ * A `--device` value checked against jax-js's devices (the trainer's and `bench train`'s).
+ * @throws {InputError} `--device: expected wasm or webgpu, got '<value>'`
+ */
+export function jaxDevice(v: string): JaxDevice {
+  if (v !== "wasm" && v !== "webgpu") {
+    throw new InputError(`--device: expected wasm or webgpu, got '${v}'`);
+  }
+  return v;
 }

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { InputError } from "../../runtime/errors.ts";
-import { CommandLine } from "./_args.ts";
+import { CommandLine, jaxDevice } from "./_args.ts";
 
 const SPEC = "model length=512 lengths=256,512 density json!";
 const refuses = (args: string[], message: string, positionals = 0) =>
@@ -62,4 +62,10 @@ Deno.test("CommandLine prints the help for -h and --help", () => {
     console.log = log;
   }
   assert.deepEqual(printed, ["the help", "the help"]);
+});
+
+Deno.test("jaxDevice() takes wasm and webgpu and names any other value", () => {
+  assert.equal(jaxDevice("wasm"), "wasm");
+  assert.equal(jaxDevice("webgpu"), "webgpu");
+  assert.throws(() => jaxDevice("cuda"), /--device: expected wasm or webgpu, got 'cuda'/);
 });

@@ -14,7 +14,7 @@ import { benchGpu, gpuReport, writeGpuBenchCsv } from "../bench/gpu.ts";
 import { textTable } from "../table.ts";
 import { scaleMain } from "./bench_scale.ts";
 import { benchTrain } from "../bench/train.ts";
-import type { JaxDevice } from "../../runtime/autodiff/jax_model.ts";
+import { jaxDevice } from "./_args.ts";
 
 const HELP = `moa benchmarks
 
@@ -61,14 +61,6 @@ gpu options:
   --kv-cap-mib N     KV memory cap of the max-batch rows (default 40960; 16 on software)
   --csv FILE         also write the rows as CSV (default results/bench/gpu.csv)
 `;
-
-/** A --device value checked against jax-js's devices. */
-function jaxDevice(v: string): JaxDevice {
-  if (v !== "wasm" && v !== "webgpu") {
-    throw new InputError(`--device: expected wasm or webgpu, got '${v}'`);
-  }
-  return v;
-}
 
 async function main(args: string[]): Promise<number> {
   if (args[0] === "scale") return await scaleMain(args.slice(1));

@@ -8,7 +8,7 @@
 import cliProgress from "cli-progress";
 import process from "node:process";
 import { InputError, runCli } from "../../runtime/errors.ts";
-import { CommandLine } from "./_args.ts";
+import { CommandLine, jaxDevice } from "./_args.ts";
 import { loadTrainConfig, totalSteps } from "../../data/train/config.ts";
 import {
   exportCheckpoint,
@@ -36,7 +36,7 @@ Usage: deno task train-tiny [--config FILE] [--out DIR] [--quick] [--max-steps N
   --workers N     share each step's sequences among N gradient workers, one core each
                   (data parallel; phases with B = 1 stay in one thread); default 1
   --device D      where the gradients run: wasm (CPU, the default) or webgpu (a GPU adapter;
-                  on a lent GPU machine see experiments/bench/train-gpu.sh)
+                  on a lent GPU machine see data/train/train-gpu.sh)
   --program-gib N memory a whole-model gradient program may take before a step goes layer by
                   layer (same gradient; default 3, for wasm's 4 GiB; e.g. 48 on an H200)
   --max-minutes M stop after the first step past M minutes of wall time, with a checkpoint
@@ -69,10 +69,7 @@ async function main(args: string[]): Promise<number> {
   const cfg = await loadTrainConfig(file);
   const maxSteps = cli.string("max-steps") === undefined ? undefined : cli.int("max-steps", 1);
   const workers = cli.string("workers") === undefined ? 1 : cli.int("workers", 1);
-  const device = cli.string("device") ?? "wasm";
-  if (device !== "wasm" && device !== "webgpu") {
-    throw new InputError(`--device: expected wasm or webgpu, got '${device}'`);
-  }
+  const device = jaxDevice(cli.string("device") ?? "wasm");
   const gib = cli.string("program-gib") === undefined ? undefined : cli.int("program-gib", 1);
   const minutes = cli.string("max-minutes");
   const maxMinutes = minutes === undefined ? undefined : Number(minutes);
